@@ -1,0 +1,37 @@
+"""Names and defaults shared by every rayfn process. One line of why for each."""
+
+# Ray namespace of rayfn's own actors, so they never collide with a user's names.
+NAMESPACE = "rayfn"
+
+# The control actor keeps deployed apps; one per cluster.
+CONTROL_ACTOR_NAME = "rayfn:control"
+
+# The call registry owns every call; the trailing number is its shard.
+REGISTRY_ACTOR_NAME = "rayfn:registry:0"
+
+# Prefix of the GCS key-value entries that persist deployed apps across actor restarts.
+KV_APP_PREFIX = "rayfn:app:"
+
+# Call ids: "fc-" then 26 base32 characters carrying 128 random bits.
+CALL_ID_PREFIX = "fc-"
+CALL_ID_RANDOM_BYTES = 16
+
+# How long a finished call's result is kept, in seconds (Modal keeps outputs for a day
+# on its side; an hour bounds the object store memory a busy queue can pin).
+DEFAULT_RESULT_TTL_S = 3600.0
+
+# Upper bound of result_ttl; beyond a week a result store, not a queue, is wanted.
+MAX_RESULT_TTL_S = 7 * 24 * 3600.0
+
+# Expired call ids remembered so a late get() says "expired", not "not found".
+DEFAULT_MAX_TOMBSTONES = 1_000_000
+
+# How often the registry checks the deadline heap for results to drop, in seconds.
+EXPIRY_TICK_S = 0.25
+
+# Calls an async rayfn actor serves at once; each waiting get() holds one slot.
+ACTOR_MAX_CONCURRENCY = 10_000
+
+# Extra seconds a client waits for the registry beyond the get() timeout it asked for,
+# so a slow round trip is not mistaken for a pending call.
+GET_ROUND_TRIP_MARGIN_S = 30.0

@@ -1,0 +1,41 @@
+"""Get-or-create handles to rayfn's detached actors (the Ray Serve controller recipe:
+named, namespaced, detached, restarted forever, holding no CPU)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.actor import ActorHandle
+
+from rayfn.runtime.constants import (
+    ACTOR_MAX_CONCURRENCY,
+    CONTROL_ACTOR_NAME,
+    NAMESPACE,
+    REGISTRY_ACTOR_NAME,
+)
+from rayfn.runtime.control import ControlActor
+from rayfn.runtime.registry import CallRegistry
+
+_DETACHED: dict[str, Any] = {
+    "namespace": NAMESPACE,
+    "lifetime": "detached",
+    "get_if_exists": True,
+    "max_restarts": -1,
+    # An actor that asks for a CPU holds it for life; rayfn's actors only wait.
+    "num_cpus": 0,
+    "max_concurrency": ACTOR_MAX_CONCURRENCY,
+}
+
+_RemoteControl = ray.remote(ControlActor)
+_RemoteRegistry = ray.remote(CallRegistry)
+
+
+def control_actor() -> ActorHandle:
+    """The control actor, created on first use."""
+    return _RemoteControl.options(name=CONTROL_ACTOR_NAME, **_DETACHED).remote()
+
+
+def registry_actor() -> ActorHandle:
+    """The call registry, created on first use."""
+    return _RemoteRegistry.options(name=REGISTRY_ACTOR_NAME, **_DETACHED).remote()

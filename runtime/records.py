@@ -1,0 +1,174 @@
+"""Plain records that cross process boundaries: deployed apps, calls, outcomes.
+
+Records are frozen dataclasses; they hold no handles to live objects except the
+``ObjectRef`` of a result, which Ray passes by reference.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+
+class CallStatus(enum.StrEnum):
+    """Where a call stands. Terminal states never change again, except to EXPIRED."""
+
+    QUEUED = "QUEUED"  # accepted by the registry, not yet handed to Ray
+    RUNNING = "RUNNING"  # handed to Ray as a task
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"  # finished, and its result has aged out
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (CallStatus.SUCCEEDED, CallStatus.FAILED, CallStatus.EXPIRED)
+
+
+@dataclass(frozen=True)
+class FunctionOptions:
+    """Validated options of one deployed function (see ``rayfn._options``)."""
+
+    cpu: float = 1.0
+    memory_mib: int | None = None
+    result_ttl: float = 3600.0
+
+    def ray_task_options(self) -> dict[str, Any]:
+        """The keyword arguments of Ray's ``.options()`` these options stand for."""
+        options: dict[str, Any] = {"num_cpus": self.cpu}
+        if self.memory_mib is not None:
+            options["memory"] = self.memory_mib * 1024 * 1024
+        return options
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One function of a deployed app: its pickled code and its options."""
+
+    name: str
+    code: bytes  # cloudpickle of the user's function, by value
+    options: FunctionOptions
+    signature: str  # e.g. "(data, *, retries=3)", for listings and error messages
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What ``deploy`` hands the control actor."""
+
+    name: str
+    functions: dict[str, FunctionSpec]
+    source: str = ""  # the file it came from, for warnings and listings
+    ephemeral: bool = False
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """A deployed app as listings show it (no code)."""
+
+    name: str
+    version: int
+    functions: tuple[str, ...]
+    deployed_at: float
+    source: str
+    ephemeral: bool
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """A deployed function as a client's handle needs it (no code)."""
+
+    app: str
+    name: str
+    version: int
+    signature: str
+    options: FunctionOptions
+
+
+@dataclass(frozen=True)
+class NotDeployed:
+    """Answer to a lookup of an app or function that is not deployed."""
+
+    app: str
+    function: str | None
+    deployed: tuple[str, ...]  # apps, or functions of the app when the app exists
+
+    def message(self) -> str:
+        if self.function is None:
+            known = ", ".join(self.deployed) or "none"
+            return f"App {self.app!r} is not deployed (deployed apps: {known})."
+        known = ", ".join(self.deployed) or "none"
+        return f"Function {self.function!r} is not in app {self.app!r} (its functions: {known})."
+
+
+@dataclass(frozen=True)
+class RemoteFailure:
+    """An exception raised by the user's function, carried back to the caller."""
+
+    type_name: str  # qualified, e.g. "builtins.ValueError"
+    message: str
+    traceback: str  # the remote traceback as text
+    pickled: bytes | None  # the exception itself, when it could be pickled
+    system: bool = False  # Ray failed the attempt (worker crash...), not the user's code
+
+    @property
+    def summary(self) -> str:
+        short = self.type_name.rsplit(".", 1)[-1]
+        return f"{short}: {self.message}" if self.message else short
+
+    @classmethod
+    def from_ray_error(cls, exc: BaseException) -> RemoteFailure:
+        """A failure Ray reported for the attempt itself, such as a dead worker."""
+        kind = type(exc)
+        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), "", None, system=True)
+
+    @classmethod
+    def capture(cls, exc: BaseException) -> RemoteFailure:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            pickled: bytes | None = ray.cloudpickle.dumps(exc)
+        except Exception:
+            pickled = None
+        kind = type(exc)
+        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), tb, pickled)
+
+
+@dataclass(frozen=True)
+class AttemptMeta:
+    """The small first return of every task: how the attempt went. The second
+    return is the result, or a ``RemoteFailure`` when ``ok`` is false."""
+
+    ok: bool
+    started_at: float
+    finished_at: float
+    error: str | None = None  # the failure's summary when not ok, for listings
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """The status record of one call."""
+
+    call_id: str
+    app: str
+    function: str
+    status: CallStatus
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None  # "ValueError: bad input" for a failed call
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """The registry's answer to ``get``: a status and, when finished, the result.
+
+    ``payload`` is the ref of the value (or of a ``RemoteFailure``); ``failure`` is set
+    instead when the attempt failed before any payload existed (a worker crash).
+    """
+
+    status: CallStatus | None  # None: the id was never accepted
+    payload: ray.ObjectRef | None = None
+    failure: RemoteFailure | None = None
+    info: CallInfo | None = field(default=None, compare=False)

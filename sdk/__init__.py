@@ -1,0 +1,29 @@
+"""rayfn: Modal-style serverless functions and job queues on a Ray cluster you own.
+
+Code written for Modal's job-queue API runs after changing one import::
+
+    import rayfn as modal
+"""
+
+from rayfn import exception, functions
+from rayfn._app import App
+from rayfn._function import Function
+from rayfn._function_call import FunctionCall
+from rayfn._image import Image
+from rayfn.runtime.executor import current_call_id as current_function_call_id
+from rayfn.runtime.records import CallInfo, CallStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "CallInfo",
+    "CallStatus",
+    "Function",
+    "FunctionCall",
+    "Image",
+    "__version__",
+    "current_function_call_id",
+    "exception",
+    "functions",
+]

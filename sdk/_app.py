@@ -1,0 +1,216 @@
+"""``App``: a named group of functions, deployed together."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any, overload
+
+import ray
+
+from rayfn import _connection
+from rayfn._config import settings
+from rayfn._function import Function, check_name
+from rayfn._image import Image
+from rayfn._options import function_options
+from rayfn._serialization import dumps_function
+from rayfn.exception import InvalidError
+from rayfn.runtime.records import AppInfo, AppSpec, FunctionSpec
+
+logger = logging.getLogger(__name__)
+
+F = Callable[..., Any]
+
+
+class App:
+    """A named group of functions and entrypoints.
+
+    Example:
+        >>> app = rayfn.App("my-job-queue")
+        >>> @app.function(result_ttl=600)
+        ... def process_job(data):
+        ...     return {"result": data}
+        >>> app.deploy()               # or: rayfn deploy my_job_queue.py
+    """
+
+    def __init__(self, name: str | None = None, *, image: Image | None = None) -> None:
+        if name is not None:
+            check_name("app", name)
+        if image is not None and not isinstance(image, Image):
+            raise InvalidError(f"image must be a rayfn.Image, got {type(image).__name__}.")
+        self._name = name
+        self._image = image
+        self._functions: dict[str, Function] = {}
+        self._entrypoints: dict[str, F] = {}
+        self._ephemeral_key: str | None = None
+        self.source = ""  # the file the app was loaded from, when the CLI loaded it
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def image(self) -> Image | None:
+        return self._image
+
+    @property
+    def registered_functions(self) -> dict[str, Function]:
+        return dict(self._functions)
+
+    @property
+    def registered_entrypoints(self) -> dict[str, F]:
+        return dict(self._entrypoints)
+
+    @property
+    def ephemeral_key(self) -> str | None:
+        """The key of the ephemeral deployment while ``app.run()`` is active."""
+        return self._ephemeral_key
+
+    # -- decorators ----------------------------------------------------------------------
+
+    @overload
+    def function(self, _fn: F) -> Function: ...
+
+    @overload
+    def function(
+        self,
+        _fn: None = None,
+        *,
+        cpu: float | None = None,
+        memory: int | None = None,
+        result_ttl: float | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], Function]: ...
+
+    def function(
+        self,
+        _fn: F | None = None,
+        *,
+        cpu: float | None = None,
+        memory: int | None = None,
+        result_ttl: float | None = None,
+        name: str | None = None,
+    ) -> Function | Callable[[F], Function]:
+        """Register a function to run on the cluster; works with or without ``()``.
+
+        Args:
+            cpu: CPU cores the call reserves (Ray ``num_cpus``; default 1).
+            memory: MiB of memory the call reserves (Ray ``memory``).
+            result_ttl: seconds a finished call's result is kept (default
+                ``RAYFN_RESULT_TTL``, else 3600).
+            name: the function's name in the app (default: its ``__name__``).
+
+        Raises:
+            InvalidError: an option is out of range, or the name is taken.
+        """
+        options = function_options(
+            cpu=cpu,
+            memory=memory,
+            result_ttl=result_ttl,
+            default_result_ttl=settings().result_ttl,
+        )
+
+        def register(fn: F) -> Function:
+            if isinstance(fn, Function):
+                raise InvalidError(f"{fn.qualname} is already an app function.")
+            if not callable(fn):
+                raise InvalidError(f"@app.function() decorates functions, not {fn!r}.")
+            fn_name = check_name("function", name or fn.__name__)
+            if fn_name in self._functions:
+                raise InvalidError(f"App {self._name!r} already has a function {fn_name!r}.")
+            function = Function(self._name or "", fn_name, raw=fn, options=options, app=self)
+            self._functions[fn_name] = function
+            return function
+
+        return register(_fn) if _fn is not None else register
+
+    def local_entrypoint(self, _fn: F | None = None, *, name: str | None = None) -> Any:
+        """Register the function ``rayfn run FILE`` calls locally. Its parameters become
+        command-line options: ``def main(n: int = 3)`` takes ``--n 5``."""
+
+        def register(fn: F) -> F:
+            entry_name = name or fn.__name__
+            if entry_name in self._entrypoints:
+                raise InvalidError(f"App {self._name!r} already has an entrypoint {entry_name!r}.")
+            self._entrypoints[entry_name] = fn
+            return fn
+
+        return register(_fn) if _fn is not None else register
+
+    # -- deploying -----------------------------------------------------------------------
+
+    def deploy(self, name: str | None = None) -> AppInfo:
+        """Deploy the app so ``Function.from_name`` finds it from any process; a
+        deploy of the same name replaces it (calls already running finish).
+
+        Raises:
+            InvalidError: the app has no name.
+        """
+        app_name = check_name("app", name or self._name)
+        if self._name is None:
+            self._name = app_name
+        info, previous = ray.get(_connection.control().deploy.remote(self._spec(app_name)))
+        if previous is not None and previous.source and previous.source != self.source:
+            logger.warning(
+                "App %r from %s replaces the one deployed from %s.",
+                app_name,
+                self.source or "<python>",
+                previous.source,
+            )
+        return info
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[App]:
+        """Run the app ephemerally for the duration of the block: its functions are
+        callable without a deploy, and a deployed app of the same name is untouched.
+
+        Example:
+            >>> with app.run():
+            ...     print(process_job.remote("data"))
+        """
+        if self._ephemeral_key is not None:
+            raise InvalidError(f"App {self._name!r} is already running.")
+        base = self._name or "ephemeral"
+        # Set before pickling, so functions that call each other call this deployment.
+        self._ephemeral_key = key = f"{base}@ep-{secrets.token_hex(6)}"
+        control = _connection.control()
+        try:
+            ray.get(control.deploy.remote(self._spec(key, ephemeral=True)))
+        except BaseException:
+            self._ephemeral_key = None
+            raise
+        try:
+            yield self
+        finally:
+            self._ephemeral_key = None
+            ray.get(control.stop.remote(key))
+
+    def _spec(self, key: str, ephemeral: bool = False) -> AppSpec:
+        functions = {}
+        for fn_name, function in self._functions.items():
+            raw, options = function.definition()
+            functions[fn_name] = FunctionSpec(
+                name=fn_name,
+                code=dumps_function(raw),
+                options=options,
+                signature=_signature(raw),
+            )
+        return AppSpec(name=key, functions=functions, source=self.source, ephemeral=ephemeral)
+
+    def __repr__(self) -> str:
+        return f"App({self._name!r})"
+
+    def __reduce__(self) -> tuple[type[App], tuple[str | None]]:
+        # Shipped inside a function's globals, an app is just its name: its functions
+        # travel on their own.
+        return (App, (self._name,))
+
+
+def _signature(fn: F) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(...)"

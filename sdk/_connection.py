@@ -1,0 +1,91 @@
+"""Connecting to Ray on first use, never at import.
+
+Order: inside a Ray worker or Serve replica, the existing connection; else
+``RAY_ADDRESS``; else the local cluster rayfn started (its address and token are in
+``$RAYFN_HOME``); else start one in the background and say so on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+import ray
+from ray.actor import ActorHandle
+
+from rayfn import _local_cluster
+from rayfn._config import settings
+from rayfn.exception import ClusterError
+from rayfn.runtime import handles
+
+_lock = threading.Lock()
+_cached: dict[str, ActorHandle] = {}
+_cached_for: str | None = None  # the GCS address the cached handles belong to
+
+
+def connect() -> None:
+    """Make sure this process is connected to a Ray cluster."""
+    if ray.is_initialized():
+        return
+    with _lock:
+        if ray.is_initialized():
+            return
+        address = os.environ.get("RAY_ADDRESS")
+        home = settings().home
+        record = _local_cluster.read_record(home)
+        if address is None:
+            if record is None:
+                print(
+                    "rayfn: no Ray cluster is running; starting a local one in the "
+                    "background (stop it with `rayfn cluster stop`).",
+                    file=sys.stderr,
+                )
+                record = _local_cluster.start(home)
+            address = record.address
+        if record is not None and record.address == address:
+            _use_token(record.token_file)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError as exc:
+            raise ClusterError(
+                f"Cannot connect to the Ray cluster at {address}: {exc}. If it uses token "
+                "authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH."
+            ) from exc
+
+
+def _use_token(path: str) -> None:
+    """Authenticate to the local cluster with its token, even if Ray is imported."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = path
+    # Ray reads its config and token once; refresh both (as `ray.init` itself does
+    # when it enables token auth for a new cluster).
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def registry() -> ActorHandle:
+    """The call registry of the connected cluster."""
+    return _handle("registry")
+
+
+def control() -> ActorHandle:
+    """The control actor of the connected cluster."""
+    return _handle("control")
+
+
+def _handle(kind: str) -> ActorHandle:
+    global _cached_for
+    connect()
+    address = ray.get_runtime_context().gcs_address
+    if _cached_for != address:
+        _cached.clear()
+        _cached_for = address
+    handle = _cached.get(kind)
+    if handle is None:
+        handle = handles.registry_actor() if kind == "registry" else handles.control_actor()
+        _cached[kind] = handle
+    return handle

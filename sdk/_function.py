@@ -1,0 +1,185 @@
+"""``Function``: a function that runs remotely, defined here or looked up by name."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+from rayfn import _connection
+from rayfn._function_call import FunctionCall
+from rayfn._serialization import dumps_args
+from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed
+
+if TYPE_CHECKING:
+    from rayfn._app import App
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_name(kind: str, name: object) -> str:
+    """Check an app or function name.
+
+    Raises:
+        InvalidError: the name is empty, too long, or has characters other than
+            letters, digits, ``_``, ``.`` and ``-``.
+    """
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidError(
+            f"Invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+class Function:
+    """A function that runs on the cluster.
+
+    Made by ``@app.function()`` or found with ``Function.from_name(app, name)``.
+
+    Example:
+        >>> f = rayfn.Function.from_name("my-job-queue", "process_job")
+        >>> f.remote("data")         # run, wait, return the value
+        >>> call = f.spawn("data")   # run in the background; call.object_id is its id
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        name: str,
+        *,
+        raw: Callable[..., Any] | None = None,
+        options: FunctionOptions | None = None,
+        app: App | None = None,
+        deployment: str | None = None,
+    ) -> None:
+        self._app_name = app_name
+        self._deployment = deployment  # a fixed deployment key, set when unpickled
+        self._name = name
+        self._raw = raw
+        self._options = options
+        self._app = app
+        self._info: FunctionInfo | None = None
+        if raw is not None:
+            self.__doc__ = raw.__doc__
+            self.__wrapped__ = raw
+
+    # -- lookup --------------------------------------------------------------------------
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str) -> Function:
+        """A handle on a deployed function. Lazy: an unknown name raises
+        ``NotFoundError`` on first use. ``lookup`` is the eager form."""
+        return cls(check_name("app", app_name), check_name("function", name))
+
+    @classmethod
+    def lookup(cls, app_name: str, name: str) -> Function:
+        """A handle on a deployed function, checked now (Modal's older name).
+
+        Raises:
+            NotFoundError: the app or function is not deployed; the message lists
+                what is.
+        """
+        function = cls.from_name(app_name, name)
+        function.hydrate()
+        return function
+
+    def hydrate(self) -> Function:
+        """Check with the cluster that this function is deployed.
+
+        Raises:
+            NotFoundError: it is not.
+        """
+        found = ray.get(_connection.control().describe_function.remote(self._target, self._name))
+        if isinstance(found, NotDeployed):
+            raise NotFoundError(found.message())
+        self._info = found
+        return self
+
+    # -- calling -------------------------------------------------------------------------
+
+    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        """Start a call and return at once with its ``FunctionCall`` (``.object_id``).
+
+        Raises:
+            NotFoundError: the function is not deployed.
+            SerializationError: an argument cannot be pickled.
+        """
+        blob = dumps_args(self.qualname, args, kwargs)
+        result = ray.get(_connection.registry().spawn.remote(self._target, self._name, blob))
+        if isinstance(result, NotDeployed):
+            raise NotFoundError(result.message())
+        return FunctionCall(result)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Run on the cluster, wait, and return the value (or raise the remote error)."""
+        return self.spawn(*args, **kwargs).get()
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run in this process, as a plain Python call.
+
+        Raises:
+            InvalidError: this handle was looked up by name and has no local code.
+        """
+        if self._raw is None:
+            raise InvalidError(
+                f"{self.qualname} was looked up by name; only functions defined in this "
+                "process can run locally. Use .remote() instead."
+            )
+        return self._raw(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.local(*args, **kwargs)
+
+    # -- identity ------------------------------------------------------------------------
+
+    @property
+    def app_name(self) -> str:
+        return self._app_name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def qualname(self) -> str:
+        return f"{self._app_name}.{self._name}"
+
+    @property
+    def options(self) -> FunctionOptions | None:
+        return self._options
+
+    def definition(self) -> tuple[Callable[..., Any], FunctionOptions]:
+        """The local code and options of a function defined in this process."""
+        if self._raw is None or self._options is None:
+            raise InvalidError(f"{self.qualname} was looked up by name: it has no local code.")
+        return self._raw, self._options
+
+    @property
+    def signature(self) -> str:
+        if self._raw is not None:
+            return str(inspect.signature(self._raw))
+        return self._info.signature if self._info else "(...)"
+
+    @property
+    def _target(self) -> str:
+        """The deployment calls go to: the running ephemeral app, else the deployed one."""
+        if self._app is not None and self._app.ephemeral_key is not None:
+            return self._app.ephemeral_key
+        return self._deployment or self._app_name
+
+    def __repr__(self) -> str:
+        return f"Function({self._app_name!r}, {self._name!r})"
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # Inside a remote function, a reference to another Function of the app calls
+        # whichever deployment (ephemeral or deployed) the caller was shipped with.
+        return (_rebuild, (self._target, self._name))
+
+
+def _rebuild(target: str, name: str) -> Function:
+    return Function(target.split("@", 1)[0], name, deployment=target)

@@ -1,0 +1,210 @@
+"""The local Ray cluster rayfn starts in the background, and how to find it again.
+
+``ray start --head --block`` runs in a session of its own, so it outlives the CLI that
+started it; its pid, address and auth token live in ``$RAYFN_HOME``. Stopping sends
+SIGTERM to that pid (Ray then stops every process of that cluster, and only those):
+nothing is ever killed by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rayfn.exception import ClusterError
+
+_RECORD_FILE = "cluster.json"
+_TOKEN_FILE = "auth_token"
+_LOG_FILE = "cluster.log"
+# Printed by `ray start --block` once every process of the head node is up.
+_READY_MARKER = "block forever"
+_START_TIMEOUT_S = 120.0
+_STOP_TIMEOUT_S = 45.0
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """What rayfn remembers of the cluster it started."""
+
+    address: str  # GCS address, host:port
+    pid: int  # of `ray start --block`; SIGTERM stops the whole cluster
+    dashboard_url: str | None
+    token_file: str
+    log_file: str
+    started_at: float
+
+
+def token_file(home: Path) -> Path:
+    return home / _TOKEN_FILE
+
+
+def ensure_token(home: Path) -> Path:
+    """The cluster's auth token file, created with mode 0600 on first use."""
+    path = token_file(home)
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path
+
+
+def read_record(home: Path) -> ClusterRecord | None:
+    """The running cluster rayfn started, or None if there is none (any more)."""
+    path = home / _RECORD_FILE
+    try:
+        record = ClusterRecord(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not _alive(record.pid):
+        path.unlink(missing_ok=True)
+        return None
+    return record
+
+
+def start(
+    home: Path,
+    *,
+    port: int | None = None,
+    num_cpus: int | None = None,
+    include_dashboard: bool = True,
+    dashboard_port: int | None = None,
+    object_store_memory: int | None = None,
+    resources: dict[str, float] | None = None,
+) -> ClusterRecord:
+    """Start a head node in the background and wait until it is up.
+
+    Raises:
+        ClusterError: Ray did not come up; the message has the end of its log.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    token = ensure_token(home)
+    gcs_port = port or _free_port(prefer=6379)
+    dash_port = dashboard_port or _free_port(prefer=8265)
+    args = [
+        *_ray_command(),
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}",
+        f"--ray-client-server-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--include-dashboard={'true' if include_dashboard else 'false'}",
+        f"--dashboard-port={dash_port}",
+        "--dashboard-host=127.0.0.1",
+    ]
+    if num_cpus is not None:
+        args.append(f"--num-cpus={num_cpus}")
+    if object_store_memory is not None:
+        args.append(f"--object-store-memory={object_store_memory}")
+    if resources:
+        args.append(f"--resources={json.dumps(resources)}")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_ADDRESS", None)
+    log_file = home / _LOG_FILE
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # outlives the CLI and its terminal
+        )
+    _wait_until_ready(proc, log_file)
+    record = ClusterRecord(
+        address=f"127.0.0.1:{gcs_port}",
+        pid=proc.pid,
+        dashboard_url=f"http://127.0.0.1:{dash_port}" if include_dashboard else None,
+        token_file=str(token),
+        log_file=str(log_file),
+        started_at=time.time(),
+    )
+    (home / _RECORD_FILE).write_text(json.dumps(asdict(record), indent=2))
+    return record
+
+
+def stop(home: Path) -> ClusterRecord | None:
+    """Stop the cluster rayfn started (by its pid). Returns it, or None if none ran."""
+    record = read_record(home)
+    if record is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    while _alive(record.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(record.pid):
+        # The session we started it in holds exactly that cluster's processes.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pid, signal.SIGKILL)
+    (home / _RECORD_FILE).unlink(missing_ok=True)
+    return record
+
+
+def _wait_until_ready(proc: subprocess.Popen[bytes], log_file: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ClusterError(f"Ray failed to start:\n{_tail(log_file)}")
+        if _READY_MARKER in log_file.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise ClusterError(f"Ray did not start within {_START_TIMEOUT_S:.0f} s:\n{_tail(log_file)}")
+
+
+def _ray_command() -> list[str]:
+    beside = Path(sys.executable).parent / "ray"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("ray")
+    if found is None:
+        raise ClusterError("The `ray` command is not installed; pip install 'ray[serve]'.")
+    return [found]
+
+
+def _free_port(prefer: int | None = None) -> int:
+    candidates = [prefer, 0] if prefer else [0]
+    for candidate in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port: int = s.getsockname()[1]
+            return port
+    raise ClusterError("No free TCP port on 127.0.0.1.")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this process counts as gone.
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

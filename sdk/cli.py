@@ -1,0 +1,301 @@
+"""The ``rayfn`` command line.
+
+Every user mistake (missing file, unknown app, bad id) prints one line and exits 1;
+exceptions raised by the user's own entrypoint keep their traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import time
+import typing
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+import ray
+import typer
+from rich.console import Console
+from rich.pretty import pprint
+from rich.table import Table
+
+from rayfn import _connection, _local_cluster
+from rayfn._config import settings
+from rayfn._function import Function
+from rayfn._function_call import FunctionCall
+from rayfn._loader import find_app, import_file
+from rayfn.exception import Error, InvalidError
+
+cli = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Run Modal-style functions and job queues on your Ray cluster.\n\n"
+    "Example: rayfn deploy my_job_queue.py && rayfn run my_job_queue.py",
+)
+app_cli = typer.Typer(no_args_is_help=True, help="Deployed apps. Example: rayfn app list")
+call_cli = typer.Typer(no_args_is_help=True, help="Calls. Example: rayfn call get fc-...")
+cluster_cli = typer.Typer(
+    no_args_is_help=True, help="The local background Ray cluster. Example: rayfn cluster status"
+)
+cli.add_typer(app_cli, name="app")
+cli.add_typer(call_cli, name="call")
+cli.add_typer(cluster_cli, name="cluster")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _friendly(command: Callable[..., None]) -> Callable[..., None]:
+    """Print rayfn errors as one line and exit 1, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except Error as exc:
+            err.print(f"[red]Error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+# -- deploy and run ---------------------------------------------------------------------
+
+
+@cli.command()
+@_friendly
+def deploy(
+    file: str = typer.Argument(..., help="Python file defining an App; FILE::VARIABLE picks one."),
+) -> None:
+    """Deploy the app in FILE; it stays until `rayfn app stop`. Example: rayfn deploy jobs.py"""
+    path, _, var = file.partition("::")
+    app = find_app(import_file(path), var or None)
+    info = app.deploy()
+    out.print(
+        f"[green]✓[/green] Deployed app [bold]{info.name}[/bold] version {info.version} "
+        f"({len(info.functions)} functions: {', '.join(info.functions) or 'none'})",
+        highlight=False,
+    )
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_friendly
+def run(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help="FILE or FILE::FUNCTION"),
+) -> None:
+    """Run a local entrypoint (or one function) with the file's app running ephemerally.
+    Entrypoint parameters become options. Example: rayfn run jobs.py --n 5"""
+    path, _, name = target.partition("::")
+    module = import_file(path)
+    app = find_app(module)
+    entry = _pick_entry(app.registered_entrypoints, app.registered_functions, name, path)
+    kwargs = _parse_entry_options(entry, ctx.args, target)
+    with app.run():
+        if isinstance(entry, Function):
+            result = entry.remote(**kwargs)
+            if result is not None:
+                pprint(result, expand_all=False)
+        else:
+            entry(**kwargs)
+
+
+def _pick_entry(
+    entrypoints: dict[str, Callable[..., Any]],
+    functions: dict[str, Function],
+    name: str,
+    path: str,
+) -> Callable[..., Any] | Function:
+    if name:
+        if name in entrypoints:
+            return entrypoints[name]
+        if name in functions:
+            return functions[name]
+        known = ", ".join([*entrypoints, *functions]) or "none"
+        raise InvalidError(f"{path} has no entrypoint or function {name!r} (it has: {known}).")
+    if len(entrypoints) == 1:
+        return next(iter(entrypoints.values()))
+    if not entrypoints and len(functions) == 1:
+        return next(iter(functions.values()))
+    choices = ", ".join(f"{path}::{n}" for n in [*entrypoints, *functions]) or "none"
+    raise InvalidError(f"Say what to run: {choices}")
+
+
+def _parse_entry_options(
+    entry: Callable[..., Any] | Function, args: list[str], target: str
+) -> dict[str, Any]:
+    """Turn ``--name value`` arguments into keyword arguments of ``entry``."""
+    fn = entry.definition()[0] if isinstance(entry, Function) else entry
+    hints = typing.get_type_hints(fn)
+    params: list[click.Parameter] = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        flag = p.name.replace("_", "-")
+        kind = hints.get(p.name, str if p.default is p.empty else type(p.default))
+        required = p.default is p.empty
+        if kind is bool:
+            params.append(
+                click.Option(
+                    [f"--{flag}/--no-{flag}"],
+                    default=False if required else p.default,
+                )
+            )
+        else:
+            click_type = {int: click.INT, float: click.FLOAT}.get(kind, click.STRING)
+            params.append(
+                click.Option(
+                    [f"--{flag}", p.name],
+                    type=click_type,
+                    required=required,
+                    default=None if required else p.default,
+                )
+            )
+    command = click.Command(target, params=params, callback=lambda **kw: kw)
+    try:
+        parsed = command.main(args=args, prog_name=f"rayfn run {target}", standalone_mode=False)
+    except click.UsageError as exc:
+        raise InvalidError(f"{exc.format_message()} (see: rayfn run {target} --help)") from exc
+    if not isinstance(parsed, dict):  # --help was printed
+        raise typer.Exit(0)
+    return parsed
+
+
+# -- apps ---------------------------------------------------------------------------------
+
+
+@app_cli.command("list")
+@_friendly
+def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List deployed apps. Example: rayfn app list --json"""
+    apps = ray.get(_connection.control().list_apps.remote())
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "name": a.name,
+                        "version": a.version,
+                        "functions": list(a.functions),
+                        "deployed_at": a.deployed_at,
+                        "source": a.source,
+                        "ephemeral": a.ephemeral,
+                    }
+                    for a in apps
+                ]
+            )
+        )
+        return
+    table = Table("App", "Version", "Functions", "Deployed", "Source")
+    for a in apps:
+        name = f"{a.name} (ephemeral)" if a.ephemeral else a.name
+        table.add_row(name, str(a.version), ", ".join(a.functions), _when(a.deployed_at), a.source)
+    out.print(table)
+
+
+@app_cli.command("stop")
+@_friendly
+def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
+    """Stop (undeploy) an app; running calls finish. Example: rayfn app stop my-job-queue"""
+    if not ray.get(_connection.control().stop.remote(name)):
+        raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
+    out.print(f"Stopped app [bold]{name}[/bold].", highlight=False)
+
+
+# -- calls --------------------------------------------------------------------------------
+
+
+@call_cli.command("get")
+@_friendly
+def call_get(
+    call_id: str = typer.Argument(..., help="Call id, fc-..."),
+    timeout: float = typer.Option(0.0, "--timeout", help="Seconds to wait for it to finish."),
+) -> None:
+    """Print a call's result; exits 1 while it is still running. Example:
+    rayfn call get fc-... --timeout 10"""
+    call = FunctionCall.from_id(call_id)
+    try:
+        result = call.get(timeout=timeout)
+    except TimeoutError as exc:
+        err.print(f"[yellow]Pending:[/yellow] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except Error:
+        raise
+    except Exception as exc:  # the function's own exception: show it, it is the result
+        err.print(f"[red]The call failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        for note in getattr(exc, "__notes__", []):
+            err.print(note, highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    pprint(result, expand_all=False)
+
+
+# -- cluster ------------------------------------------------------------------------------
+
+
+@cluster_cli.command("start")
+@_friendly
+def cluster_start(
+    num_cpus: int | None = typer.Option(None, help="CPUs to offer (default: all)."),
+    port: int | None = typer.Option(None, help="GCS port (default: 6379 if free)."),
+    dashboard: bool = typer.Option(True, help="Run the Ray dashboard."),
+) -> None:
+    """Start a local Ray cluster in the background, if none is running.
+    Example: rayfn cluster start --num-cpus 2"""
+    home = settings().home
+    record = _local_cluster.read_record(home)
+    if record is not None:
+        out.print(f"A rayfn cluster is already running at {record.address}.", highlight=False)
+        return
+    started = time.monotonic()
+    record = _local_cluster.start(home, port=port, num_cpus=num_cpus, include_dashboard=dashboard)
+    out.print(
+        f"[green]✓[/green] Started a local Ray cluster at {record.address} in "
+        f"{time.monotonic() - started:.1f} s (dashboard: {record.dashboard_url or 'off'}). "
+        "Stop it with `rayfn cluster stop`.",
+        highlight=False,
+    )
+
+
+@cluster_cli.command("stop")
+@_friendly
+def cluster_stop() -> None:
+    """Stop the local cluster rayfn started (only that one). Example: rayfn cluster stop"""
+    record = _local_cluster.stop(settings().home)
+    if record is None:
+        out.print("No rayfn cluster is running.")
+    else:
+        out.print(f"Stopped the Ray cluster at {record.address}.", highlight=False)
+
+
+@cluster_cli.command("status")
+@_friendly
+def cluster_status() -> None:
+    """Say whether the local cluster runs, and where. Example: rayfn cluster status"""
+    record = _local_cluster.read_record(settings().home)
+    if record is None:
+        out.print("No rayfn cluster is running (start one with `rayfn cluster start`).")
+        raise typer.Exit(1)
+    out.print(
+        f"Running at {record.address} (pid {record.pid}, since {_when(record.started_at)}); "
+        f"dashboard: {record.dashboard_url or 'off'}; token: {record.token_file}; "
+        f"log: {record.log_file}",
+        highlight=False,
+    )
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["cli", "main"]

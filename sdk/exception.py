@@ -1,0 +1,70 @@
+"""Every exception rayfn raises, under one root.
+
+    Error
+    ├── InvalidError          bad input: malformed id, bad option, bad file
+    ├── NotFoundError         unknown call id, app or function
+    ├── OutputExpiredError    the result aged out (past its result_ttl)
+    ├── SerializationError    arguments that cannot be pickled
+    ├── RemoteError           a remote exception whose type cannot be rebuilt here
+    ├── ExecutionError        Ray failed the call itself (e.g. its worker died)
+    └── ClusterError          no Ray cluster to connect to, or it refused us
+
+A call still running raises the builtin ``TimeoutError`` from ``get(timeout=...)``.
+``OutputExpiredError`` is deliberately *not* a ``TimeoutError``: a loop that polls
+while catching ``TimeoutError`` must not spin forever on an expired id.
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Root of every rayfn exception: ``except rayfn.exception.Error`` catches them all."""
+
+
+class InvalidError(Error):
+    """Raised when an input is malformed: a bad option on ``@app.function``, a call id
+    that cannot be one, a file without an ``App``. The message says how to fix it."""
+
+
+class NotFoundError(Error):
+    """Raised when a call id, app or function does not exist (any more)."""
+
+
+class OutputExpiredError(Error):
+    """Raised by ``FunctionCall.get`` when the call finished longer ago than its
+    function's ``result_ttl`` and its result has been dropped."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"The result of call {call_id} has expired.")
+        self.call_id = call_id
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (self.call_id,))
+
+
+class SerializationError(Error):
+    """Raised by ``spawn``/``remote`` when the arguments cannot be pickled (a lock, an
+    open socket...). Nothing was submitted."""
+
+
+class RemoteError(Error):
+    """Raised by ``get``/``remote`` for a remote exception whose type cannot be rebuilt
+    in this process; ``type_name`` and ``remote_traceback`` say what happened."""
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        message = str(self).split(": ", 1)[-1]
+        return (type(self), (self.type_name, message, self.remote_traceback))
+
+
+class ExecutionError(Error):
+    """Raised by ``get``/``remote`` when Ray could not run the call to its end (its
+    worker process died, its node was lost): the function itself raised nothing."""
+
+
+class ClusterError(Error):
+    """Raised when rayfn cannot reach a Ray cluster, or the cluster refuses it."""
