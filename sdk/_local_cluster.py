@@ -15,7 +15,6 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -114,19 +113,23 @@ def start(
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env.pop("RAY_ADDRESS", None)
     log_file = home / _LOG_FILE
-    with open(log_file, "w") as log:
-        proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # outlives the CLI and its terminal
-        )
-    _wait_until_ready(proc, log_file)
+    # A detached process of its own session: it outlives the CLI and its terminal, and
+    # no Popen object pretends to still own it.
+    pid = os.posix_spawn(
+        args[0],
+        args,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_file), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    _wait_until_ready(pid, log_file)
     record = ClusterRecord(
         address=f"127.0.0.1:{gcs_port}",
-        pid=proc.pid,
+        pid=pid,
         dashboard_url=f"http://127.0.0.1:{dash_port}" if include_dashboard else None,
         token_file=str(token),
         log_file=str(log_file),
@@ -154,15 +157,15 @@ def stop(home: Path) -> ClusterRecord | None:
     return record
 
 
-def _wait_until_ready(proc: subprocess.Popen[bytes], log_file: Path) -> None:
+def _wait_until_ready(pid: int, log_file: Path) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if not _alive(pid):
             raise ClusterError(f"Ray failed to start:\n{_tail(log_file)}")
         if _READY_MARKER in log_file.read_text(errors="replace"):
             return
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
     raise ClusterError(f"Ray did not start within {_START_TIMEOUT_S:.0f} s:\n{_tail(log_file)}")
 
 

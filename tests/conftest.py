@@ -1,0 +1,91 @@
+"""Shared fixtures: one real Ray cluster per test module, started the way rayfn starts
+its background cluster (token auth included) in a private ``RAYFN_HOME``, and stopped
+by its pid afterwards. Nothing here mocks Ray."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import ray
+
+from rayfn import _connection, _local_cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Cluster:
+    home: Path
+    record: _local_cluster.ClusterRecord
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess that should use this cluster."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env["RAYFN_HOME"] = str(self.home)
+        env["PYTHONPATH"] = str(ROOT)
+        return env
+
+    def python(self, code: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        """Run ``code`` in a fresh Python process connected to this cluster."""
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the ``rayfn`` command line against this cluster."""
+        rayfn = Path(sys.executable).parent / "rayfn"
+        return subprocess.run(
+            [str(rayfn), *args],
+            env=self.env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real single-node Ray cluster for the whole test module, with this process
+    connected to it."""
+    home = tmp_path_factory.mktemp("rayfn-home")
+    record = _local_cluster.start(
+        home,
+        port=free_port(),
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=300 * 1024 * 1024,
+    )
+    saved = {k: os.environ.get(k) for k in ("RAYFN_HOME", "RAY_ADDRESS")}
+    os.environ["RAYFN_HOME"] = str(home)
+    os.environ.pop("RAY_ADDRESS", None)
+    try:
+        _connection.connect()
+        yield Cluster(home, record)
+    finally:
+        ray.shutdown()
+        _local_cluster.stop(home)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,183 @@
+"""Calls on a real Ray cluster: ownership across processes, expiry, pending, remote
+exceptions, nested calls, redeploys and ephemeral apps."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import rayfn
+from rayfn.exception import OutputExpiredError, RemoteError
+from tests.apps import jobs
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deployed(cluster: Cluster) -> rayfn.App:
+    jobs.app.deploy()
+    return jobs.app
+
+
+def test_spawn_then_get_by_id_returns_the_value(cluster: Cluster) -> None:
+    echo = rayfn.Function.from_name("test-jobs", "echo")
+    call = echo.spawn(1, "two", three=[3])
+    assert call.object_id.startswith("fc-")
+    again = rayfn.FunctionCall.from_id(call.object_id)
+    assert again.get(timeout=60) == {"args": [1, "two"], "kwargs": {"three": [3]}}
+    # get() may be called any number of times until expiry.
+    assert again.get(timeout=0) == again.get()
+
+
+def test_result_survives_client_exit(cluster: Cluster) -> None:
+    """Process A spawns and is SIGKILLed at once; process B fetches the result by id.
+    A result owned by A would die with it (OwnerDiedError): the registry owns it."""
+    spawner = cluster.python(
+        "import os, rayfn\n"
+        "call = rayfn.Function.from_name('test-jobs', 'slow').spawn(2, value='made by A')\n"
+        "print(call.object_id, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    assert spawner.returncode == -9, spawner.stderr
+    call_id = spawner.stdout.strip().splitlines()[-1]
+    fetcher = cluster.python(
+        "import json, rayfn\n"
+        f"print(json.dumps(rayfn.FunctionCall.from_id({call_id!r}).get(timeout=60)))\n"
+    )
+    assert fetcher.returncode == 0, fetcher.stderr
+    assert json.loads(fetcher.stdout.strip().splitlines()[-1]) == "made by A"
+
+
+def test_result_expires_after_result_ttl(cluster: Cluster) -> None:
+    call = jobs.short_lived.spawn("fresh")  # result_ttl=2
+    assert call.get(timeout=60) == "fresh"
+    finished = time.monotonic()
+    assert call.info().status is rayfn.CallStatus.SUCCEEDED
+    deadline = finished + 10
+    while time.monotonic() < deadline:
+        try:
+            call.get(timeout=0)
+        except OutputExpiredError as exc:
+            assert exc.call_id == call.object_id
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the result never expired")
+    assert time.monotonic() - finished >= 1.5  # not before its ttl
+    # Expired is a terminal answer, not a "still running" one.
+    assert not issubclass(OutputExpiredError, TimeoutError)
+    with pytest.raises(OutputExpiredError):
+        rayfn.FunctionCall.from_id(call.object_id).get(timeout=5)
+
+
+def test_get_with_zero_timeout_on_a_running_call_raises_timeout_error(cluster: Cluster) -> None:
+    call = jobs.slow.spawn(20)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        call.get(timeout=0)
+    assert time.monotonic() - started < 0.5
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        call.get(timeout=1)
+    assert 0.9 <= time.monotonic() - started < 5
+    assert call.info().status is rayfn.CallStatus.RUNNING
+
+
+def test_remote_exception_keeps_type_message_and_traceback(cluster: Cluster) -> None:
+    with pytest.raises(jobs.JobFailed, match="disk on fire") as raised:
+        jobs.fail.remote("disk on fire")
+    notes = "\n".join(raised.value.__notes__)
+    assert "Remote traceback" in notes
+    assert "raise JobFailed(message)" in notes  # the remote source line
+    assert "tests/apps/jobs.py" in notes
+
+    call = rayfn.Function.from_name("test-jobs", "fail_with_builtin").spawn(7)
+    with pytest.raises(KeyError, match="missing-key-7") as raised_again:
+        rayfn.FunctionCall.from_id(call.object_id).get(timeout=60)
+    assert "fail_with_builtin" in raised_again.value.remote_traceback  # type: ignore[attr-defined]
+    info = call.info()
+    assert info.status is rayfn.CallStatus.FAILED
+    assert info.error == "KeyError: 'missing-key-7'"
+
+
+def test_exception_of_a_type_this_process_cannot_import_becomes_remote_error(
+    cluster: Cluster,
+) -> None:
+    app = rayfn.App("test-unimportable")
+
+    @app.function()
+    def raise_unpicklable() -> None:
+        class Local(Exception):
+            def __reduce__(self):  # type: ignore[no-untyped-def]
+                raise TypeError("cannot pickle me")
+
+        raise Local("local failure")
+
+    with app.run(), pytest.raises(RemoteError, match="local failure") as raised:
+        raise_unpicklable.remote()
+    assert "Local" in raised.value.type_name
+    assert "raise Local" in raised.value.remote_traceback
+
+
+def test_nested_spawn_from_inside_a_function(cluster: Cluster) -> None:
+    result = jobs.spawn_child.remote("inner")
+    assert result["child"] == {"args": ["inner"], "kwargs": {}}
+    assert rayfn.FunctionCall.from_id(result["child_id"]).get(timeout=10) == result["child"]
+
+
+def test_current_function_call_id_inside_a_call(cluster: Cluster) -> None:
+    call = jobs.whoami.spawn()
+    assert call.get(timeout=60)["call_id"] == call.object_id
+    assert rayfn.current_function_call_id() is None
+
+
+def test_redeploy_replaces_the_version(cluster: Cluster) -> None:
+    app = rayfn.App("test-versions")
+
+    @app.function(name="answer")
+    def first() -> int:
+        return 1
+
+    v1 = app.deploy()
+    assert rayfn.Function.lookup("test-versions", "answer").remote() == 1
+
+    app2 = rayfn.App("test-versions")
+
+    @app2.function(name="answer")
+    def second() -> int:
+        return 2
+
+    v2 = app2.deploy()
+    assert v2.version == v1.version + 1
+    assert rayfn.Function.lookup("test-versions", "answer").remote() == 2
+
+
+def test_ephemeral_run_does_not_replace_the_deployed_app(cluster: Cluster) -> None:
+    app = rayfn.App("test-jobs")  # same name as the deployed app
+
+    @app.function(name="echo")
+    def shadow(*args: object) -> str:
+        return "ephemeral"
+
+    with app.run():
+        assert shadow.remote() == "ephemeral"
+        deployed = rayfn.Function.lookup("test-jobs", "echo")
+        assert deployed.remote("x") == {"args": ["x"], "kwargs": {}}
+    names = [a.name for a in _list_apps()]
+    assert "test-jobs" in names
+    assert not any(n.startswith("test-jobs@") for n in names)  # stopped on exit
+
+
+def test_local_runs_in_this_process(cluster: Cluster) -> None:
+    assert jobs.echo.local(1) == {"args": [1], "kwargs": {}}
+
+
+def _list_apps() -> list[rayfn.runtime.records.AppInfo]:
+    import ray
+
+    from rayfn import _connection
+
+    return ray.get(_connection.control().list_apps.remote())
