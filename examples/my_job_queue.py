@@ -1,7 +1,7 @@
 """The Modal job-queue guide's program, with one change: ``import rayfn as modal``.
 
-    rayfn deploy examples/my_job_queue.py
-    rayfn run examples/my_job_queue.py      # prints {'result': 'my-data'}
+rayfn deploy examples/my_job_queue.py
+rayfn run examples/my_job_queue.py      # prints {'result': 'my-data'}
 """
 
 import rayfn as modal

@@ -44,8 +44,9 @@ cli.add_typer(app_cli, name="app")
 cli.add_typer(call_cli, name="call")
 cli.add_typer(cluster_cli, name="cluster")
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: messages stay one line however narrow the terminal (or pipe) is.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _friendly(command: Callable[..., None]) -> Callable[..., None]:

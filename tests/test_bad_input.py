@@ -1,0 +1,66 @@
+"""Every bad input gets its documented exception at once: nothing hangs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import rayfn
+from rayfn.exception import InvalidError, NotFoundError, SerializationError
+from tests.apps import jobs
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deployed(cluster: Cluster) -> None:
+    jobs.app.deploy()
+
+
+@pytest.mark.parametrize("bad", ["", "fc-", "fc-short", "FC-" + "a" * 26, "fc-" + "1" * 26, 42])
+def test_malformed_id_is_rejected_without_a_round_trip(bad: object) -> None:
+    with pytest.raises(InvalidError, match="is not a call id"):
+        rayfn.FunctionCall.from_id(bad)  # type: ignore[arg-type]
+
+
+def test_unknown_id_raises_not_found(cluster: Cluster) -> None:
+    started = time.monotonic()
+    with pytest.raises(NotFoundError, match="No call with id fc-a"):
+        rayfn.FunctionCall.from_id("fc-" + "a" * 26).get(timeout=30)
+    assert time.monotonic() - started < 5  # answered, not waited out
+
+
+def test_unknown_app_raises_not_found_listing_deployed_apps(cluster: Cluster) -> None:
+    with pytest.raises(NotFoundError, match=r"App 'no-such-app' is not deployed.*test-jobs"):
+        rayfn.Function.lookup("no-such-app", "echo")
+    lazy = rayfn.Function.from_name("no-such-app", "echo")
+    with pytest.raises(NotFoundError, match="no-such-app"):
+        lazy.spawn(1)
+
+
+def test_unknown_function_raises_not_found_listing_its_functions(cluster: Cluster) -> None:
+    with pytest.raises(NotFoundError, match=r"Function 'nope' is not in app 'test-jobs'.*echo"):
+        rayfn.Function.lookup("test-jobs", "nope")
+    with pytest.raises(NotFoundError, match="nope"):
+        rayfn.Function.from_name("test-jobs", "nope").remote()
+
+
+def test_unpicklable_argument_raises_serialization_error(cluster: Cluster) -> None:
+    with pytest.raises(SerializationError, match=r"test-jobs\.echo.*_thread\.lock"):
+        jobs.echo.spawn(threading.Lock())
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "5", True])
+def test_bad_get_timeout_is_rejected(cluster: Cluster, timeout: object) -> None:
+    call = jobs.echo.spawn(1)
+    with pytest.raises(InvalidError, match="timeout must be"):
+        call.get(timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["", "has space", "x" * 200, "-leading-dash", None])
+def test_bad_names_are_rejected(name: object) -> None:
+    with pytest.raises(InvalidError, match="name"):
+        rayfn.Function.from_name("test-jobs", name)  # type: ignore[arg-type]

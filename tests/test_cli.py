@@ -1,0 +1,113 @@
+"""The command line against a real cluster, in subprocesses, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Cluster
+
+pytestmark = pytest.mark.timeout(300)
+
+EXAMPLE = str(ROOT / "examples" / "my_job_queue.py")
+
+
+def test_modal_job_queue_example_deploys_and_runs(cluster: Cluster) -> None:
+    deployed = cluster.cli("deploy", EXAMPLE)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "Deployed app my-job-queue version" in deployed.stdout
+
+    ran = cluster.cli("run", EXAMPLE)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "{'result': 'my-data'}"
+
+
+def test_app_list_and_stop(cluster: Cluster) -> None:
+    assert cluster.cli("deploy", EXAMPLE).returncode == 0
+    listed = cluster.cli("app", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    apps = {a["name"]: a for a in json.loads(listed.stdout)}
+    assert apps["my-job-queue"]["functions"] == ["process_job"]
+    assert apps["my-job-queue"]["source"] == EXAMPLE
+
+    stopped = cluster.cli("app", "stop", "my-job-queue")
+    assert stopped.returncode == 0, stopped.stderr
+    missing = cluster.cli("app", "stop", "my-job-queue")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        "Error: No deployed app named 'my-job-queue' (see `rayfn app list`)."
+    )
+    ran = cluster.cli("run", EXAMPLE)  # its entrypoint looks up the stopped app
+    assert ran.returncode == 1
+    assert "Traceback" not in ran.stderr
+    assert "App 'my-job-queue' is not deployed" in ran.stderr
+
+
+def test_run_passes_entrypoint_options_and_runs_single_functions(cluster: Cluster) -> None:
+    ran = cluster.cli("run", "tests/apps/cli_app.py", "--n", "4", "--word", "hi")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "hi hi hi hi"
+
+    one = cluster.cli("run", "tests/apps/cli_app.py::double", "--x", "21")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.strip() == "42"
+
+    bad = cluster.cli("run", "tests/apps/cli_app.py", "--n", "many")
+    assert bad.returncode == 1
+    assert "'many' is not a valid integer" in bad.stderr
+
+
+def test_call_get_prints_the_result_or_says_pending(cluster: Cluster) -> None:
+    spawned = cluster.python(
+        "import rayfn\n"
+        "from tests.apps import cli_app\n"
+        "cli_app.app.deploy()\n"
+        "print(rayfn.Function.from_name('test-cli', 'double').spawn(5).object_id)\n"
+        "print(rayfn.Function.from_name('test-cli', 'nap').spawn(60).object_id)\n"
+    )
+    assert spawned.returncode == 0, spawned.stderr
+    done_id, pending_id = spawned.stdout.split()[-2:]
+    got = cluster.cli("call", "get", done_id, "--timeout", "60")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "10"
+    pending = cluster.cli("call", "get", pending_id)
+    assert pending.returncode == 1
+    assert re.search(r"Pending: Call fc-\w+ has not finished yet", pending.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deploy", "no/such/file.py"], "Error: No such file: no/such/file.py"),
+        (["deploy", "README.md"], "Error: README.md is not a Python file (.py)."),
+        (["deploy", "tests/apps/no_app.py"], "Error: No rayfn.App in"),
+        (["call", "get", "not-an-id"], "Error: 'not-an-id' is not a call id"),
+    ],
+)
+def test_user_mistakes_print_one_line_without_traceback(
+    cluster: Cluster, args: list[str], message: str
+) -> None:
+    result = cluster.cli(*args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cluster_status_reports_the_running_cluster(cluster: Cluster) -> None:
+    status = cluster.cli("cluster", "status")
+    assert status.returncode == 0, status.stderr
+    assert cluster.record.address in status.stdout
+
+
+def test_deploying_a_file_with_a_syntax_error_names_the_line(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("import rayfn\napp = rayfn.App('broken')\ndef f(:\n    pass\n")
+    result = cluster.cli("deploy", str(broken))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {broken}:3: syntax error: invalid syntax"

@@ -1,0 +1,76 @@
+import pytest
+
+import rayfn
+from rayfn._options import function_options
+from rayfn.exception import InvalidError
+
+
+def test_defaults() -> None:
+    options = function_options(default_result_ttl=3600)
+    assert options.cpu == 1.0
+    assert options.result_ttl == 3600.0
+    assert options.ray_task_options() == {"num_cpus": 1.0}
+
+
+def test_memory_maps_to_bytes() -> None:
+    options = function_options(memory=512, cpu=0.5, default_result_ttl=10)
+    assert options.ray_task_options() == {"num_cpus": 0.5, "memory": 512 * 1024 * 1024}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cpu": -1}, "cpu must be a number of cores between 0 and 1024, got -1"),
+        ({"cpu": "2"}, "cpu must be a number"),
+        ({"memory": 0}, "memory must be a positive whole number of MiB, got 0"),
+        ({"memory": 1.5}, "memory must be a positive whole number"),
+        ({"result_ttl": 0}, "result_ttl must be a number of seconds above 0"),
+        ({"result_ttl": 10**9}, "at most 604800"),
+        ({"result_ttl": float("inf")}, "result_ttl must be"),
+    ],
+)
+def test_out_of_range_options_say_how_to_fix_them(kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidError, match=message):
+        function_options(default_result_ttl=3600, **kwargs)
+
+
+def test_decorator_validates_at_decoration_time() -> None:
+    app = rayfn.App("unit-options")
+    with pytest.raises(InvalidError, match="result_ttl"):
+
+        @app.function(result_ttl=-5)
+        def f() -> None: ...
+
+    assert app.registered_functions == {}
+
+
+def test_decorator_with_and_without_parentheses() -> None:
+    app = rayfn.App("unit-decorators")
+
+    @app.function
+    def bare(x: int) -> int:
+        return x + 1
+
+    @app.function(cpu=2, name="renamed")
+    def with_options(x: int) -> int:
+        return x * 2
+
+    assert set(app.registered_functions) == {"bare", "renamed"}
+    assert bare.local(1) == 2 and with_options.local(2) == 4
+    assert with_options.options is not None and with_options.options.cpu == 2.0
+    with pytest.raises(InvalidError, match="already has a function 'bare'"):
+        app.function(name="bare")(lambda: None)
+
+
+def test_result_ttl_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAYFN_RESULT_TTL", "42")
+    app = rayfn.App("unit-env")
+
+    @app.function()
+    def f() -> None: ...
+
+    @app.function(result_ttl=7)
+    def g() -> None: ...
+
+    assert f.options is not None and f.options.result_ttl == 42.0
+    assert g.options is not None and g.options.result_ttl == 7.0  # keyword beats env
