@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray.experimental import internal_kv
 
 from rayfn.runtime.constants import KV_APP_PREFIX, NAMESPACE, REGISTRY_ACTOR_NAME
+from rayfn.runtime.environment import runtime_env_for
 from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, FunctionSpec, NotDeployed
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class Deployment:
     spec: AppSpec
     version: int
     deployed_at: float
+    runtime_env: dict[str, Any] | None = None
 
     def info(self) -> AppInfo:
         return AppInfo(
@@ -36,6 +39,7 @@ class Deployment:
             deployed_at=self.deployed_at,
             source=self.spec.source,
             ephemeral=self.spec.ephemeral,
+            runtime_env=self.runtime_env,
         )
 
 
@@ -61,7 +65,8 @@ class ControlActor:
         and the one it replaced, if any."""
         previous = self._apps.get(spec.name)
         version = self._last_version.get(spec.name, 0) + 1
-        deployment = Deployment(spec, version, time.time())
+        # Checked here, in the cluster's environment, not in the deploying client's.
+        deployment = Deployment(spec, version, time.time(), runtime_env_for(spec.pip))
         if not spec.ephemeral:
             internal_kv._internal_kv_put(
                 _kv_key(spec.name),
@@ -92,13 +97,15 @@ class ControlActor:
         deployment, spec = found
         return FunctionInfo(app, function, deployment.version, spec.signature, spec.options)
 
-    async def get_function(self, app: str, function: str) -> tuple[int, FunctionSpec] | NotDeployed:
-        """The current version and code of a function, for the registry."""
+    async def get_function(
+        self, app: str, function: str
+    ) -> tuple[int, FunctionSpec, dict[str, Any] | None] | NotDeployed:
+        """The current version, code and runtime env of a function, for the registry."""
         found = self._find(app, function)
         if isinstance(found, NotDeployed):
             return found
         deployment, spec = found
-        return deployment.version, spec
+        return deployment.version, spec, deployment.runtime_env
 
     def _find(self, app: str, function: str) -> tuple[Deployment, FunctionSpec] | NotDeployed:
         deployment = self._apps.get(app)

@@ -32,16 +32,25 @@ class CallStatus(enum.StrEnum):
 class FunctionOptions:
     """Validated options of one deployed function (see ``rayfn._options``)."""
 
-    cpu: float = 1.0
+    cpu: float | None = None  # None: Ray's default of 1 core for a task
     memory_mib: int | None = None
     result_ttl: float = 3600.0
 
     def ray_task_options(self) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""
-        options: dict[str, Any] = {"num_cpus": self.cpu}
+        options: dict[str, Any] = {"num_cpus": 1.0 if self.cpu is None else self.cpu}
         if self.memory_mib is not None:
             options["memory"] = self.memory_mib * 1024 * 1024
         return options
+
+
+@dataclass(frozen=True)
+class WebEndpoint:
+    """How a function is served over HTTP (``@asgi_app`` or ``@fastapi_endpoint``)."""
+
+    kind: str  # "asgi": the function returns an ASGI app; "fastapi": it is the handler
+    method: str = "GET"  # of a "fastapi" endpoint
+    route_prefix: str | None = None  # None: /<app>/<function>
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class FunctionSpec:
     code: bytes  # cloudpickle of the user's function, by value
     options: FunctionOptions
     signature: str  # e.g. "(data, *, retries=3)", for listings and error messages
+    web: WebEndpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class AppSpec:
     functions: dict[str, FunctionSpec]
     source: str = ""  # the file it came from, for warnings and listings
     ephemeral: bool = False
+    pip: tuple[str, ...] = ()  # the image's pip requirements
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class AppInfo:
     deployed_at: float
     source: str
     ephemeral: bool
+    runtime_env: dict[str, Any] | None = None  # what the image needs on this cluster
 
 
 @dataclass(frozen=True)

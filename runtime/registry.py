@@ -43,6 +43,7 @@ class LoadedFunction:
     key: tuple[str, str, int]  # (app, function, version): the executor's cache key
     code_box: list[ray.ObjectRef]  # the pickled code, put (and owned) by this actor
     options: FunctionOptions
+    task_options: dict[str, Any]  # Ray's .options() for the call's task
     task_name: str  # "app.function", as the Ray dashboard shows it
 
 
@@ -169,11 +170,15 @@ class CallRegistry:
         found = await _control().get_function.remote(app, function)
         if isinstance(found, NotDeployed):
             return found
-        version, spec = found
+        version, spec, runtime_env = found
+        task_options = spec.options.ray_task_options()
+        if runtime_env is not None:
+            task_options["runtime_env"] = runtime_env
         loaded = LoadedFunction(
             key=(app, function, version),
             code_box=[ray.put(spec.code)],
             options=spec.options,
+            task_options=task_options,
             task_name=f"{app.split('@', 1)[0]}.{function}",
         )
         self._functions[(app, function)] = loaded
@@ -181,7 +186,7 @@ class CallRegistry:
 
     def _dispatch(self, call: _Call, loaded: LoadedFunction, args_blob: bytes) -> None:
         meta_ref, payload_ref = execute_call.options(
-            name=loaded.task_name, **loaded.options.ray_task_options()
+            name=loaded.task_name, **loaded.task_options
         ).remote(loaded.code_box, loaded.key, call.call_id, args_blob)
         call.status = CallStatus.RUNNING
         self._start(self._watch(call, meta_ref, payload_ref))

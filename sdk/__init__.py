@@ -10,6 +10,7 @@ from rayfn._app import App
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall
 from rayfn._image import Image
+from rayfn._web import asgi_app, fastapi_endpoint
 from rayfn.runtime.executor import current_call_id as current_function_call_id
 from rayfn.runtime.records import CallInfo, CallStatus
 
@@ -23,7 +24,12 @@ __all__ = [
     "FunctionCall",
     "Image",
     "__version__",
+    "asgi_app",
     "current_function_call_id",
     "exception",
+    "fastapi_endpoint",
     "functions",
+    "web_endpoint",
 ]
+
+web_endpoint = fastapi_endpoint  # Modal's older name

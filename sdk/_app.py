@@ -17,6 +17,7 @@ from rayfn._function import Function, check_name
 from rayfn._image import Image
 from rayfn._options import function_options
 from rayfn._serialization import dumps_function
+from rayfn._web import web_endpoint_of
 from rayfn.exception import InvalidError
 from rayfn.runtime.records import AppInfo, AppSpec, FunctionSpec
 
@@ -121,7 +122,14 @@ class App:
             fn_name = check_name("function", name or fn.__name__)
             if fn_name in self._functions:
                 raise InvalidError(f"App {self._name!r} already has a function {fn_name!r}.")
-            function = Function(self._name or "", fn_name, raw=fn, options=options, app=self)
+            function = Function(
+                self._name or "",
+                fn_name,
+                raw=fn,
+                options=options,
+                app=self,
+                web=web_endpoint_of(fn),
+            )
             self._functions[fn_name] = function
             return function
 
@@ -144,7 +152,8 @@ class App:
 
     def deploy(self, name: str | None = None) -> AppInfo:
         """Deploy the app so ``Function.from_name`` finds it from any process; a
-        deploy of the same name replaces it (calls already running finish).
+        deploy of the same name replaces it (calls already running finish). Web
+        functions go on Ray Serve (``Function.get_web_url()`` says where).
 
         Raises:
             InvalidError: the app has no name.
@@ -153,6 +162,11 @@ class App:
         if self._name is None:
             self._name = app_name
         info, previous = ray.get(_connection.control().deploy.remote(self._spec(app_name)))
+        if any(f.web is not None for f in self._functions.values()):
+            # Imported here: a process that only submits work never loads Ray Serve.
+            from rayfn.serve.deploy import deploy_web_functions
+
+            deploy_web_functions(app_name, self._functions, runtime_env=info.runtime_env)
         if previous is not None and previous.source and previous.source != self.source:
             logger.warning(
                 "App %r from %s replaces the one deployed from %s.",
@@ -197,8 +211,15 @@ class App:
                 code=dumps_function(raw),
                 options=options,
                 signature=_signature(raw),
+                web=function.web,
             )
-        return AppSpec(name=key, functions=functions, source=self.source, ephemeral=ephemeral)
+        return AppSpec(
+            name=key,
+            functions=functions,
+            source=self.source,
+            ephemeral=ephemeral,
+            pip=self._image.pip_packages if self._image else (),
+        )
 
     def __repr__(self) -> str:
         return f"App({self._name!r})"

@@ -47,7 +47,9 @@ def connect() -> None:
         if record is not None and record.address == address:
             _use_token(record.token_file)
         try:
-            ray.init(address=address, logging_level=logging.WARNING)
+            # Calls run as tasks of the registry's job, so their output would not reach
+            # this process anyway; Serve's and Ray's own chatter should not either.
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except ConnectionError as exc:
             raise ClusterError(
                 f"Cannot connect to the Ray cluster at {address}: {exc}. If it uses token "

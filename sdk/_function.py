@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from rayfn import _connection
+from rayfn._aio import aio_method
 from rayfn._function_call import FunctionCall
 from rayfn._serialization import dumps_args
 from rayfn.exception import InvalidError, NotFoundError
-from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed
+from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, WebEndpoint
 
 if TYPE_CHECKING:
     from rayfn._app import App
@@ -56,7 +57,9 @@ class Function:
         options: FunctionOptions | None = None,
         app: App | None = None,
         deployment: str | None = None,
+        web: WebEndpoint | None = None,
     ) -> None:
+        self.web = web  # set when the function is served over HTTP
         self._app_name = app_name
         self._deployment = deployment  # a fixed deployment key, set when unpickled
         self._name = name
@@ -102,8 +105,10 @@ class Function:
 
     # -- calling -------------------------------------------------------------------------
 
+    @aio_method
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
         """Start a call and return at once with its ``FunctionCall`` (``.object_id``).
+        From async code: ``await f.spawn.aio(...)``.
 
         Raises:
             NotFoundError: the function is not deployed.
@@ -111,13 +116,23 @@ class Function:
         """
         blob = dumps_args(self.qualname, args, kwargs)
         result = ray.get(_connection.registry().spawn.remote(self._target, self._name, blob))
-        if isinstance(result, NotDeployed):
-            raise NotFoundError(result.message())
-        return FunctionCall(result)
+        return _spawned(result)
 
+    @spawn.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
+    async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        blob = dumps_args(self.qualname, args, kwargs)
+        return _spawned(await _connection.registry().spawn.remote(self._target, self._name, blob))
+
+    @aio_method
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Run on the cluster, wait, and return the value (or raise the remote error)."""
+        """Run on the cluster, wait, and return the value (or raise the remote error).
+        From async code: ``await f.remote.aio(...)``."""
         return self.spawn(*args, **kwargs).get()
+
+    @remote.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
+    async def remote(self, *args: Any, **kwargs: Any) -> Any:
+        call = await self.spawn.aio(*args, **kwargs)
+        return await call.get.aio()
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run in this process, as a plain Python call.
@@ -153,6 +168,14 @@ class Function:
     def options(self) -> FunctionOptions | None:
         return self._options
 
+    def get_web_url(self) -> str | None:
+        """The URL a deployed web function is served at (None if not a web function)."""
+        if self.web is None:
+            return None
+        from rayfn.serve.deploy import web_url
+
+        return web_url(self._app_name, self._name, self.web)
+
     def definition(self) -> tuple[Callable[..., Any], FunctionOptions]:
         """The local code and options of a function defined in this process."""
         if self._raw is None or self._options is None:
@@ -179,6 +202,12 @@ class Function:
         # Inside a remote function, a reference to another Function of the app calls
         # whichever deployment (ephemeral or deployed) the caller was shipped with.
         return (_rebuild, (self._target, self._name))
+
+
+def _spawned(result: str | NotDeployed) -> FunctionCall:
+    if isinstance(result, NotDeployed):
+        raise NotFoundError(result.message())
+    return FunctionCall(result)
 
 
 def _rebuild(target: str, name: str) -> Function:

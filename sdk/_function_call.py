@@ -8,6 +8,7 @@ from typing import Any
 import ray
 
 from rayfn import _connection
+from rayfn._aio import aio_method
 from rayfn.exception import (
     ExecutionError,
     InvalidError,
@@ -51,9 +52,11 @@ class FunctionCall:
         """The call id, e.g. ``"fc-mfrggzdfmztwq2lknnwg23tpoa"``."""
         return self._call_id
 
+    @aio_method
     def get(self, timeout: float | None = None) -> Any:
         """The call's result, waiting up to ``timeout`` seconds (None: as long as it
-        takes; 0: look once). Can be called any number of times until expiry.
+        takes; 0: look once). Can be called any number of times until expiry; from
+        async code, ``await call.get.aio(timeout=0)``.
 
         Raises:
             TimeoutError: the call has not finished yet (the builtin).
@@ -68,18 +71,34 @@ class FunctionCall:
         outcome = ray.get(
             _connection.registry().get.remote(self._call_id, timeout), timeout=client_timeout
         )
-        return result_of(self._call_id, outcome)
+        found = _payload(self._call_id, outcome)
+        value = found if isinstance(found, RemoteFailure) else ray.get(found)
+        return _settle(outcome, value)
 
+    @get.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
+    async def get(self, timeout: float | None = None) -> Any:
+        _check_timeout(timeout)
+        outcome = await _connection.registry().get.remote(self._call_id, timeout)
+        found = _payload(self._call_id, outcome)
+        value = found if isinstance(found, RemoteFailure) else await found
+        return _settle(outcome, value)
+
+    @aio_method
     def info(self) -> CallInfo:
         """The call's status record: function, status, timestamps, error summary.
 
         Raises:
             NotFoundError: no such call, or its result has expired.
         """
-        info = ray.get(_connection.registry().describe.remote(self._call_id))
-        if info is None:
-            raise NotFoundError(f"No call with id {self._call_id} (unknown or expired).")
-        return info
+        return _described(
+            self._call_id, ray.get(_connection.registry().describe.remote(self._call_id))
+        )
+
+    @info.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
+    async def info(self) -> CallInfo:
+        return _described(
+            self._call_id, await _connection.registry().describe.remote(self._call_id)
+        )
 
     def __repr__(self) -> str:
         return f"FunctionCall({self._call_id!r})"
@@ -91,19 +110,31 @@ class FunctionCall:
         return hash(self._call_id)
 
 
-def result_of(call_id: str, outcome: CallOutcome) -> Any:
-    """Turn the registry's answer into the value, or the exception ``get`` raises."""
+def _described(call_id: str, info: CallInfo | None) -> CallInfo:
+    if info is None:
+        raise NotFoundError(f"No call with id {call_id} (unknown or expired).")
+    return info
+
+
+def _payload(call_id: str, outcome: CallOutcome) -> ray.ObjectRef | RemoteFailure:
+    """What to fetch for a finished call; raise for any other answer."""
     status = outcome.status
     if status is None:
         raise NotFoundError(f"No call with id {call_id}.")
     if status is CallStatus.EXPIRED:
         raise OutputExpiredError(call_id)
-    if status is CallStatus.SUCCEEDED:
-        return ray.get(outcome.payload)
-    if status is CallStatus.FAILED:
-        failure = outcome.failure or ray.get(outcome.payload)
-        raise rebuild_exception(failure)
+    if status is CallStatus.FAILED and outcome.failure is not None:
+        return outcome.failure
+    if status in (CallStatus.SUCCEEDED, CallStatus.FAILED) and outcome.payload is not None:
+        return outcome.payload
     raise TimeoutError(f"Call {call_id} has not finished yet (it is {status.value}).")
+
+
+def _settle(outcome: CallOutcome, value: Any) -> Any:
+    """The value of a finished call, or raise what its function raised."""
+    if outcome.status is CallStatus.FAILED:
+        raise rebuild_exception(value)
+    return value
 
 
 def rebuild_exception(failure: RemoteFailure) -> BaseException:

@@ -22,9 +22,7 @@ def function_options(
     Raises:
         InvalidError: an option is out of range; the message says the allowed range.
     """
-    if cpu is None:
-        cpu = 1.0
-    if not _is_number(cpu) or not 0 <= cpu <= 1024:
+    if cpu is not None and (not _is_number(cpu) or not 0 <= cpu <= 1024):
         raise InvalidError(f"cpu must be a number of cores between 0 and 1024, got {cpu!r}.")
     if memory is not None and (
         isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0
@@ -37,7 +35,9 @@ def function_options(
             f"result_ttl must be a number of seconds above 0 and at most "
             f"{MAX_RESULT_TTL_S:.0f} (one week), got {result_ttl!r}."
         )
-    return FunctionOptions(cpu=float(cpu), memory_mib=memory, result_ttl=float(result_ttl))
+    return FunctionOptions(
+        cpu=None if cpu is None else float(cpu), memory_mib=memory, result_ttl=float(result_ttl)
+    )
 
 
 def _is_number(value: object) -> bool:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import signal
 import time
 import typing
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,7 +44,9 @@ cluster_cli = typer.Typer(
 )
 cli.add_typer(app_cli, name="app")
 cli.add_typer(call_cli, name="call")
+http_cli = typer.Typer(no_args_is_help=True, help="The job API. Example: rayfn http start")
 cli.add_typer(cluster_cli, name="cluster")
+cli.add_typer(http_cli, name="http")
 
 # soft_wrap: messages stay one line however narrow the terminal (or pipe) is.
 out = Console(soft_wrap=True)
@@ -72,6 +76,8 @@ def deploy(
     file: str = typer.Argument(..., help="Python file defining an App; FILE::VARIABLE picks one."),
 ) -> None:
     """Deploy the app in FILE; it stays until `rayfn app stop`. Example: rayfn deploy jobs.py"""
+    from rayfn.serve.deploy import deploy_api
+
     path, _, var = file.partition("::")
     app = find_app(import_file(path), var or None)
     info = app.deploy()
@@ -80,6 +86,62 @@ def deploy(
         f"({len(info.functions)} functions: {', '.join(info.functions) or 'none'})",
         highlight=False,
     )
+    api = deploy_api()
+    for name, function in app.registered_functions.items():
+        if function.web is not None:
+            out.print(f"{name} => {function.get_web_url()}", highlight=False)
+    out.print(f"job API => {api}/v1 (docs: {api}/docs)", highlight=False)
+
+
+@cli.command()
+@_friendly
+def serve(
+    file: str = typer.Argument(..., help="Python file defining an App; FILE::VARIABLE picks one."),
+) -> None:
+    """Serve the app's web functions until Ctrl-C or SIGTERM, reloading when FILE
+    changes; they live at /<app>-dev/<function>. Example: rayfn serve web.py"""
+    from rayfn.serve.deploy import delete_web_functions, deploy_web_functions
+
+    path, _, var = file.partition("::")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    app_name = None
+    try:
+        while True:
+            mtime = _mtime(path)
+            app = find_app(import_file(path), var or None)
+            if app.name is None:
+                raise InvalidError("`rayfn serve` needs an App with a name.")
+            app_name = app.name
+            with app.run():
+                endpoints = deploy_web_functions(app.name, app.registered_functions, dev=True)
+                if not endpoints:
+                    raise InvalidError(
+                        f"{path} has no web functions (@asgi_app, @fastapi_endpoint)."
+                    )
+                for endpoint in endpoints:
+                    out.print(f"{endpoint.function} => {endpoint.url}", highlight=False)
+                out.print(
+                    "Serving; Ctrl-C stops. Reloading when the file changes.", highlight=False
+                )
+                while _mtime(path) == mtime:
+                    time.sleep(0.5)
+                out.print(f"{path} changed: reloading.", highlight=False)
+    except KeyboardInterrupt:
+        out.print("Stopping.", highlight=False)
+    finally:
+        if app_name is not None:
+            delete_web_functions(app_name, dev=True)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return None
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -201,9 +263,38 @@ def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
 @_friendly
 def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
     """Stop (undeploy) an app; running calls finish. Example: rayfn app stop my-job-queue"""
+    from rayfn.serve.deploy import delete_web_functions
+
     if not ray.get(_connection.control().stop.remote(name)):
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
+    delete_web_functions(name)
     out.print(f"Stopped app [bold]{name}[/bold].", highlight=False)
+
+
+# -- http ---------------------------------------------------------------------------------
+
+
+@http_cli.command("start")
+@_friendly
+def http_start() -> None:
+    """Run the built-in job API on Ray Serve. Example: rayfn http start"""
+    from rayfn.serve.deploy import deploy_api
+
+    api = deploy_api()
+    out.print(f"job API => {api}/v1 (docs: {api}/docs)", highlight=False)
+
+
+@http_cli.command("stop")
+@_friendly
+def http_stop() -> None:
+    """Remove the built-in job API from Ray Serve. Example: rayfn http stop"""
+    from ray import serve as ray_serve
+
+    from rayfn.serve.deploy import API_APP_NAME
+
+    _connection.connect()
+    ray_serve.delete(API_APP_NAME)
+    out.print("Stopped the job API.", highlight=False)
 
 
 # -- calls --------------------------------------------------------------------------------

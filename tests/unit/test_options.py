@@ -7,7 +7,7 @@ from rayfn.exception import InvalidError
 
 def test_defaults() -> None:
     options = function_options(default_result_ttl=3600)
-    assert options.cpu == 1.0
+    assert options.cpu is None  # Ray's default for tasks; web replicas then hold no CPU
     assert options.result_ttl == 3600.0
     assert options.ray_task_options() == {"num_cpus": 1.0}
 

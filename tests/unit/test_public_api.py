@@ -17,9 +17,12 @@ def test_public_names() -> None:
             "FunctionCall",
             "Image",
             "__version__",
+            "asgi_app",
             "current_function_call_id",
             "exception",
+            "fastapi_endpoint",
             "functions",
+            "web_endpoint",
         ]
     )
     for name in rayfn.__all__:

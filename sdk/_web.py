@@ -1,0 +1,79 @@
+"""Web endpoints, Modal style: ``@asgi_app()`` serves the ASGI app a function returns,
+``@fastapi_endpoint()`` serves one function as an endpoint. Put them under
+``@app.function()``; deploys host them on Ray Serve at ``/<app>/<function>``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rayfn.exception import InvalidError
+from rayfn.runtime.records import WebEndpoint
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WEB_ATTRIBUTE = "__rayfn_web__"
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+
+
+def asgi_app(*, label: str | None = None, route_prefix: str | None = None) -> Callable[[F], F]:
+    """Serve the ASGI app (FastAPI, Starlette...) that the decorated function returns.
+
+    Example:
+        >>> @app.function()
+        ... @rayfn.asgi_app()
+        ... def fastapi_app():
+        ...     return web_app
+
+    Args:
+        label: serve at ``/<label>`` instead of ``/<app>/<function>``.
+        route_prefix: serve at this path prefix instead (e.g. ``"/jobs"``).
+    """
+    return _mark(WebEndpoint("asgi", route_prefix=_prefix(label, route_prefix)))
+
+
+def fastapi_endpoint(
+    *, method: str = "GET", label: str | None = None, route_prefix: str | None = None
+) -> Callable[[F], F]:
+    """Serve the decorated function as one HTTP endpoint; its parameters are read as
+    FastAPI reads them (query parameters, or a JSON body for pydantic models).
+
+    Example:
+        >>> @app.function()
+        ... @rayfn.fastapi_endpoint(method="POST")
+        ... def square(x: int):
+        ...     return {"square": x * x}
+    """
+    if not isinstance(method, str) or method.upper() not in _METHODS:
+        raise InvalidError(f"method must be one of {', '.join(_METHODS)}, got {method!r}.")
+    return _mark(
+        WebEndpoint("fastapi", method=method.upper(), route_prefix=_prefix(label, route_prefix))
+    )
+
+
+def _mark(endpoint: WebEndpoint) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise InvalidError(f"Web endpoint decorators take functions, not {fn!r}.")
+        setattr(fn, WEB_ATTRIBUTE, endpoint)
+        return fn
+
+    return decorate
+
+
+def _prefix(label: str | None, route_prefix: str | None) -> str | None:
+    if label is not None and route_prefix is not None:
+        raise InvalidError("Give label or route_prefix, not both.")
+    prefix = f"/{label}" if label is not None else route_prefix
+    if prefix is not None and (not isinstance(prefix, str) or not _PREFIX_RE.match(prefix)):
+        raise InvalidError(
+            f"Invalid route prefix {prefix!r}: use a path like '/jobs' or '/team/jobs' "
+            "(letters, digits, '.', '_', '~', '-'; no trailing slash)."
+        )
+    return prefix
+
+
+def web_endpoint_of(fn: Callable[..., Any]) -> WebEndpoint | None:
+    return getattr(fn, WEB_ATTRIBUTE, None)

@@ -1,0 +1,119 @@
+"""The job API's front gate, as plain ASGI middleware: bearer token, body size cap, and
+JSON-only bodies, answered before any route runs (FastAPI itself answers 500 to a body
+that is not UTF-8, and would read an unbounded body)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/healthz"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def token_digest(token: str) -> str:
+    """What the API keeps of its token: the hex SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, *, token_sha256: str | None, max_body: int) -> None:
+        self.app = app
+        self.token_sha256 = token_sha256
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+        if (
+            self.token_sha256 is not None
+            and scope["path"] not in OPEN_PATHS
+            and not self._authorized(headers.get("authorization", b""))
+        ):
+            await _answer(
+                send,
+                401,
+                "unauthorized",
+                "Send Authorization: Bearer <token>.",
+                extra=[(b"www-authenticate", b"Bearer")],
+            )
+            return
+        if scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await _too_large(send, self.max_body)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                await _too_large(send, self.max_body)
+                return
+            if not message.get("more_body", False):
+                break
+        if body:
+            content_type = headers.get("content-type", b"").split(b";")[0].strip()
+            if content_type not in (b"application/json", b""):
+                await _answer(send, 415, "unsupported_media_type", "Send application/json.")
+                return
+            try:
+                json.loads(bytes(body).decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                await _answer(send, 422, "invalid_json", f"The body is not UTF-8 JSON: {exc}.")
+                return
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    def _authorized(self, header: bytes) -> bool:
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        assert self.token_sha256 is not None
+        return hmac.compare_digest(token_digest(token.strip()), self.token_sha256)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await _answer(send, 413, "too_large", f"The body is over the limit of {limit} bytes.")
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps({"error": code, "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})

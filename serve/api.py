@@ -1,0 +1,302 @@
+"""The built-in HTTP job API: any HTTP client can call every deployed function with
+JSON, no user code. Hosted on Ray Serve by ``rayfn deploy`` or ``rayfn http start``.
+
+Routes (all JSON; every route but ``/healthz`` needs ``Authorization: Bearer <token>``
+when ``RAYFN_API_TOKEN`` is set):
+
+    POST   /v1/apps/{app}/functions/{function}/calls   201 {"call_id"}
+    GET    /v1/calls/{call_id}                         200 status record
+    GET    /v1/calls/{call_id}/result                  200 result | 202 pending |
+                                                       404 unknown | 410 expired |
+                                                       422 malformed id | 424 failed
+    DELETE /v1/calls/{call_id}                         501 (cancellation: next issue)
+    GET    /healthz                                    200 {"status": "ok"}
+
+A failed call answers 424 (Failed Dependency: the request was fine, the function it
+depends on failed) with the function's error type, message and traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+import rayfn
+from rayfn.exception import (
+    Error,
+    InvalidError,
+    NotFoundError,
+    OutputExpiredError,
+    RemoteError,
+    SerializationError,
+)
+from rayfn.runtime.records import CallInfo, CallStatus
+from rayfn.serve._guard import RequestGuard
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+# -- bodies -------------------------------------------------------------------------------
+
+
+class SpawnRequest(BaseModel):
+    """Arguments of a call, as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class SpawnResponse(BaseModel):
+    call_id: str
+
+
+class CallRecord(BaseModel):
+    call_id: str
+    app: str
+    function: str
+    status: CallStatus
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+
+class PendingResponse(BaseModel):
+    call_id: str
+    status: CallStatus
+
+
+class ResultResponse(BaseModel):
+    call_id: str
+    status: CallStatus = CallStatus.SUCCEEDED
+    result: Any = None
+
+
+class RemoteErrorBody(BaseModel):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class FailedResponse(BaseModel):
+    call_id: str
+    status: CallStatus = CallStatus.FAILED
+    error: RemoteErrorBody
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer of the API."""
+
+    error: str  # a stable code: "not_found", "expired", "invalid", ...
+    message: str
+
+
+# -- what the routes need from a cluster ----------------------------------------------------
+
+
+class Backend(Protocol):
+    """The calls the routes make; the default goes through the SDK to the cluster."""
+
+    async def spawn(self, app: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+        """Raises NotFoundError, InvalidError, SerializationError."""
+        ...
+
+    async def result(self, call_id: str) -> Any:
+        """The value; raises TimeoutError (pending), OutputExpiredError,
+        NotFoundError, InvalidError, or the function's own exception."""
+        ...
+
+    async def describe(self, call_id: str) -> CallInfo:
+        """Raises NotFoundError, InvalidError."""
+        ...
+
+
+class ClusterBackend:
+    """The job API's backend on a real cluster, through the SDK."""
+
+    async def spawn(self, app: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+        call = await rayfn.Function.from_name(app, function).spawn.aio(*args, **kwargs)
+        return call.object_id
+
+    async def result(self, call_id: str) -> Any:
+        return await rayfn.FunctionCall.from_id(call_id).get.aio(timeout=0)
+
+    async def describe(self, call_id: str) -> CallInfo:
+        return await rayfn.FunctionCall.from_id(call_id).info.aio()
+
+
+def get_backend(request: Request) -> Backend:
+    """The backend of this app (a dependency, so tests can override it)."""
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+BackendDep = Annotated[Backend, Depends(get_backend)]
+
+
+# -- the app --------------------------------------------------------------------------------
+
+
+def build_api(
+    backend: Backend | None = None,
+    *,
+    token_sha256: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> FastAPI:
+    """The job API as a FastAPI app.
+
+    Args:
+        backend: where calls go (default: the connected Ray cluster).
+        token_sha256: hex SHA-256 of the bearer token every route but ``/healthz``
+            needs; None: no token (only for loopback).
+        max_body: request bodies over this many bytes get 413.
+    """
+    api = FastAPI(
+        title="rayfn job API",
+        version=rayfn.__version__,
+        description="Submit calls to deployed rayfn functions and fetch their results.",
+        responses={
+            401: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+        },
+    )
+    api.state.backend = backend or ClusterBackend()
+    api.add_middleware(RequestGuard, token_sha256=token_sha256, max_body=max_body)
+    _add_error_handlers(api)
+
+    @api.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.post(
+        "/v1/apps/{app}/functions/{function}/calls",
+        status_code=201,
+        response_model=SpawnResponse,
+        responses={404: {"model": ErrorResponse}},
+        tags=["calls"],
+    )
+    async def spawn_call(
+        app: str,
+        function: str,
+        backend: BackendDep,
+        body: SpawnRequest | None = None,
+    ) -> SpawnResponse:
+        """Start a call of a deployed function; returns its id at once."""
+        body = body or SpawnRequest()
+        return SpawnResponse(call_id=await backend.spawn(app, function, body.args, body.kwargs))
+
+    @api.get(
+        "/v1/calls/{call_id}",
+        response_model=CallRecord,
+        responses={404: {"model": ErrorResponse}},
+        tags=["calls"],
+    )
+    async def get_call(call_id: str, backend: BackendDep) -> CallRecord:
+        """A call's status record."""
+        info = await backend.describe(call_id)
+        return CallRecord(**{f: getattr(info, f) for f in CallRecord.model_fields})
+
+    @api.get(
+        "/v1/calls/{call_id}/result",
+        response_model=ResultResponse,
+        responses={
+            202: {"model": PendingResponse},
+            404: {"model": ErrorResponse},
+            410: {"model": ErrorResponse},
+            424: {"model": FailedResponse},
+        },
+        tags=["calls"],
+    )
+    async def get_result(call_id: str, backend: BackendDep) -> Any:
+        """A call's result: 200 when done, 202 while it runs, 424 when it failed."""
+        try:
+            value = await backend.result(call_id)
+        except TimeoutError:
+            info = await backend.describe(call_id)
+            return JSONResponse(
+                PendingResponse(call_id=call_id, status=info.status).model_dump(mode="json"),
+                status_code=202,
+            )
+        except Error as exc:
+            if isinstance(exc, RemoteError):
+                return _failed(call_id, exc.type_name, exc)
+            raise  # the handlers below map rayfn's own errors
+        except Exception as exc:  # the function's own exception: the call failed
+            kind = type(exc)
+            return _failed(call_id, f"{kind.__module__}.{kind.__qualname__}", exc)
+        try:
+            encoded = jsonable_encoder(value)
+        except Exception:
+            return _error(
+                406,
+                "not_json",
+                f"The result of {call_id} is a {type(value).__name__}, "
+                "which has no JSON form; fetch it with the Python SDK.",
+            )
+        return ResultResponse(call_id=call_id, result=encoded)
+
+    @api.delete(
+        "/v1/calls/{call_id}",
+        status_code=501,
+        responses={501: {"model": ErrorResponse}},
+        tags=["calls"],
+    )
+    async def cancel_call(call_id: str) -> JSONResponse:
+        """Cancel a call (not yet available)."""
+        return _error(501, "not_implemented", "Cancellation is not available yet.")
+
+    return api
+
+
+def _failed(call_id: str, type_name: str, exc: BaseException) -> JSONResponse:
+    traceback = getattr(exc, "remote_traceback", None)
+    message = str(exc) if not isinstance(exc, RemoteError) else str(exc).split(": ", 1)[-1]
+    body = FailedResponse(
+        call_id=call_id,
+        error=RemoteErrorBody(type=type_name, message=message, traceback=traceback),
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=424)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(ErrorResponse(error=code, message=message).model_dump(), status_code=status)
+
+
+def _add_error_handlers(api: FastAPI) -> None:
+    statuses: list[tuple[type[Exception], int, str]] = [
+        (OutputExpiredError, 410, "expired"),
+        (NotFoundError, 404, "not_found"),
+        (InvalidError, 422, "invalid"),
+        (SerializationError, 422, "not_serializable"),
+        (Error, 400, "error"),
+    ]
+    for kind, status, code in statuses:
+
+        async def handler(
+            request: Request, exc: Exception, status: int = status, code: str = code
+        ) -> JSONResponse:
+            return _error(status, code, str(exc))
+
+        api.add_exception_handler(kind, handler)
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return _error(422, "invalid_request", problems or "invalid request")
+
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        # Never a traceback of rayfn's internals in a response; it goes to the log.
+        return _error(500, "internal", "Internal error; see the Serve replica's log.")
+
+    api.add_exception_handler(RequestValidationError, invalid_request)
+    api.add_exception_handler(Exception, internal)

@@ -1,0 +1,199 @@
+"""The job API's routes and status codes, without Ray: the backend dependency is
+overridden with an in-memory one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rayfn.exception import InvalidError, NotFoundError, OutputExpiredError, RemoteError
+from rayfn.runtime.ids import new_call_id
+from rayfn.runtime.records import CallInfo, CallStatus
+from rayfn.serve._guard import token_digest
+from rayfn.serve.api import build_api, get_backend
+
+
+class Boom(Exception):
+    pass
+
+
+class MemoryBackend:
+    """Calls that finish as soon as they are spawned, with scripted outcomes."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, Any] = {}
+        self.spawned: list[tuple[str, str, list[Any], dict[str, Any]]] = []
+
+    async def spawn(self, app: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+        if app != "jobs":
+            raise NotFoundError(f"App {app!r} is not deployed (deployed apps: jobs).")
+        self.spawned.append((app, function, args, kwargs))
+        call_id = new_call_id()
+        self.outcomes[call_id] = {"echo": args, "kw": kwargs}
+        return call_id
+
+    async def result(self, call_id: str) -> Any:
+        self._check(call_id)
+        outcome = self.outcomes[call_id]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome == "pending":
+            raise TimeoutError(call_id)
+        return outcome
+
+    async def describe(self, call_id: str) -> CallInfo:
+        self._check(call_id)
+        status = CallStatus.RUNNING if self.outcomes[call_id] == "pending" else CallStatus.SUCCEEDED
+        return CallInfo(call_id, "jobs", "echo", status, created_at=1.0)
+
+    def _check(self, call_id: str) -> None:
+        if not call_id.startswith("fc-") or len(call_id) != 29:
+            raise InvalidError(f"{call_id!r} is not a call id")
+        if call_id not in self.outcomes:
+            raise NotFoundError(f"No call with id {call_id}.")
+        if self.outcomes[call_id] == "expired":
+            raise OutputExpiredError(call_id)
+
+
+@pytest.fixture
+def backend() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+def client(backend: MemoryBackend) -> TestClient:
+    api = build_api(max_body=1024)
+    api.dependency_overrides[get_backend] = lambda: backend
+    return TestClient(api)
+
+
+def test_spawn_then_result(client: TestClient, backend: MemoryBackend) -> None:
+    created = client.post(
+        "/v1/apps/jobs/functions/echo/calls", json={"args": [1], "kwargs": {"a": 2}}
+    )
+    assert created.status_code == 201
+    call_id = created.json()["call_id"]
+    assert backend.spawned == [("jobs", "echo", [1], {"a": 2})]
+    result = client.get(f"/v1/calls/{call_id}/result")
+    assert result.status_code == 200
+    assert result.json() == {
+        "call_id": call_id,
+        "status": "SUCCEEDED",
+        "result": {"echo": [1], "kw": {"a": 2}},
+    }
+    record = client.get(f"/v1/calls/{call_id}")
+    assert record.status_code == 200
+    assert record.json()["status"] == "SUCCEEDED" and record.json()["function"] == "echo"
+
+
+def test_spawn_without_a_body_passes_no_arguments(
+    client: TestClient, backend: MemoryBackend
+) -> None:
+    assert client.post("/v1/apps/jobs/functions/echo/calls").status_code == 201
+    assert backend.spawned == [("jobs", "echo", [], {})]
+
+
+def test_result_status_codes(client: TestClient, backend: MemoryBackend) -> None:
+    pending, expired, failed, remote = (new_call_id() for _ in range(4))
+    backend.outcomes.update(
+        {
+            pending: "pending",
+            expired: "expired",
+            failed: _with_traceback(Boom("it broke"), "Traceback...\nBoom: it broke"),
+            remote: RemoteError("mod.Gone", "gone away", "tb text"),
+        }
+    )
+    answer = client.get(f"/v1/calls/{pending}/result")
+    assert (answer.status_code, answer.json()) == (202, {"call_id": pending, "status": "RUNNING"})
+    answer = client.get(f"/v1/calls/{expired}/result")
+    assert answer.status_code == 410 and answer.json()["error"] == "expired"
+    answer = client.get(f"/v1/calls/{new_call_id()}/result")
+    assert answer.status_code == 404 and answer.json()["error"] == "not_found"
+    answer = client.get("/v1/calls/not-an-id/result")
+    assert answer.status_code == 422 and answer.json()["error"] == "invalid"
+    answer = client.get(f"/v1/calls/{failed}/result")
+    assert answer.status_code == 424
+    assert answer.json() == {
+        "call_id": failed,
+        "status": "FAILED",
+        "error": {
+            "type": "tests.unit.test_http_api.Boom",
+            "message": "it broke",
+            "traceback": "Traceback...\nBoom: it broke",
+        },
+    }
+    answer = client.get(f"/v1/calls/{remote}/result")
+    assert answer.status_code == 424
+    assert answer.json()["error"] == {
+        "type": "mod.Gone",
+        "message": "gone away",
+        "traceback": "tb text",
+    }
+
+
+def test_unknown_app_is_404_with_json(client: TestClient) -> None:
+    answer = client.post("/v1/apps/nope/functions/echo/calls", json={})
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": "not_found",
+        "message": "App 'nope' is not deployed (deployed apps: jobs).",
+    }
+
+
+def test_result_without_a_json_form_is_406(client: TestClient, backend: MemoryBackend) -> None:
+    call_id = new_call_id()
+    backend.outcomes[call_id] = object()
+    answer = client.get(f"/v1/calls/{call_id}/result")
+    assert answer.status_code == 406 and answer.json()["error"] == "not_json"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        (b"\xff\xfe not utf-8", {"content-type": "application/json"}, 422, "invalid_json"),
+        (b"{not json", {"content-type": "application/json"}, 422, "invalid_json"),
+        (b"x" * 2048, {"content-type": "application/json"}, 413, "too_large"),
+        (
+            b"a=1",
+            {"content-type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_media_type",
+        ),
+        (b'{"args": 5}', {"content-type": "application/json"}, 422, "invalid_request"),
+        (b'{"unknown": 1}', {"content-type": "application/json"}, 422, "invalid_request"),
+    ],
+)
+def test_bad_bodies_get_json_errors(
+    client: TestClient, body: bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    answer = client.post("/v1/apps/jobs/functions/echo/calls", content=body, headers=headers)
+    assert answer.status_code == status
+    assert answer.json()["error"] == code
+
+
+def test_token_is_required_everywhere_but_healthz(backend: MemoryBackend) -> None:
+    api = build_api(token_sha256=token_digest("s3cret"))
+    api.dependency_overrides[get_backend] = lambda: backend
+    client = TestClient(api)
+    assert client.get("/healthz").status_code == 200
+    for path in ["/docs", "/openapi.json", f"/v1/calls/{new_call_id()}"]:
+        answer = client.get(path)
+        assert answer.status_code == 401, path
+        assert answer.headers["www-authenticate"] == "Bearer"
+    wrong = client.get("/openapi.json", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = client.get("/openapi.json", headers={"Authorization": "Bearer s3cret"})
+    assert right.status_code == 200
+    assert "/v1/apps/{app}/functions/{function}/calls" in right.json()["paths"]
+
+
+def test_cancel_is_not_available_yet(client: TestClient) -> None:
+    answer = client.delete(f"/v1/calls/{new_call_id()}")
+    assert answer.status_code == 501 and answer.json()["error"] == "not_implemented"
+
+
+def _with_traceback(exc: BaseException, text: str) -> BaseException:
+    exc.remote_traceback = text  # type: ignore[attr-defined]
+    return exc
