@@ -53,7 +53,9 @@ def run_call(
         else:
             value = fn(*args, **kwargs)
     except Exception as exc:  # whatever the user's code raises is the call's outcome
-        failure = RemoteFailure.capture(exc)
+        # The traceback starts at the user's code: this frame is rayfn's, not theirs.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        failure = RemoteFailure.capture(exc, tb)
         return AttemptMeta(False, started_at, time.time(), failure.summary), failure
     finally:
         _current_call_id.reset(token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import traceback
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import ray
@@ -137,14 +138,16 @@ class RemoteFailure:
         return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), "", None, system=True)
 
     @classmethod
-    def capture(cls, exc: BaseException) -> RemoteFailure:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    def capture(cls, exc: BaseException, tb: TracebackType | None = None) -> RemoteFailure:
+        """Record ``exc``; ``tb`` is the traceback to show (default: the whole one)."""
+        tb = tb if tb is not None else exc.__traceback__
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
         try:
             pickled: bytes | None = ray.cloudpickle.dumps(exc)
         except Exception:
             pickled = None
         kind = type(exc)
-        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), tb, pickled)
+        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), text, pickled)
 
 
 @dataclass(frozen=True)

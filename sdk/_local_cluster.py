@@ -139,14 +139,15 @@ def start(
     return record
 
 
-def stop(home: Path) -> ClusterRecord | None:
-    """Stop the cluster rayfn started (by its pid). Returns it, or None if none ran."""
+def stop(home: Path, grace: float = _STOP_TIMEOUT_S) -> ClusterRecord | None:
+    """Stop the cluster rayfn started (by its pid), killing it after ``grace``
+    seconds (Ray drains a node for up to 30 s). Returns it, or None if none ran."""
     record = read_record(home)
     if record is None:
         return None
     with contextlib.suppress(ProcessLookupError):
         os.kill(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    deadline = time.monotonic() + grace
     while _alive(record.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     if _alive(record.pid):

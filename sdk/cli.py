@@ -103,6 +103,7 @@ def serve(
     from rayfn.serve.deploy import delete_web_functions, deploy_web_functions
 
     path, _, var = file.partition("::")
+    _connection.connect()  # first: ray.init installs a SIGTERM handler of its own
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     app_name = None
     try:

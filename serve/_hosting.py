@@ -36,7 +36,20 @@ class WebFunction:
 
     def __serve_build_asgi_app__(self) -> Any:
         if self._kind == "asgi":
-            return self._fn()
+            return _BarePrefixIsRoot(self._fn())
         app = FastAPI()
         app.add_api_route("/", self._fn, methods=[self._method])
-        return app
+        return _BarePrefixIsRoot(app)
+
+
+class _BarePrefixIsRoot:
+    """Answer ``/<app>/<function>`` itself, as Modal's endpoint URLs do, instead of
+    FastAPI's redirect to ``/<app>/<function>/``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == scope.get("root_path"):
+            scope = {**scope, "path": scope["path"] + "/", "raw_path": None}
+        await self.app(scope, receive, send)

@@ -1,0 +1,280 @@
+"""rayfn's HTTP side on a real Ray Serve, on loopback, driven with httpx."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from ray import serve
+
+from rayfn._loader import find_app, import_file
+from rayfn.serve.deploy import API_APP_NAME, deploy_api
+from tests.apps import api_jobs, http_worker
+from tests.conftest import ROOT, Cluster, free_port
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def base(cluster: Cluster) -> Iterator[str]:
+    """Serve on a free loopback port, with the job API and the test apps deployed."""
+    port = free_port()
+    os.environ["RAYFN_HTTP_PORT"] = str(port)
+    try:
+        http_worker.app.deploy()
+        api_jobs.app.deploy()
+        url = deploy_api()
+        assert url == f"http://127.0.0.1:{port}"
+        yield url
+    finally:
+        os.environ.pop("RAYFN_HTTP_PORT", None)
+
+
+def poll(url: str, until: int, *, seconds: float = 30) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = httpx.get(url, timeout=10)
+        if answer.status_code == until or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def test_modal_endpoint_program_submit_poll_result_expiry(base: str) -> None:
+    endpoint = find_app(import_file(ROOT / "examples" / "my_job_queue_endpoint.py"))
+    endpoint.deploy()
+    url = endpoint.registered_functions["fastapi_app"].get_web_url()
+    assert url == f"{base}/fastapi-modal/fastapi_app"
+
+    submitted = httpx.post(f"{url}/submit", params={"data": "data"}, timeout=30)
+    assert submitted.status_code == 200, submitted.text
+    call_id = submitted.json()["call_id"]
+    assert call_id.startswith("fc-")
+
+    pending = httpx.get(f"{url}/result/{call_id}", timeout=10)
+    assert pending.status_code == 202  # the job sleeps 2 s
+    done = poll(f"{url}/result/{call_id}", 200)
+    assert done.status_code == 200
+    assert done.json() == {"result": "data"}
+    expired = poll(f"{url}/result/{call_id}", 404)  # result_ttl=4
+    assert expired.status_code == 404
+
+
+def test_job_api_spawn_status_result(base: str) -> None:
+    created = httpx.post(
+        f"{base}/v1/apps/api-jobs/functions/add/calls",
+        json={"args": [2], "kwargs": {"b": 40}},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    call_id = created.json()["call_id"]
+    done = poll(f"{base}/v1/calls/{call_id}/result", 200)
+    assert done.json() == {"call_id": call_id, "status": "SUCCEEDED", "result": 42}
+    record = httpx.get(f"{base}/v1/calls/{call_id}", timeout=10).json()
+    assert record["app"] == "api-jobs" and record["function"] == "add"
+    assert record["status"] == "SUCCEEDED"
+    assert record["created_at"] <= record["started_at"] <= record["finished_at"]
+
+
+def test_job_api_pending_expired_unknown_malformed(base: str) -> None:
+    napping = httpx.post(
+        f"{base}/v1/apps/api-jobs/functions/nap/calls", json={"args": [30]}, timeout=30
+    ).json()["call_id"]
+    pending = httpx.get(f"{base}/v1/calls/{napping}/result", timeout=10)
+    assert (pending.status_code, pending.json()["status"]) == (202, "RUNNING")
+
+    fleeting = httpx.post(
+        f"{base}/v1/apps/api-jobs/functions/fleeting/calls", json={"args": ["x"]}, timeout=30
+    ).json()["call_id"]
+    assert poll(f"{base}/v1/calls/{fleeting}/result", 410).json()["error"] == "expired"
+
+    unknown = httpx.get(f"{base}/v1/calls/fc-{'a' * 26}/result", timeout=10)
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
+    malformed = httpx.get(f"{base}/v1/calls/fc-nope/result", timeout=10)
+    assert (malformed.status_code, malformed.json()["error"]) == (422, "invalid")
+    no_app = httpx.post(f"{base}/v1/apps/no-app/functions/f/calls", json={}, timeout=10)
+    assert (no_app.status_code, no_app.json()["error"]) == (404, "not_found")
+    no_fn = httpx.post(f"{base}/v1/apps/api-jobs/functions/nope/calls", json={}, timeout=10)
+    assert no_fn.status_code == 404 and "its functions: add" in no_fn.json()["message"]
+
+
+def test_job_api_failed_call_and_non_json_result(base: str) -> None:
+    failed = httpx.post(
+        f"{base}/v1/apps/api-jobs/functions/explode/calls", json={"args": ["kaboom"]}, timeout=30
+    ).json()["call_id"]
+    answer = poll(f"{base}/v1/calls/{failed}/result", 424)
+    assert answer.status_code == 424
+    error = answer.json()["error"]
+    assert error["type"] == "builtins.ValueError"
+    assert error["message"] == "kaboom"
+    assert "raise ValueError(message)" in error["traceback"]
+    assert "rayfn/runtime" not in error["traceback"] and "executor.py" not in error["traceback"]
+
+    odd = httpx.post(f"{base}/v1/apps/api-jobs/functions/not_json/calls", timeout=30)
+    answer = poll(f"{base}/v1/calls/{odd.json()['call_id']}/result", 406)
+    assert (answer.status_code, answer.json()["error"]) == (406, "not_json")
+
+
+def test_job_api_bodies_are_json_only_and_capped(base: str) -> None:
+    url = f"{base}/v1/apps/api-jobs/functions/add/calls"
+    headers = {"content-type": "application/json"}
+    bad_utf8 = httpx.post(url, content=b"\xff\xfe{}", headers=headers, timeout=10)
+    assert (bad_utf8.status_code, bad_utf8.json()["error"]) == (422, "invalid_json")
+    not_json = httpx.post(url, content=b"{args", headers=headers, timeout=10)
+    assert (not_json.status_code, not_json.json()["error"]) == (422, "invalid_json")
+    huge = httpx.post(
+        url, content=b"[" + b"1," * (9 * 1024 * 1024) + b"1]", headers=headers, timeout=60
+    )
+    assert (huge.status_code, huge.json()["error"]) == (413, "too_large")
+    wrong_shape = httpx.post(url, json={"args": "not a list"}, timeout=10)
+    assert (wrong_shape.status_code, wrong_shape.json()["error"]) == (422, "invalid_request")
+
+
+def test_openapi_docs_health_and_cancel(base: str) -> None:
+    schema = httpx.get(f"{base}/openapi.json", timeout=10)
+    assert schema.status_code == 200
+    assert set(schema.json()["paths"]) >= {
+        "/v1/apps/{app}/functions/{function}/calls",
+        "/v1/calls/{call_id}",
+        "/v1/calls/{call_id}/result",
+        "/healthz",
+    }
+    assert httpx.get(f"{base}/docs", timeout=10).status_code == 200
+    assert httpx.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
+    cancel = httpx.delete(f"{base}/v1/calls/fc-{'a' * 26}", timeout=10)
+    assert cancel.status_code == 501
+
+
+def test_fastapi_endpoint_serves_one_function(base: str) -> None:
+    url = api_jobs.square.get_web_url()
+    assert url == f"{base}/api-jobs/square"
+    answer = httpx.get(url, params={"x": 7}, timeout=30)
+    assert (answer.status_code, answer.json()) == (200, {"square": 49})
+
+
+def test_async_twins_in_the_sdk(base: str) -> None:
+    import asyncio
+
+    async def main() -> tuple[int, int]:
+        call = await api_jobs.add.spawn.aio(1, b=2)
+        first = await call.get.aio(timeout=60)
+        second = await api_jobs.add.remote.aio(3, 4)
+        return first, second
+
+    assert asyncio.run(main()) == (3, 7)
+
+
+def test_rayfn_serve_reloads_and_stops_cleanly_on_sigterm(
+    cluster: Cluster, base: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "served.py"
+    source.write_text(_served_app("first"))
+    rayfn = Path(sys.executable).parent / "rayfn"
+    with subprocess.Popen(
+        [str(rayfn), "serve", str(source)],
+        env={**cluster.env(), "RAYFN_HTTP_PORT": os.environ["RAYFN_HTTP_PORT"]},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            url = _wait_for_line(proc, " => ").split(" => ")[1].strip()
+            assert url == f"{base}/served-dev/hello"
+            assert httpx.get(url, timeout=10).json() == {"version": "first"}
+
+            source.write_text(_served_app("second"))
+            _wait_for_line(proc, "reloading")
+            _wait_for_line(proc, " => ")
+            assert poll_json(url, {"version": "second"})
+
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert not any(name.startswith("rayfn-dev:served:") for name in serve.status().applications)
+    assert httpx.get(url, timeout=10).status_code == 404
+
+
+def test_rayfn_deploy_stays_up_until_app_stop(cluster: Cluster, base: str, tmp_path: Path) -> None:
+    source = tmp_path / "deployed_web.py"
+    source.write_text(_served_app("deployed").replace('"served"', '"deployed-web"'))
+    deployed = cluster.cli("deploy", str(source))
+    assert deployed.returncode == 0, deployed.stderr
+    assert f"hello => {base}/deployed-web/hello" in deployed.stdout
+    assert httpx.get(f"{base}/deployed-web/hello", timeout=10).json() == {"version": "deployed"}
+    stopped = cluster.cli("app", "stop", "deployed-web")
+    assert stopped.returncode == 0, stopped.stderr
+    assert httpx.get(f"{base}/deployed-web/hello", timeout=10).status_code == 404
+
+
+def test_token_protects_every_route_but_healthz(cluster: Cluster, base: str) -> None:
+    serve.delete(API_APP_NAME)
+    os.environ["RAYFN_API_TOKEN"] = "t0ken"
+    try:
+        deploy_api()
+    finally:
+        os.environ.pop("RAYFN_API_TOKEN")
+    try:
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        denied = httpx.post(
+            f"{base}/v1/apps/api-jobs/functions/add/calls", json={"args": [1]}, timeout=10
+        )
+        assert (denied.status_code, denied.json()["error"]) == (401, "unauthorized")
+        assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 401
+        allowed = httpx.post(
+            f"{base}/v1/apps/api-jobs/functions/add/calls",
+            json={"args": [1]},
+            headers={"Authorization": "Bearer t0ken"},
+            timeout=30,
+        )
+        assert allowed.status_code == 201
+    finally:
+        serve.delete(API_APP_NAME)
+        deploy_api()
+
+
+def _served_app(version: str) -> str:
+    return (
+        "import fastapi\nimport rayfn\n"
+        'app = rayfn.App("served")\n'
+        "web = fastapi.FastAPI()\n"
+        '@web.get("/")\n'
+        f'def root():\n    return {{"version": "{version}"}}\n'
+        "@app.function()\n@rayfn.asgi_app()\n"
+        "def hello():\n    return web\n"
+    )
+
+
+def _wait_for_line(proc: subprocess.Popen[str], text: str, seconds: float = 120) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + seconds
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"no line with {text!r}; output so far:\n{''.join(seen)}")
+
+
+def poll_json(url: str, expected: object, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=10).json() == expected:
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.3)
+    return False
