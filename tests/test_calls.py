@@ -181,3 +181,18 @@ def _list_apps() -> list[rayfn.runtime.records.AppInfo]:
     from rayfn import _connection
 
     return ray.get(_connection.control().list_apps.remote())
+
+
+def test_image_requirements_become_a_runtime_env_only_when_missing(cluster: Cluster) -> None:
+    have = rayfn.App(
+        "test-image-have", image=rayfn.Image.debian_slim().pip_install("fastapi[standard]")
+    )
+    lack = rayfn.App(
+        "test-image-lack", image=rayfn.Image.debian_slim().pip_install("surely-absent-pkg")
+    )
+    for app in (have, lack):
+        app.function(name="noop")(lambda: None)
+    assert have.deploy().runtime_env is None
+    assert lack.deploy().runtime_env == {"pip": ["surely-absent-pkg"]}
+    # The decision was the cluster's: it is what the registry gives the call's task.
+    assert rayfn.Function.lookup("test-image-have", "noop").remote() is None
