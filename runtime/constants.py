@@ -35,3 +35,10 @@ ACTOR_MAX_CONCURRENCY = 10_000
 # Extra seconds a client waits for the registry beyond the get() timeout it asked for,
 # so a slow round trip is not mistaken for a pending call.
 GET_ROUND_TRIP_MARGIN_S = 30.0
+
+# Per-attempt execution time limit (Modal's default), and its upper bound.
+DEFAULT_TIMEOUT_S = 300.0
+MAX_TIMEOUT_S = 24 * 3600.0
+
+# How many calls one registry round trip of spawn_map/map carries.
+SPAWN_BATCH_SIZE = 1000

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.actor import ActorHandle
 
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
 
@@ -41,9 +42,17 @@ def _load(key: tuple[str, str, int], code_box: list[ray.ObjectRef]) -> Callable[
 
 
 def run_call(
-    code_box: list[ray.ObjectRef], key: tuple[str, str, int], call_id: str, args_blob: bytes
+    code_box: list[ray.ObjectRef],
+    key: tuple[str, str, int],
+    call_id: str,
+    attempt: int,
+    args_blob: bytes,
+    registry: ActorHandle,
 ) -> tuple[AttemptMeta, Any]:
     started_at = time.time()
+    # Tell the registry the function starts (RUNNING, and its timeout clock starts);
+    # fire and forget: the call does not wait for the answer.
+    registry.attempt_started.remote(call_id, attempt, started_at)
     token = _current_call_id.set(call_id)
     try:
         fn = _load(key, code_box)
@@ -56,7 +65,8 @@ def run_call(
         # The traceback starts at the user's code: this frame is rayfn's, not theirs.
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
         failure = RemoteFailure.capture(exc, tb)
-        return AttemptMeta(False, started_at, time.time(), failure.summary), failure
+        meta = AttemptMeta(False, started_at, time.time(), failure.summary, failure.type_name)
+        return meta, failure
     finally:
         _current_call_id.reset(token)
     return AttemptMeta(True, started_at, time.time()), value

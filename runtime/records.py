@@ -14,19 +14,47 @@ from typing import Any
 
 import ray
 
+from rayfn.runtime.resources import GpuRequest, choose_type
+from rayfn.runtime.retries import RetryPolicy
+
 
 class CallStatus(enum.StrEnum):
     """Where a call stands. Terminal states never change again, except to EXPIRED."""
 
-    QUEUED = "QUEUED"  # accepted by the registry, not yet handed to Ray
-    RUNNING = "RUNNING"  # handed to Ray as a task
+    QUEUED = "QUEUED"  # in rayfn's queue (e.g. waiting for a max_containers slot)
+    PENDING = "PENDING"  # handed to Ray, waiting for resources or a worker
+    RUNNING = "RUNNING"  # the function has started
+    RETRYING = "RETRYING"  # an attempt failed; waiting out the backoff delay
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"  # its last attempt ran past the function's timeout
     EXPIRED = "EXPIRED"  # finished, and its result has aged out
 
     @property
     def is_terminal(self) -> bool:
-        return self in (CallStatus.SUCCEEDED, CallStatus.FAILED, CallStatus.EXPIRED)
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {
+        CallStatus.SUCCEEDED,
+        CallStatus.FAILED,
+        CallStatus.CANCELLED,
+        CallStatus.TIMED_OUT,
+        CallStatus.EXPIRED,
+    }
+)
+
+
+class FailureKind(enum.StrEnum):
+    """Why an attempt or a call failed."""
+
+    RAISED = "raised"  # the function raised an exception
+    CRASHED = "crashed"  # Ray lost the attempt (worker died, node lost...)
+    TIMED_OUT = "timed_out"  # it ran past the function's timeout
+    NOT_STARTED = "not_started"  # it did not start within startup_timeout
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -35,13 +63,23 @@ class FunctionOptions:
 
     cpu: float | None = None  # None: Ray's default of 1 core for a task
     memory_mib: int | None = None
+    gpu: GpuRequest | None = None
     result_ttl: float = 3600.0
+    timeout: float = 300.0  # seconds per attempt, from when the function starts
+    startup_timeout: float | None = None  # seconds from hand-off to Ray until it starts
+    max_containers: int | None = None  # calls of this function running at once
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
 
-    def ray_task_options(self) -> dict[str, Any]:
+    def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""
         options: dict[str, Any] = {"num_cpus": 1.0 if self.cpu is None else self.cpu}
         if self.memory_mib is not None:
             options["memory"] = self.memory_mib * 1024 * 1024
+        if self.gpu is not None:
+            options["num_gpus"] = self.gpu.count
+            accelerator = choose_type(self.gpu, cluster_resources or {})
+            if accelerator is not None:
+                options["accelerator_type"] = accelerator
         return options
 
 
@@ -118,13 +156,13 @@ class NotDeployed:
 
 @dataclass(frozen=True)
 class RemoteFailure:
-    """An exception raised by the user's function, carried back to the caller."""
+    """Why a call failed: the user's exception carried back, or what Ray reported."""
 
     type_name: str  # qualified, e.g. "builtins.ValueError"
     message: str
     traceback: str  # the remote traceback as text
     pickled: bytes | None  # the exception itself, when it could be pickled
-    system: bool = False  # Ray failed the attempt (worker crash...), not the user's code
+    kind: FailureKind = FailureKind.RAISED
 
     @property
     def summary(self) -> str:
@@ -135,7 +173,13 @@ class RemoteFailure:
     def from_ray_error(cls, exc: BaseException) -> RemoteFailure:
         """A failure Ray reported for the attempt itself, such as a dead worker."""
         kind = type(exc)
-        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), "", None, system=True)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return cls(f"{kind.__module__}.{kind.__qualname__}", message, "", None, FailureKind.CRASHED)
+
+    @classmethod
+    def of_kind(cls, kind: FailureKind, message: str) -> RemoteFailure:
+        """A failure rayfn decided (timeout, cancellation...), not an exception."""
+        return cls(f"rayfn.{kind.value}", message, "", None, kind)
 
     @classmethod
     def capture(cls, exc: BaseException, tb: TracebackType | None = None) -> RemoteFailure:
@@ -159,6 +203,19 @@ class AttemptMeta:
     started_at: float
     finished_at: float
     error: str | None = None  # the failure's summary when not ok, for listings
+    error_type: str | None = None  # its qualified type, for Retries(retry_on=...)
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    """One attempt of a call, as status records show it."""
+
+    number: int  # 1 for the first attempt
+    submitted_at: float  # handed to Ray
+    started_at: float | None = None  # the function started
+    finished_at: float | None = None
+    outcome: str | None = None  # "succeeded", or a FailureKind value; None while on
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,9 +227,10 @@ class CallInfo:
     function: str
     status: CallStatus
     created_at: float
-    started_at: float | None = None
+    started_at: float | None = None  # its first attempt started
     finished_at: float | None = None
     error: str | None = None  # "ValueError: bad input" for a failed call
+    attempts: tuple[AttemptInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,7 +238,7 @@ class CallOutcome:
     """The registry's answer to ``get``: a status and, when finished, the result.
 
     ``payload`` is the ref of the value (or of a ``RemoteFailure``); ``failure`` is set
-    instead when the attempt failed before any payload existed (a worker crash).
+    instead when the call ended without a payload (crash, timeout, cancellation).
     """
 
     status: CallStatus | None  # None: the id was never accepted

@@ -1,9 +1,11 @@
 """The call registry: the detached actor that owns every call.
 
-It submits each call's Ray task itself, so it owns the result ``ObjectRef`` and the
-result outlives the process that called ``.spawn()`` (Ray's ownership rule). It
-answers ``get`` by waiting inside the actor and handing back the result's *ref*: the
-caller fetches the value from the object store, never through this actor.
+It submits each attempt's Ray task itself, so it owns the result ``ObjectRef`` and the
+result outlives the process that called ``.spawn()`` (Ray's ownership rule). It keeps
+a FIFO queue per function for ``max_containers``, applies the retry policy (waiting out
+backoff here, holding no worker), enforces ``timeout`` and ``startup_timeout`` with
+timers, and answers ``get`` by waiting inside the actor and handing back the result's
+*ref*: the caller fetches the value from the object store, never through this actor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
+from rayfn.runtime.calls import Attempt, Call
 from rayfn.runtime.constants import DEFAULT_MAX_TOMBSTONES, EXPIRY_TICK_S
 from rayfn.runtime.executor import execute_call
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
@@ -28,12 +32,22 @@ from rayfn.runtime.records import (
     CallInfo,
     CallOutcome,
     CallStatus,
+    FailureKind,
     FunctionOptions,
     NotDeployed,
     RemoteFailure,
 )
 
 logger = logging.getLogger(__name__)
+
+# The terminal status a failure of each kind leaves a call in, once retries are over.
+_FINAL_STATUS = {
+    FailureKind.RAISED: CallStatus.FAILED,
+    FailureKind.CRASHED: CallStatus.FAILED,
+    FailureKind.NOT_STARTED: CallStatus.FAILED,
+    FailureKind.TIMED_OUT: CallStatus.TIMED_OUT,
+    FailureKind.CANCELLED: CallStatus.CANCELLED,
+}
 
 
 @dataclass(frozen=True)
@@ -43,80 +57,62 @@ class LoadedFunction:
     key: tuple[str, str, int]  # (app, function, version): the executor's cache key
     code_box: list[ray.ObjectRef]  # the pickled code, put (and owned) by this actor
     options: FunctionOptions
-    task_options: dict[str, Any]  # Ray's .options() for the call's task
+    runtime_env: dict[str, Any] | None
     task_name: str  # "app.function", as the Ray dashboard shows it
 
-
-class _Call:
-    """The registry's mutable state of one call. Compact: one per tracked call."""
-
-    __slots__ = (
-        "app",
-        "call_id",
-        "created_at",
-        "done",
-        "failure",
-        "finished_at",
-        "function",
-        "payload",
-        "result_ttl",
-        "started_at",
-        "status",
-    )
-
-    def __init__(self, call_id: str, app: str, function: str, result_ttl: float) -> None:
-        self.call_id = call_id
-        self.app = app
-        self.function = function
-        self.result_ttl = result_ttl
-        self.status = CallStatus.QUEUED
-        self.created_at = time.time()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.payload: ray.ObjectRef | None = None
-        self.failure: RemoteFailure | None = None
-        self.done: asyncio.Event | None = None  # made only when somebody waits
-
-    def expired(self, now: float) -> bool:
-        return self.finished_at is not None and now >= expires_at(self.finished_at, self.result_ttl)
-
-    def info(self, error: str | None = None) -> CallInfo:
-        return CallInfo(
-            call_id=self.call_id,
-            app=self.app,
-            function=self.function,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            error=error if error is not None else (self.failure and self.failure.summary),
+    def task_options(self) -> dict[str, Any]:
+        resources = (
+            ray.cluster_resources()
+            if self.options.gpu and len(self.options.gpu.types) > 1
+            else None
         )
+        options = self.options.ray_task_options(resources)
+        if self.runtime_env is not None:
+            options["runtime_env"] = self.runtime_env
+        return options
 
 
 class CallRegistry:
     """Owns calls: accepts them, runs them as Ray tasks, keeps results until expiry."""
 
     def __init__(self, max_tombstones: int = DEFAULT_MAX_TOMBSTONES) -> None:
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
+        self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
+        self._running: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._expiry = ExpiryQueue()
         self._tombstones = Tombstones(max_tombstones)
-        self._errors: dict[str, str] = {}  # call id -> error summary of a failed call
         self._background: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self._self: ActorHandle = ray.get_runtime_context().current_actor
         self._start(self._expire_forever())
 
-    # -- public methods (actor calls) --------------------------------------------------
+    # -- accepting calls ---------------------------------------------------------------
 
     async def spawn(self, app: str, function: str, args_blob: bytes) -> str | NotDeployed:
         """Accept a call of ``app.function`` with pickled ``(args, kwargs)``; return
-        its id at once. The call runs as a Ray task submitted by this actor."""
+        its id at once."""
+        ids = await self.spawn_many(app, function, [args_blob])
+        return ids if isinstance(ids, NotDeployed) else ids[0]
+
+    async def spawn_many(
+        self, app: str, function: str, blobs: list[bytes]
+    ) -> list[str] | NotDeployed:
+        """Accept several calls of one function in one round trip, in order."""
         loaded = await self._function(app, function)
         if isinstance(loaded, NotDeployed):
             return loaded
-        call = _Call(new_call_id(), app, function, loaded.options.result_ttl)
-        self._calls[call.call_id] = call
-        self._dispatch(call, loaded, args_blob)
-        return call.call_id
+        ids = []
+        queue = self._queues[(app, function)]
+        for blob in blobs:
+            call = Call(new_call_id(), app, function, blob, loaded.options.result_ttl)
+            self._calls[call.call_id] = call
+            queue.append(call)
+            ids.append(call.call_id)
+        self._pump(loaded)
+        return ids
+
+    # -- answering -----------------------------------------------------------------------
 
     async def get(self, call_id: str, timeout: float | None) -> CallOutcome:
         """Wait up to ``timeout`` seconds (None: forever, 0: not at all) for a call to
@@ -125,24 +121,114 @@ class CallRegistry:
         if call is None:
             return CallOutcome(CallStatus.EXPIRED if call_id in self._tombstones else None)
         if not call.status.is_terminal and timeout != 0:
+            await self._wait(call, timeout)
+        return self._outcome(call)
+
+    async def get_many(self, call_ids: list[str], timeout: float | None) -> list[CallOutcome]:
+        """``get`` for several calls at once: waits until all have finished (or the
+        timeout passes), then answers for each, in order."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for call_id in call_ids:
+            call = self._calls.get(call_id)
+            if call is None or call.status.is_terminal:
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if left == 0:
+                break
+            await self._wait(call, left)
+        return [await self.get(call_id, 0) for call_id in call_ids]
+
+    async def wait_any(self, call_ids: list[str], timeout: float | None) -> list[str]:
+        """The ids among ``call_ids`` that have finished, waiting (up to ``timeout``)
+        until at least one has."""
+        done = [i for i in call_ids if self._finished(i)]
+        if done or not call_ids or timeout == 0:
+            return done
+        waiters = []
+        for call_id in call_ids:
+            call = self._calls[call_id]
             if call.done is None:
                 call.done = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(call.done.wait(), timeout)
-        if call.expired(time.time()):
-            self._expire(call_id)
-            return CallOutcome(CallStatus.EXPIRED)
-        return CallOutcome(call.status, call.payload, call.failure, self._info(call))
+            waiters.append(asyncio.ensure_future(call.done.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return [i for i in call_ids if self._finished(i)]
 
     async def describe(self, call_id: str) -> CallInfo | None:
-        """The status record of a call, or None for an id never accepted."""
+        """The status record of a call, or None for an id never accepted or expired."""
+        call = self._calls.get(call_id)
+        if call is None or self._expire_if_due(call):
+            return None
+        return call.info()
+
+    async def list_calls(
+        self,
+        app: str | None = None,
+        function: str | None = None,
+        status: CallStatus | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[CallInfo]:
+        """Calls newest first, filtered; ``before`` (a call id) continues a listing."""
+        found: list[CallInfo] = []
+        seeking = before is not None
+        for call in reversed(self._calls.values()):
+            if seeking:
+                seeking = call.call_id != before
+                continue
+            if app is not None and call.app.split("@", 1)[0] != app:
+                continue
+            if function is not None and call.function != function:
+                continue
+            if status is not None and call.status is not status:
+                continue
+            found.append(call.info())
+            if len(found) >= limit:
+                break
+        return found
+
+    # -- steering ------------------------------------------------------------------------
+
+    async def cancel(self, call_id: str) -> CallInfo | None:
+        """Cancel a call: a queued one never runs, a running one is stopped (its worker
+        is killed), a finished one is left as it is. None for an unknown id."""
         call = self._calls.get(call_id)
         if call is None:
             return None
-        if call.expired(time.time()):
-            self._expire(call_id)
-            return None
-        return self._info(call)
+        if not call.status.is_terminal:
+            if call.task is not None:  # handed to Ray: stop it; the watcher frees the slot
+                call.interrupt = FailureKind.CANCELLED
+                ray.cancel(call.task, force=True)
+            # A queued call stays in its deque and is skipped when its turn comes.
+            self._finish(
+                call,
+                CallStatus.CANCELLED,
+                failure=RemoteFailure.of_kind(FailureKind.CANCELLED, "The call was cancelled."),
+            )
+            if call.current is not None and call.current.outcome is None:
+                call.current.end(FailureKind.CANCELLED.value)
+        return call.info()
+
+    async def attempt_started(self, call_id: str, attempt: int, started_at: float) -> None:
+        """Called by the executor as the function starts: RUNNING, and the timeout
+        clock starts."""
+        call = self._calls.get(call_id)
+        if call is None or call.status is not CallStatus.PENDING or len(call.attempts) != attempt:
+            return  # stale: that attempt already ended, or the call did
+        current = call.attempts[-1]
+        current.started_at = started_at
+        call.status = CallStatus.RUNNING
+        call.stop_timer()
+        loaded = self._functions.get(call.key)
+        timeout = loaded.options.timeout if loaded else None
+        if timeout is not None:
+            left = max(0.0, started_at + timeout - time.time())
+            call.timer = self._loop.call_later(
+                left, self._interrupt, call, attempt, FailureKind.TIMED_OUT
+            )
 
     async def forget_app(self, app: str) -> None:
         """Drop cached code of ``app`` (it was redeployed or stopped)."""
@@ -152,14 +238,186 @@ class CallRegistry:
     async def stats(self) -> dict[str, int]:
         return {
             "tracked_calls": len(self._calls),
+            "queued": sum(len(q) for q in self._queues.values()),
+            "running": sum(self._running.values()),
             "expiry_queue": len(self._expiry),
             "tombstones": len(self._tombstones),
         }
 
-    # -- machinery ---------------------------------------------------------------------
+    # -- dispatching ---------------------------------------------------------------------
+
+    def _pump(self, loaded: LoadedFunction) -> None:
+        """Hand queued calls of one function to Ray while it is under max_containers."""
+        key = (loaded.key[0], loaded.key[1])
+        queue = self._queues[key]
+        limit = loaded.options.max_containers
+        while queue and (limit is None or self._running[key] < limit):
+            call = queue.popleft()
+            if call.status is CallStatus.QUEUED:
+                self._launch(call, loaded)
+        if not queue:
+            del self._queues[key]
+
+    def _launch(self, call: Call, loaded: LoadedFunction) -> None:
+        attempt = len(call.attempts) + 1
+        try:
+            meta_ref, payload_ref = execute_call.options(
+                name=loaded.task_name, **loaded.task_options()
+            ).remote(loaded.code_box, loaded.key, call.call_id, attempt, call.args, self._self)
+        except Exception as exc:  # e.g. resources Ray rejects outright
+            logger.warning("call %s could not be submitted: %s", call.call_id, exc)
+            self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
+            return
+        call.attempts.append(Attempt(attempt))
+        call.status = CallStatus.PENDING
+        call.task = meta_ref
+        call.interrupt = None
+        self._running[call.key] += 1
+        startup = loaded.options.startup_timeout
+        if startup is not None:
+            call.timer = self._loop.call_later(
+                startup, self._interrupt, call, attempt, FailureKind.NOT_STARTED
+            )
+        self._start(self._watch(call, loaded, attempt, meta_ref, payload_ref))
+
+    def _interrupt(self, call: Call, attempt: int, why: FailureKind) -> None:
+        """Kill a running attempt (timeout) or a still-pending one (startup timeout)."""
+        call.timer = None
+        if call.status.is_terminal or len(call.attempts) != attempt or call.task is None:
+            return
+        if why is FailureKind.NOT_STARTED and call.status is not CallStatus.PENDING:
+            return
+        call.interrupt = why
+        ray.cancel(call.task, force=True)
+
+    async def _watch(
+        self,
+        call: Call,
+        loaded: LoadedFunction,
+        attempt_number: int,
+        meta_ref: ray.ObjectRef,
+        payload_ref: ray.ObjectRef,
+    ) -> None:
+        attempt = call.attempts[attempt_number - 1]
+        failure: RemoteFailure | None = None
+        meta: AttemptMeta | None = None
+        try:
+            meta = await meta_ref
+        except ray.exceptions.RayError as exc:
+            failure = self._interrupted(call, loaded, exc)
+        finally:
+            self._running[call.key] -= 1
+            call.task = None
+            if call.status is not CallStatus.CANCELLED:
+                call.stop_timer()
+        try:
+            if call.status.is_terminal:  # cancelled while it ran: nothing more to record
+                return
+            if meta is not None:
+                attempt.started_at = attempt.started_at or meta.started_at
+                if meta.ok:
+                    attempt.end("succeeded", at=meta.finished_at)
+                    call.payload = payload_ref
+                    self._finish(call, CallStatus.SUCCEEDED, at=meta.finished_at)
+                    return
+                attempt.end(FailureKind.RAISED.value, meta.error, at=meta.finished_at)
+                self._failed(call, loaded, FailureKind.RAISED, meta.error_type, payload=payload_ref)
+                return
+            assert failure is not None
+            attempt.end(failure.kind.value, failure.summary)
+            self._failed(call, loaded, failure.kind, None, failure=failure)
+        finally:
+            self._pump(self._functions.get(call.key, loaded))
+
+    def _interrupted(self, call: Call, loaded: LoadedFunction, exc: Exception) -> RemoteFailure:
+        why = call.interrupt
+        if why is FailureKind.TIMED_OUT:
+            return RemoteFailure.of_kind(
+                why, f"{loaded.task_name} ran past its timeout of {loaded.options.timeout:g} s."
+            )
+        if why is FailureKind.NOT_STARTED:
+            return RemoteFailure.of_kind(
+                why,
+                f"{loaded.task_name} did not start within its startup_timeout of "
+                f"{loaded.options.startup_timeout:g} s: no node could run it "
+                f"({_describe_needs(loaded.options)}).",
+            )
+        if why is FailureKind.CANCELLED:
+            return RemoteFailure.of_kind(why, "The call was cancelled.")
+        logger.warning("call %s attempt failed in Ray: %s", call.call_id, exc)
+        return RemoteFailure.from_ray_error(exc)
+
+    def _failed(
+        self,
+        call: Call,
+        loaded: LoadedFunction,
+        kind: FailureKind,
+        error_type: str | None,
+        *,
+        payload: ray.ObjectRef | None = None,
+        failure: RemoteFailure | None = None,
+    ) -> None:
+        """An attempt failed: retry after the backoff delay, or end the call."""
+        retryable = kind in (FailureKind.RAISED, FailureKind.CRASHED, FailureKind.TIMED_OUT)
+        policy = loaded.options.retries
+        made = len(call.attempts)
+        if retryable and policy.should_retry(
+            made, error_type if kind is FailureKind.RAISED else None
+        ):
+            call.status = CallStatus.RETRYING
+            delay = policy.next_delay(made)
+            call.timer = self._loop.call_later(delay, self._requeue, call, loaded)
+            return
+        call.payload = payload
+        self._finish(call, _FINAL_STATUS[kind], failure=failure)
+
+    def _requeue(self, call: Call, loaded: LoadedFunction) -> None:
+        call.timer = None
+        if call.status is not CallStatus.RETRYING:
+            return  # cancelled meanwhile
+        call.status = CallStatus.QUEUED
+        # A retry keeps its place ahead of calls submitted after it.
+        self._queues[call.key].appendleft(call)
+        self._pump(self._functions.get(call.key, loaded))
+
+    def _finish(
+        self,
+        call: Call,
+        status: CallStatus,
+        *,
+        at: float | None = None,
+        failure: RemoteFailure | None = None,
+    ) -> None:
+        call.status = status
+        call.finished_at = at if at is not None else time.time()
+        call.failure = failure
+        call.args = None  # no attempt will need them again
+        call.stop_timer()
+        self._expiry.push(call.call_id, expires_at(call.finished_at, call.result_ttl))
+        if call.done is not None:
+            call.done.set()
+
+    # -- reading state -------------------------------------------------------------------
+
+    async def _wait(self, call: Call, timeout: float | None) -> None:
+        if call.done is None:
+            call.done = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.done.wait(), timeout)
+
+    def _finished(self, call_id: str) -> bool:
+        call = self._calls.get(call_id)
+        return call is None or call.status.is_terminal
+
+    def _outcome(self, call: Call) -> CallOutcome:
+        if self._expire_if_due(call):
+            return CallOutcome(CallStatus.EXPIRED)
+        return CallOutcome(call.status, call.payload, call.failure, call.info())
+
+    # -- machinery -----------------------------------------------------------------------
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self._loop.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -171,57 +429,24 @@ class CallRegistry:
         if isinstance(found, NotDeployed):
             return found
         version, spec, runtime_env = found
-        task_options = spec.options.ray_task_options()
-        if runtime_env is not None:
-            task_options["runtime_env"] = runtime_env
         loaded = LoadedFunction(
             key=(app, function, version),
             code_box=[ray.put(spec.code)],
             options=spec.options,
-            task_options=task_options,
+            runtime_env=runtime_env,
             task_name=f"{app.split('@', 1)[0]}.{function}",
         )
         self._functions[(app, function)] = loaded
         return loaded
 
-    def _dispatch(self, call: _Call, loaded: LoadedFunction, args_blob: bytes) -> None:
-        meta_ref, payload_ref = execute_call.options(
-            name=loaded.task_name, **loaded.task_options
-        ).remote(loaded.code_box, loaded.key, call.call_id, args_blob)
-        call.status = CallStatus.RUNNING
-        self._start(self._watch(call, meta_ref, payload_ref))
-
-    async def _watch(
-        self, call: _Call, meta_ref: ray.ObjectRef, payload_ref: ray.ObjectRef
-    ) -> None:
-        try:
-            meta: AttemptMeta = await meta_ref
-        except ray.exceptions.RayError as exc:
-            logger.warning("call %s failed in Ray: %s", call.call_id, exc)
-            call.failure = RemoteFailure.from_ray_error(exc)
-            self._finish(call, CallStatus.FAILED, time.time())
-            return
-        call.started_at = meta.started_at
-        call.payload = payload_ref
-        if meta.ok:
-            self._finish(call, CallStatus.SUCCEEDED, meta.finished_at)
-        else:
-            self._errors[call.call_id] = meta.error or "error"
-            self._finish(call, CallStatus.FAILED, meta.finished_at)
-
-    def _finish(self, call: _Call, status: CallStatus, finished_at: float) -> None:
-        call.status = status
-        call.finished_at = finished_at
-        self._expiry.push(call.call_id, expires_at(finished_at, call.result_ttl))
-        if call.done is not None:
-            call.done.set()
-
-    def _info(self, call: _Call) -> CallInfo:
-        return call.info(self._errors.get(call.call_id))
+    def _expire_if_due(self, call: Call) -> bool:
+        if call.expired(time.time()):
+            self._expire(call.call_id)
+            return True
+        return False
 
     def _expire(self, call_id: str) -> None:
         if self._calls.pop(call_id, None) is not None:
-            self._errors.pop(call_id, None)
             self._tombstones.add(call_id)
 
     def expire_due_calls(self, now: float) -> int:
@@ -239,6 +464,16 @@ class CallRegistry:
                 self.expire_due_calls(time.time())
             except Exception:  # never let one bad entry stop expiry for good
                 logger.exception("expiry pass failed")
+
+
+def _describe_needs(options: FunctionOptions) -> str:
+    needs = [f"{options.cpu if options.cpu is not None else 1:g} CPU"]
+    if options.gpu is not None:
+        kinds = " or ".join(options.gpu.types) or "any"
+        needs.append(f"{options.gpu.count} GPU ({kinds})")
+    if options.memory_mib is not None:
+        needs.append(f"{options.memory_mib} MiB")
+    return ", ".join(needs)
 
 
 def _control() -> ActorHandle:

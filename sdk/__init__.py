@@ -8,8 +8,9 @@ Code written for Modal's job-queue API runs after changing one import::
 from rayfn import exception, functions
 from rayfn._app import App
 from rayfn._function import Function
-from rayfn._function_call import FunctionCall
+from rayfn._function_call import FunctionCall, list_calls
 from rayfn._image import Image
+from rayfn._retries import Retries
 from rayfn._web import asgi_app, fastapi_endpoint
 from rayfn.runtime.executor import current_call_id as current_function_call_id
 from rayfn.runtime.records import CallInfo, CallStatus
@@ -23,12 +24,14 @@ __all__ = [
     "Function",
     "FunctionCall",
     "Image",
+    "Retries",
     "__version__",
     "asgi_app",
     "current_function_call_id",
     "exception",
     "fastapi_endpoint",
     "functions",
+    "list_calls",
     "web_endpoint",
 ]
 

@@ -16,6 +16,7 @@ from rayfn._config import settings
 from rayfn._function import Function, check_name
 from rayfn._image import Image
 from rayfn._options import function_options
+from rayfn._retries import Retries
 from rayfn._serialization import dumps_function
 from rayfn._web import web_endpoint_of
 from rayfn.exception import InvalidError
@@ -82,6 +83,12 @@ class App:
         *,
         cpu: float | None = None,
         memory: int | None = None,
+        gpu: str | list[str] | None = None,
+        retries: int | Retries | None = None,
+        timeout: float | None = None,
+        startup_timeout: float | None = None,
+        max_containers: int | None = None,
+        concurrency_limit: int | None = None,
         result_ttl: float | None = None,
         name: str | None = None,
     ) -> Callable[[F], Function]: ...
@@ -92,6 +99,12 @@ class App:
         *,
         cpu: float | None = None,
         memory: int | None = None,
+        gpu: str | list[str] | None = None,
+        retries: int | Retries | None = None,
+        timeout: float | None = None,
+        startup_timeout: float | None = None,
+        max_containers: int | None = None,
+        concurrency_limit: int | None = None,
         result_ttl: float | None = None,
         name: str | None = None,
     ) -> Function | Callable[[F], Function]:
@@ -100,6 +113,16 @@ class App:
         Args:
             cpu: CPU cores the call reserves (Ray ``num_cpus``; default 1).
             memory: MiB of memory the call reserves (Ray ``memory``).
+            gpu: ``"A100"``, ``"H100:2"``, ``"any"``, or a list of fallbacks (Ray
+                ``num_gpus`` and ``accelerator_type``).
+            retries: how many times a failed attempt is retried (an int: 1 s apart),
+                or a ``rayfn.Retries`` with backoff. Calls run at least once.
+            timeout: seconds an attempt may run (default 300); past it the attempt
+                is stopped and counts as failed.
+            startup_timeout: seconds a call may wait to start (e.g. for a GPU node)
+                before it fails with ``StartupTimeoutError``; default: forever.
+            max_containers: at most this many calls of the function run at once;
+                the rest wait in submit order. ``concurrency_limit`` is its old name.
             result_ttl: seconds a finished call's result is kept (default
                 ``RAYFN_RESULT_TTL``, else 3600).
             name: the function's name in the app (default: its ``__name__``).
@@ -107,9 +130,18 @@ class App:
         Raises:
             InvalidError: an option is out of range, or the name is taken.
         """
+        if concurrency_limit is not None:
+            if max_containers is not None and max_containers != concurrency_limit:
+                raise InvalidError("Give max_containers or concurrency_limit, not both.")
+            max_containers = concurrency_limit
         options = function_options(
             cpu=cpu,
             memory=memory,
+            gpu=gpu,
+            retries=retries,
+            timeout=timeout,
+            startup_timeout=startup_timeout,
+            max_containers=max_containers,
             result_ttl=result_ttl,
             default_result_ttl=settings().result_ttl,
         )

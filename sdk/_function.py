@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ray
 
 from rayfn import _connection
 from rayfn._aio import aio_method
-from rayfn._function_call import FunctionCall
+from rayfn._function_call import FunctionCall, fetch_results
 from rayfn._serialization import dumps_args
 from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, WebEndpoint
 
 if TYPE_CHECKING:
     from rayfn._app import App
 
+# Results fetched per registry round trip when map() yields in order.
+_RESULT_CHUNK = 256
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -134,6 +137,74 @@ class Function:
         call = await self.spawn.aio(*args, **kwargs)
         return await call.get.aio()
 
+    def spawn_map(
+        self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None
+    ) -> list[FunctionCall]:
+        """Start one call per element of ``zip(*iterables)`` (with ``kwargs`` added to
+        each) and return their ``FunctionCall``s in order; many calls go in each
+        round trip. Unlike Modal's, which returns None.
+
+        Raises:
+            NotFoundError: the function is not deployed.
+            SerializationError: an argument cannot be pickled; nothing was submitted.
+        """
+        return self._spawn_all([(args, kwargs or {}) for args in zip(*iterables, strict=False)])
+
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        kwargs: dict[str, Any] | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+    ) -> Iterator[Any]:
+        """Run the function on every element of ``zip(*iterables)`` in parallel and
+        yield the results: in input order, or as they finish with
+        ``order_outputs=False``. A failure raises, or is yielded as the exception
+        with ``return_exceptions=True``.
+
+        Example:
+            >>> list(square.map(range(4)))
+            [0, 1, 4, 9]
+        """
+        calls = self.spawn_map(*iterables, kwargs=kwargs)
+        return _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+
+    def starmap(
+        self,
+        input_iterator: Iterable[Sequence[Any]],
+        *,
+        kwargs: dict[str, Any] | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+    ) -> Iterator[Any]:
+        """Like ``map``, but each element is a tuple of positional arguments."""
+        calls = self._spawn_all([(tuple(args), kwargs or {}) for args in input_iterator])
+        return _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+
+    def for_each(
+        self,
+        *iterables: Iterable[Any],
+        kwargs: dict[str, Any] | None = None,
+        ignore_exceptions: bool = False,
+    ) -> None:
+        """Run the function on every element and wait for all, discarding results."""
+        for _ in self.map(*iterables, kwargs=kwargs, return_exceptions=ignore_exceptions):
+            pass
+
+    def _spawn_all(
+        self, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]
+    ) -> list[FunctionCall]:
+        blobs = [dumps_args(self.qualname, args, kw) for args, kw in inputs]
+        registry = _connection.registry()
+        calls: list[FunctionCall] = []
+        for start in range(0, len(blobs), SPAWN_BATCH_SIZE):
+            batch = blobs[start : start + SPAWN_BATCH_SIZE]
+            ids = ray.get(registry.spawn_many.remote(self._target, self._name, batch))
+            if isinstance(ids, NotDeployed):
+                raise NotFoundError(ids.message())
+            calls.extend(FunctionCall(i) for i in ids)
+        return calls
+
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run in this process, as a plain Python call.
 
@@ -202,6 +273,21 @@ class Function:
         # Inside a remote function, a reference to another Function of the app calls
         # whichever deployment (ephemeral or deployed) the caller was shipped with.
         return (_rebuild, (self._target, self._name))
+
+
+def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Iterator[Any]:
+    """Results of calls, fetched a chunk per round trip, in order or as they finish."""
+    if ordered:
+        for start in range(0, len(call_ids), _RESULT_CHUNK):
+            yield from fetch_results(call_ids[start : start + _RESULT_CHUNK], return_exceptions)
+        return
+    registry = _connection.registry()
+    pending = list(call_ids)
+    while pending:
+        done = set(ray.get(registry.wait_any.remote(pending, None)))
+        finished = [i for i in pending if i in done]
+        pending = [i for i in pending if i not in done]
+        yield from fetch_results(finished, return_exceptions)
 
 
 def _spawned(result: str | NotDeployed) -> FunctionCall:

@@ -10,15 +10,18 @@ import ray
 from rayfn import _connection
 from rayfn._aio import aio_method
 from rayfn.exception import (
+    CancelledError,
     ExecutionError,
+    FunctionTimeoutError,
     InvalidError,
     NotFoundError,
     OutputExpiredError,
     RemoteError,
+    StartupTimeoutError,
 )
 from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S
 from rayfn.runtime.ids import is_call_id
-from rayfn.runtime.records import CallInfo, CallOutcome, CallStatus, RemoteFailure
+from rayfn.runtime.records import CallInfo, CallOutcome, CallStatus, FailureKind, RemoteFailure
 
 
 class FunctionCall:
@@ -84,21 +87,47 @@ class FunctionCall:
         return _settle(outcome, value)
 
     @aio_method
-    def info(self) -> CallInfo:
-        """The call's status record: function, status, timestamps, error summary.
+    def status(self) -> CallInfo:
+        """The call's status record (beyond Modal): ``.status`` (a ``CallStatus``),
+        timestamps, error summary and each attempt.
+
+        Raises:
+            NotFoundError: no such call, or its result has expired.
+        """
+        info = ray.get(_connection.registry().describe.remote(self._call_id))
+        return _described(self._call_id, info)
+
+    @status.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
+    async def status(self) -> CallInfo:
+        info = await _connection.registry().describe.remote(self._call_id)
+        return _described(self._call_id, info)
+
+    @aio_method
+    def cancel(self) -> CallInfo:
+        """Cancel the call: a queued call never runs, a running one is stopped (its
+        worker process is killed), a finished one is left as it is. ``get()`` then
+        raises ``rayfn.exception.CancelledError``. Returns the call's status record.
 
         Raises:
             NotFoundError: no such call, or its result has expired.
         """
         return _described(
-            self._call_id, ray.get(_connection.registry().describe.remote(self._call_id))
+            self._call_id, ray.get(_connection.registry().cancel.remote(self._call_id))
         )
 
-    @info.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
-    async def info(self) -> CallInfo:
-        return _described(
-            self._call_id, await _connection.registry().describe.remote(self._call_id)
-        )
+    @cancel.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
+    async def cancel(self) -> CallInfo:
+        return _described(self._call_id, await _connection.registry().cancel.remote(self._call_id))
+
+    @staticmethod
+    def gather(*calls: FunctionCall) -> list[Any]:
+        """The results of several calls, in order, waiting for all of them; raises
+        the first failure (in order) like ``get`` would.
+
+        Example:
+            >>> a, b = rayfn.FunctionCall.gather(f.spawn(1), f.spawn(2))
+        """
+        return [value for value in fetch_results([c.object_id for c in calls], False)]
 
     def __repr__(self) -> str:
         return f"FunctionCall({self._call_id!r})"
@@ -108,6 +137,27 @@ class FunctionCall:
 
     def __hash__(self) -> int:
         return hash(self._call_id)
+
+
+def list_calls(
+    *,
+    app: str | None = None,
+    function: str | None = None,
+    status: CallStatus | None = None,
+    limit: int = 50,
+    before: str | None = None,
+) -> list[CallInfo]:
+    """Status records of tracked calls, newest first (beyond Modal). Pass the last id
+    of a page as ``before`` for the next page.
+
+    Example:
+        >>> rayfn.list_calls(app="my-job-queue", status=rayfn.CallStatus.FAILED)
+    """
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+        raise InvalidError(f"limit must be a whole number from 1 to 10000, got {limit!r}.")
+    if before is not None and not is_call_id(before):
+        raise InvalidError(f"before must be a call id, got {before!r}.")
+    return ray.get(_connection.registry().list_calls.remote(app, function, status, limit, before))
 
 
 def _described(call_id: str, info: CallInfo | None) -> CallInfo:
@@ -123,23 +173,49 @@ def _payload(call_id: str, outcome: CallOutcome) -> ray.ObjectRef | RemoteFailur
         raise NotFoundError(f"No call with id {call_id}.")
     if status is CallStatus.EXPIRED:
         raise OutputExpiredError(call_id)
-    if status is CallStatus.FAILED and outcome.failure is not None:
-        return outcome.failure
-    if status in (CallStatus.SUCCEEDED, CallStatus.FAILED) and outcome.payload is not None:
-        return outcome.payload
+    if status.is_terminal:
+        if outcome.failure is not None:
+            return outcome.failure
+        if outcome.payload is not None:
+            return outcome.payload
     raise TimeoutError(f"Call {call_id} has not finished yet (it is {status.value}).")
 
 
 def _settle(outcome: CallOutcome, value: Any) -> Any:
-    """The value of a finished call, or raise what its function raised."""
-    if outcome.status is CallStatus.FAILED:
+    """The value of a finished call, or raise what ended it."""
+    if outcome.status is not CallStatus.SUCCEEDED:
         raise rebuild_exception(value)
     return value
 
 
+def fetch_results(call_ids: list[str], return_exceptions: bool) -> list[Any]:
+    """Wait for all ``call_ids`` and fetch their values (or exceptions) in one go."""
+    outcomes: list[CallOutcome] = ray.get(_connection.registry().get_many.remote(call_ids, None))
+    found = [_payload(i, o) for i, o in zip(call_ids, outcomes, strict=True)]
+    refs = [f for f in found if not isinstance(f, RemoteFailure)]
+    fetched = iter(ray.get(refs)) if refs else iter(())
+    results = []
+    for outcome, item in zip(outcomes, found, strict=True):
+        value = item if isinstance(item, RemoteFailure) else next(fetched)
+        try:
+            results.append(_settle(outcome, value))
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            results.append(exc)
+    return results
+
+
 def rebuild_exception(failure: RemoteFailure) -> BaseException:
-    """The exception the remote function raised, with its traceback in the notes."""
-    if failure.system:
+    """What ``get`` raises for a call that ended with ``failure``: the function's own
+    exception (its remote traceback in the notes), or rayfn's for the other endings."""
+    if failure.kind is FailureKind.TIMED_OUT:
+        return FunctionTimeoutError(failure.message)
+    if failure.kind is FailureKind.CANCELLED:
+        return CancelledError(failure.message)
+    if failure.kind is FailureKind.NOT_STARTED:
+        return StartupTimeoutError(failure.message)
+    if failure.kind is FailureKind.CRASHED:
         return ExecutionError(f"The call could not run to its end: {failure.summary}")
     exc: BaseException | None = None
     if failure.pickled is not None:

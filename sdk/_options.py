@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import math
 
+from rayfn._retries import Retries, retry_policy
 from rayfn.exception import InvalidError
-from rayfn.runtime.constants import MAX_RESULT_TTL_S
+from rayfn.runtime.constants import DEFAULT_TIMEOUT_S, MAX_RESULT_TTL_S, MAX_TIMEOUT_S
 from rayfn.runtime.records import FunctionOptions
+from rayfn.runtime.resources import parse_gpu
 
 
 def function_options(
     *,
     cpu: float | None = None,
     memory: int | None = None,
+    gpu: str | list[str] | None = None,
     result_ttl: float | None = None,
+    timeout: float | None = None,
+    startup_timeout: float | None = None,
+    max_containers: int | None = None,
+    retries: int | Retries | None = None,
     default_result_ttl: float,
 ) -> FunctionOptions:
     """Check the options a user gave and return them as a record.
@@ -35,8 +42,41 @@ def function_options(
             f"result_ttl must be a number of seconds above 0 and at most "
             f"{MAX_RESULT_TTL_S:.0f} (one week), got {result_ttl!r}."
         )
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT_S
+    if not _is_number(timeout) or not 0 < timeout <= MAX_TIMEOUT_S:
+        raise InvalidError(
+            f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} "
+            f"(one day), got {timeout!r}."
+        )
+    if startup_timeout is not None and (
+        not _is_number(startup_timeout) or not 0 < startup_timeout <= MAX_TIMEOUT_S
+    ):
+        raise InvalidError(
+            f"startup_timeout must be a number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT_S:.0f}, got {startup_timeout!r}."
+        )
+    if max_containers is not None and (
+        isinstance(max_containers, bool)
+        or not isinstance(max_containers, int)
+        or max_containers < 1
+    ):
+        raise InvalidError(f"max_containers must be a whole number >= 1, got {max_containers!r}.")
+    gpu_request = None
+    if gpu is not None:
+        try:
+            gpu_request = parse_gpu(gpu)
+        except ValueError as exc:
+            raise InvalidError(str(exc)) from None
     return FunctionOptions(
-        cpu=None if cpu is None else float(cpu), memory_mib=memory, result_ttl=float(result_ttl)
+        cpu=None if cpu is None else float(cpu),
+        memory_mib=memory,
+        gpu=gpu_request,
+        result_ttl=float(result_ttl),
+        timeout=float(timeout),
+        startup_timeout=None if startup_timeout is None else float(startup_timeout),
+        max_containers=max_containers,
+        retries=retry_policy(retries),
     )
 
 

@@ -6,6 +6,7 @@ exceptions raised by the user's own entrypoint keep their traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -27,9 +28,10 @@ from rich.table import Table
 from rayfn import _connection, _local_cluster
 from rayfn._config import settings
 from rayfn._function import Function
-from rayfn._function_call import FunctionCall
+from rayfn._function_call import FunctionCall, list_calls
 from rayfn._loader import find_app, import_file
 from rayfn.exception import Error, InvalidError
+from rayfn.runtime.records import CallInfo, CallStatus
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -323,6 +325,50 @@ def call_get(
             err.print(note, highlight=False, markup=False)
         raise typer.Exit(1) from None
     pprint(result, expand_all=False)
+
+
+@call_cli.command("list")
+@_friendly
+def call_list(
+    app: str | None = typer.Option(None, "--app", help="Only this app's calls."),
+    function: str | None = typer.Option(None, "--function", help="Only this function's."),
+    status: CallStatus | None = typer.Option(None, "--status", case_sensitive=False),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000),
+    before: str | None = typer.Option(None, "--before", help="Continue after this call id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List calls, newest first. Example: rayfn call list --app my-job-queue --status FAILED"""
+    calls = list_calls(app=app, function=function, status=status, limit=limit, before=before)
+    if as_json:
+        out.print_json(json.dumps([_call_json(c) for c in calls]))
+        return
+    table = Table("Call", "Function", "Status", "Attempts", "Created", "Error")
+    for c in calls:
+        table.add_row(
+            c.call_id,
+            f"{c.app}.{c.function}",
+            c.status.value,
+            str(len(c.attempts)),
+            _when(c.created_at),
+            c.error or "",
+        )
+    out.print(table)
+    if len(calls) == limit:
+        out.print(f"More: rayfn call list --before {calls[-1].call_id}", highlight=False)
+
+
+@call_cli.command("cancel")
+@_friendly
+def call_cancel(call_id: str = typer.Argument(..., help="Call id, fc-...")) -> None:
+    """Cancel a call (a finished one is left as it is). Example: rayfn call cancel fc-..."""
+    info = FunctionCall.from_id(call_id).cancel()
+    out.print(f"{call_id}: {info.status.value}", highlight=False)
+
+
+def _call_json(c: CallInfo) -> dict[str, Any]:
+    record = dataclasses.asdict(c)
+    record["status"] = c.status.value
+    return record
 
 
 # -- cluster ------------------------------------------------------------------------------

@@ -7,11 +7,16 @@
     ├── SerializationError    arguments that cannot be pickled
     ├── RemoteError           a remote exception whose type cannot be rebuilt here
     ├── ExecutionError        Ray failed the call itself (e.g. its worker died)
+    │   └── StartupTimeoutError   it never started (no node could run it)
+    ├── FunctionTimeoutError  its last attempt ran past the function's timeout
+    ├── CancelledError        it was cancelled
     └── ClusterError          no Ray cluster to connect to, or it refused us
 
 A call still running raises the builtin ``TimeoutError`` from ``get(timeout=...)``.
-``OutputExpiredError`` is deliberately *not* a ``TimeoutError``: a loop that polls
-while catching ``TimeoutError`` must not spin forever on an expired id.
+``OutputExpiredError`` and ``FunctionTimeoutError`` are deliberately *not*
+``TimeoutError``s: a loop that polls while catching ``TimeoutError`` must not spin
+forever on a call that has ended. Likewise ``CancelledError`` is rayfn's own (an
+``Exception``), not ``asyncio.CancelledError``.
 """
 
 from __future__ import annotations
@@ -64,6 +69,21 @@ class RemoteError(Error):
 class ExecutionError(Error):
     """Raised by ``get``/``remote`` when Ray could not run the call to its end (its
     worker process died, its node was lost): the function itself raised nothing."""
+
+
+class StartupTimeoutError(ExecutionError):
+    """Raised by ``get``/``remote`` when the call did not start within its function's
+    ``startup_timeout`` (e.g. it asks for a GPU no node has and none can be added)."""
+
+
+class FunctionTimeoutError(Error):
+    """Raised by ``get``/``remote`` when the call's last attempt ran past its
+    function's ``timeout``; the attempt's worker was stopped."""
+
+
+class CancelledError(Error):
+    """Raised by ``get``/``remote`` for a call that was cancelled with
+    ``FunctionCall.cancel()``. Not ``asyncio.CancelledError``."""
 
 
 class ClusterError(Error):

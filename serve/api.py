@@ -8,8 +8,10 @@ when ``RAYFN_API_TOKEN`` is set):
     GET    /v1/calls/{call_id}                         200 status record
     GET    /v1/calls/{call_id}/result                  200 result | 202 pending |
                                                        404 unknown | 410 expired |
-                                                       422 malformed id | 424 failed
-    DELETE /v1/calls/{call_id}                         501 (cancellation: next issue)
+                                                       422 malformed id | 424 failed |
+                                                       409 cancelled
+    DELETE /v1/calls/{call_id}                         200 status record (cancelled, or
+                                                       as it was if it had finished)
     GET    /healthz                                    200 {"status": "ok"}
 
 A failed call answers 424 (Failed Dependency: the request was fine, the function it
@@ -28,7 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import rayfn
 from rayfn.exception import (
+    CancelledError,
     Error,
+    ExecutionError,
+    FunctionTimeoutError,
     InvalidError,
     NotFoundError,
     OutputExpiredError,
@@ -117,6 +122,10 @@ class Backend(Protocol):
         """Raises NotFoundError, InvalidError."""
         ...
 
+    async def cancel(self, call_id: str) -> CallInfo:
+        """Raises NotFoundError, InvalidError."""
+        ...
+
 
 class ClusterBackend:
     """The job API's backend on a real cluster, through the SDK."""
@@ -129,7 +138,10 @@ class ClusterBackend:
         return await rayfn.FunctionCall.from_id(call_id).get.aio(timeout=0)
 
     async def describe(self, call_id: str) -> CallInfo:
-        return await rayfn.FunctionCall.from_id(call_id).info.aio()
+        return await rayfn.FunctionCall.from_id(call_id).status.aio()
+
+    async def cancel(self, call_id: str) -> CallInfo:
+        return await rayfn.FunctionCall.from_id(call_id).cancel.aio()
 
 
 def get_backend(request: Request) -> Backend:
@@ -201,8 +213,7 @@ def build_api(
     )
     async def get_call(call_id: str, backend: BackendDep) -> CallRecord:
         """A call's status record."""
-        info = await backend.describe(call_id)
-        return CallRecord(**{f: getattr(info, f) for f in CallRecord.model_fields})
+        return _record(await backend.describe(call_id))
 
     @api.get(
         "/v1/calls/{call_id}/result",
@@ -210,6 +221,7 @@ def build_api(
         responses={
             202: {"model": PendingResponse},
             404: {"model": ErrorResponse},
+            409: {"model": ErrorResponse},
             410: {"model": ErrorResponse},
             424: {"model": FailedResponse},
         },
@@ -225,13 +237,16 @@ def build_api(
                 PendingResponse(call_id=call_id, status=info.status).model_dump(mode="json"),
                 status_code=202,
             )
-        except Error as exc:
-            if isinstance(exc, RemoteError):
-                return _failed(call_id, exc.type_name, exc)
-            raise  # the handlers below map rayfn's own errors
+        except CancelledError as exc:
+            return _error(409, "cancelled", f"Call {call_id} was cancelled: {exc}")
+        except (RemoteError, ExecutionError, FunctionTimeoutError) as exc:
+            type_name = exc.type_name if isinstance(exc, RemoteError) else _qualname(exc)
+            return _failed(call_id, type_name, exc)
+        # rayfn's other errors (expired, not found, invalid) go to the handlers below.
+        except Error:
+            raise
         except Exception as exc:  # the function's own exception: the call failed
-            kind = type(exc)
-            return _failed(call_id, f"{kind.__module__}.{kind.__qualname__}", exc)
+            return _failed(call_id, _qualname(exc), exc)
         try:
             encoded = jsonable_encoder(value)
         except Exception:
@@ -245,15 +260,23 @@ def build_api(
 
     @api.delete(
         "/v1/calls/{call_id}",
-        status_code=501,
-        responses={501: {"model": ErrorResponse}},
+        response_model=CallRecord,
+        responses={404: {"model": ErrorResponse}},
         tags=["calls"],
     )
-    async def cancel_call(call_id: str) -> JSONResponse:
-        """Cancel a call (not yet available)."""
-        return _error(501, "not_implemented", "Cancellation is not available yet.")
+    async def cancel_call(call_id: str, backend: BackendDep) -> CallRecord:
+        """Cancel a call; a finished call is left as it is."""
+        return _record(await backend.cancel(call_id))
 
     return api
+
+
+def _record(info: CallInfo) -> CallRecord:
+    return CallRecord(**{f: getattr(info, f) for f in CallRecord.model_fields})
+
+
+def _qualname(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
 def _failed(call_id: str, type_name: str, exc: BaseException) -> JSONResponse:

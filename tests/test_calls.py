@@ -55,7 +55,7 @@ def test_result_expires_after_result_ttl(cluster: Cluster) -> None:
     call = jobs.short_lived.spawn("fresh")  # result_ttl=2
     assert call.get(timeout=60) == "fresh"
     finished = time.monotonic()
-    assert call.info().status is rayfn.CallStatus.SUCCEEDED
+    assert call.status().status is rayfn.CallStatus.SUCCEEDED
     deadline = finished + 10
     while time.monotonic() < deadline:
         try:
@@ -83,7 +83,7 @@ def test_get_with_zero_timeout_on_a_running_call_raises_timeout_error(cluster: C
     with pytest.raises(TimeoutError):
         call.get(timeout=1)
     assert 0.9 <= time.monotonic() - started < 5
-    assert call.info().status is rayfn.CallStatus.RUNNING
+    assert call.status().status is rayfn.CallStatus.RUNNING
 
 
 def test_remote_exception_keeps_type_message_and_traceback(cluster: Cluster) -> None:
@@ -98,7 +98,7 @@ def test_remote_exception_keeps_type_message_and_traceback(cluster: Cluster) -> 
     with pytest.raises(KeyError, match="missing-key-7") as raised_again:
         rayfn.FunctionCall.from_id(call.object_id).get(timeout=60)
     assert "fail_with_builtin" in raised_again.value.remote_traceback  # type: ignore[attr-defined]
-    info = call.info()
+    info = call.status()
     assert info.status is rayfn.CallStatus.FAILED
     assert info.error == "KeyError: 'missing-key-7'"
 

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from rayfn.exception import InvalidError, NotFoundError, OutputExpiredError, RemoteError
+from rayfn.exception import (
+    CancelledError,
+    InvalidError,
+    NotFoundError,
+    OutputExpiredError,
+    RemoteError,
+)
 from rayfn.runtime.ids import new_call_id
 from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.serve._guard import token_digest
@@ -47,6 +53,12 @@ class MemoryBackend:
         self._check(call_id)
         status = CallStatus.RUNNING if self.outcomes[call_id] == "pending" else CallStatus.SUCCEEDED
         return CallInfo(call_id, "jobs", "echo", status, created_at=1.0)
+
+    async def cancel(self, call_id: str) -> CallInfo:
+        self._check(call_id)
+        if self.outcomes[call_id] == "pending":
+            self.outcomes[call_id] = CancelledError("The call was cancelled.")
+        return CallInfo(call_id, "jobs", "echo", CallStatus.CANCELLED, created_at=1.0)
 
     def _check(self, call_id: str) -> None:
         if not call_id.startswith("fc-") or len(call_id) != 29:
@@ -189,9 +201,14 @@ def test_token_is_required_everywhere_but_healthz(backend: MemoryBackend) -> Non
     assert "/v1/apps/{app}/functions/{function}/calls" in right.json()["paths"]
 
 
-def test_cancel_is_not_available_yet(client: TestClient) -> None:
-    answer = client.delete(f"/v1/calls/{new_call_id()}")
-    assert answer.status_code == 501 and answer.json()["error"] == "not_implemented"
+def test_cancel_answers_the_status_record(client: TestClient, backend: MemoryBackend) -> None:
+    call_id = new_call_id()
+    backend.outcomes[call_id] = "pending"
+    answer = client.delete(f"/v1/calls/{call_id}")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "CANCELLED"
+    assert client.get(f"/v1/calls/{call_id}/result").status_code == 409
+    assert client.delete(f"/v1/calls/{new_call_id()}").status_code == 404
 
 
 def _with_traceback(exc: BaseException, text: str) -> BaseException:

@@ -16,12 +16,14 @@ def test_public_names() -> None:
             "Function",
             "FunctionCall",
             "Image",
+            "Retries",
             "__version__",
             "asgi_app",
             "current_function_call_id",
             "exception",
             "fastapi_endpoint",
             "functions",
+            "list_calls",
             "web_endpoint",
         ]
     )
