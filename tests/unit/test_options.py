@@ -27,6 +27,13 @@ def test_memory_maps_to_bytes() -> None:
         ({"result_ttl": 0}, "result_ttl must be a number of seconds above 0"),
         ({"result_ttl": 10**9}, "at most 604800"),
         ({"result_ttl": float("inf")}, "result_ttl must be"),
+        ({"timeout": -1}, "timeout must be a number of seconds above 0 and at most 86400"),
+        ({"timeout": 0}, "timeout must be"),
+        ({"startup_timeout": 0}, "startup_timeout must be"),
+        ({"max_containers": 0}, "max_containers must be a whole number >= 1, got 0"),
+        ({"max_containers": True}, "max_containers must be"),
+        ({"retries": 101}, "max_retries must be between 0 and 100, got 101"),
+        ({"gpu": "TPU"}, "Unknown GPU type 'TPU'"),
     ],
 )
 def test_out_of_range_options_say_how_to_fix_them(kwargs: dict, message: str) -> None:
@@ -74,3 +81,20 @@ def test_result_ttl_default_comes_from_the_environment(monkeypatch: pytest.Monke
 
     assert f.options is not None and f.options.result_ttl == 42.0
     assert g.options is not None and g.options.result_ttl == 7.0  # keyword beats env
+
+
+def test_concurrency_limit_is_max_containers_old_name() -> None:
+    app = rayfn.App("unit-aliases")
+
+    @app.function(concurrency_limit=3)
+    def f() -> None: ...
+
+    assert f.options is not None and f.options.max_containers == 3
+    with pytest.raises(InvalidError, match="not both"):
+        app.function(max_containers=1, concurrency_limit=2, name="g")(lambda: None)
+
+
+def test_timeout_defaults_to_five_minutes() -> None:
+    options = function_options(default_result_ttl=1)
+    assert options.timeout == 300.0 and options.startup_timeout is None
+    assert options.retries.max_retries == 0
