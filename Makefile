@@ -33,5 +33,9 @@ unit: install
 test: lint typecheck
 	$(BIN)/python -m pytest
 
+# Speed and memory against raw Ray (minutes); `--quick` runs inside `make test`.
+bench: install
+	$(BIN)/python -m benchmarks.bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

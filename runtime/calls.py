@@ -60,6 +60,7 @@ class Call:
         "failure",
         "finished_at",
         "function",
+        "inline",
         "interrupt",
         "payload",
         "result_ttl",
@@ -80,7 +81,8 @@ class Call:
         self.created_at = time.time()
         self.finished_at: float | None = None
         self.attempts: list[Attempt] = []
-        self.payload: ray.ObjectRef | None = None
+        self.payload: ray.ObjectRef | None = None  # a large result, in the object store
+        self.inline: bytes | None = None  # a small result, pickled
         self.failure: RemoteFailure | None = None
         self.task: ray.ObjectRef | None = None  # the running attempt's first return
         self.timer: asyncio.TimerHandle | None = None  # startup, timeout or backoff

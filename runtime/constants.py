@@ -42,3 +42,10 @@ MAX_TIMEOUT_S = 24 * 3600.0
 
 # How many calls one registry round trip of spawn_map/map carries.
 SPAWN_BATCH_SIZE = 1000
+
+# Results that pickle to at most this many bytes travel inside the task's first return
+# and the registry's answer (no second fetch); larger ones stay in the object store.
+INLINE_RESULT_BYTES = 64 * 1024
+
+# Results larger than this fail the call (RAYFN_MAX_RESULT_BYTES, read by the worker).
+DEFAULT_MAX_RESULT_BYTES = 1024**3

@@ -55,6 +55,7 @@ class FailureKind(enum.StrEnum):
     TIMED_OUT = "timed_out"  # it ran past the function's timeout
     NOT_STARTED = "not_started"  # it did not start within startup_timeout
     CANCELLED = "cancelled"
+    BAD_RESULT = "bad_result"  # its result could not be pickled, or was too large
 
 
 @dataclass(frozen=True)
@@ -196,14 +197,15 @@ class RemoteFailure:
 
 @dataclass(frozen=True)
 class AttemptMeta:
-    """The small first return of every task: how the attempt went. The second
-    return is the result, or a ``RemoteFailure`` when ``ok`` is false."""
+    """The small first return of every task: how the attempt went, with the result
+    itself when it pickles small (``inline``); a large result is the task's second
+    return instead, left in the object store for the caller to fetch."""
 
     ok: bool
     started_at: float
     finished_at: float
-    error: str | None = None  # the failure's summary when not ok, for listings
-    error_type: str | None = None  # its qualified type, for Retries(retry_on=...)
+    inline: bytes | None = None  # the pickled result, when small
+    failure: RemoteFailure | None = None  # set when not ok
 
 
 @dataclass(frozen=True)
@@ -235,13 +237,10 @@ class CallInfo:
 
 @dataclass(frozen=True)
 class CallOutcome:
-    """The registry's answer to ``get``: a status and, when finished, the result.
-
-    ``payload`` is the ref of the value (or of a ``RemoteFailure``); ``failure`` is set
-    instead when the call ended without a payload (crash, timeout, cancellation).
-    """
+    """The registry's answer to ``get``: a status and, when finished, the result
+    (``inline`` bytes or a ``payload`` ref) or why it failed (``failure``)."""
 
     status: CallStatus | None  # None: the id was never accepted
-    payload: ray.ObjectRef | None = None
+    payload: ray.ObjectRef | None = None  # a large result, in the object store
     failure: RemoteFailure | None = None
-    info: CallInfo | None = field(default=None, compare=False)
+    inline: bytes | None = None  # a small result, pickled

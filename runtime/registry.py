@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import defaultdict, deque
@@ -19,6 +20,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import ray
 from ray.actor import ActorHandle
 
@@ -40,6 +42,8 @@ from rayfn.runtime.records import (
 
 logger = logging.getLogger(__name__)
 
+_SYNTHETIC = "synthetic"  # the function name of benchmark filler calls
+
 # The terminal status a failure of each kind leaves a call in, once retries are over.
 _FINAL_STATUS = {
     FailureKind.RAISED: CallStatus.FAILED,
@@ -47,6 +51,7 @@ _FINAL_STATUS = {
     FailureKind.NOT_STARTED: CallStatus.FAILED,
     FailureKind.TIMED_OUT: CallStatus.TIMED_OUT,
     FailureKind.CANCELLED: CallStatus.CANCELLED,
+    FailureKind.BAD_RESULT: CallStatus.FAILED,
 }
 
 
@@ -59,17 +64,37 @@ class LoadedFunction:
     options: FunctionOptions
     runtime_env: dict[str, Any] | None
     task_name: str  # "app.function", as the Ray dashboard shows it
+    task: Any  # execute_call with this function's Ray options, built once
 
-    def task_options(self) -> dict[str, Any]:
-        resources = (
-            ray.cluster_resources()
-            if self.options.gpu and len(self.options.gpu.types) > 1
-            else None
-        )
+    @classmethod
+    def build(
+        cls,
+        key: tuple[str, str, int],
+        code_box: list[ray.ObjectRef],
+        options: FunctionOptions,
+        runtime_env: dict[str, Any] | None,
+    ) -> LoadedFunction:
+        task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
+        loaded = cls(key, code_box, options, runtime_env, task_name, None)
+        if not loaded.picks_gpu_per_call:
+            object.__setattr__(loaded, "task", loaded._task_with_options())
+        return loaded
+
+    @property
+    def picks_gpu_per_call(self) -> bool:
+        """GPU fallbacks look at the cluster's current nodes on every dispatch."""
+        return self.options.gpu is not None and len(self.options.gpu.types) > 1
+
+    def submit(self, *args: Any) -> Any:
+        task = self._task_with_options() if self.picks_gpu_per_call else self.task
+        return task.remote(*args)
+
+    def _task_with_options(self) -> Any:
+        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
         options = self.options.ray_task_options(resources)
         if self.runtime_env is not None:
             options["runtime_env"] = self.runtime_env
-        return options
+        return execute_call.options(name=self.task_name, **options)
 
 
 class CallRegistry:
@@ -84,7 +109,6 @@ class CallRegistry:
         self._tombstones = Tombstones(max_tombstones)
         self._background: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
-        self._self: ActorHandle = ray.get_runtime_context().current_actor
         self._start(self._expire_forever())
 
     # -- accepting calls ---------------------------------------------------------------
@@ -102,13 +126,12 @@ class CallRegistry:
         loaded = await self._function(app, function)
         if isinstance(loaded, NotDeployed):
             return loaded
-        ids = []
+        ids = [new_call_id() for _ in blobs]
         queue = self._queues[(app, function)]
-        for blob in blobs:
-            call = Call(new_call_id(), app, function, blob, loaded.options.result_ttl)
+        for call_id, blob in zip(ids, blobs, strict=True):
+            call = Call(call_id, app, function, blob, loaded.options.result_ttl)
             self._calls[call.call_id] = call
             queue.append(call)
-            ids.append(call.call_id)
         self._pump(loaded)
         return ids
 
@@ -244,6 +267,31 @@ class CallRegistry:
             "tombstones": len(self._tombstones),
         }
 
+    # -- for benchmarks/bench.py: scale and expiry without running a million tasks --------
+
+    async def debug_fill_finished(self, count: int, result_ttl: float) -> int:
+        """Track ``count`` synthetic finished calls of ``rayfn-bench.synthetic``."""
+        now = time.time()
+        for _ in range(count):
+            call = Call(new_call_id(), "rayfn-bench", _SYNTHETIC, b"", result_ttl)
+            call.status = CallStatus.SUCCEEDED
+            call.finished_at = now
+            call.args = None
+            self._calls[call.call_id] = call
+            self._expiry.push(call.call_id, expires_at(now, result_ttl))
+        return len(self._calls)
+
+    async def debug_clear(self) -> None:
+        """Forget the synthetic calls (their heap entries expire as unknown ids)."""
+        for call_id in [i for i, c in self._calls.items() if c.function == _SYNTHETIC]:
+            del self._calls[call_id]
+        gc.collect()
+
+    async def debug_memory(self) -> dict[str, int]:
+        """This actor's resident memory and how many calls it tracks."""
+        gc.collect()
+        return {"rss": psutil.Process().memory_info().rss, "tracked_calls": len(self._calls)}
+
     # -- dispatching ---------------------------------------------------------------------
 
     def _pump(self, loaded: LoadedFunction) -> None:
@@ -261,9 +309,9 @@ class CallRegistry:
     def _launch(self, call: Call, loaded: LoadedFunction) -> None:
         attempt = len(call.attempts) + 1
         try:
-            meta_ref, payload_ref = execute_call.options(
-                name=loaded.task_name, **loaded.task_options()
-            ).remote(loaded.code_box, loaded.key, call.call_id, attempt, call.args, self._self)
+            meta_ref, payload_ref = loaded.submit(
+                loaded.code_box, loaded.key, call.call_id, attempt, call.args
+            )
         except Exception as exc:  # e.g. resources Ray rejects outright
             logger.warning("call %s could not be submitted: %s", call.call_id, exc)
             self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
@@ -317,15 +365,18 @@ class CallRegistry:
                 attempt.started_at = attempt.started_at or meta.started_at
                 if meta.ok:
                     attempt.end("succeeded", at=meta.finished_at)
-                    call.payload = payload_ref
+                    call.inline = meta.inline
+                    call.payload = None if meta.inline is not None else payload_ref
                     self._finish(call, CallStatus.SUCCEEDED, at=meta.finished_at)
                     return
-                attempt.end(FailureKind.RAISED.value, meta.error, at=meta.finished_at)
-                self._failed(call, loaded, FailureKind.RAISED, meta.error_type, payload=payload_ref)
+                failure = meta.failure
+                assert failure is not None
+                attempt.end(failure.kind.value, failure.summary, at=meta.finished_at)
+                self._failed(call, loaded, failure.kind, failure.type_name, failure)
                 return
             assert failure is not None
             attempt.end(failure.kind.value, failure.summary)
-            self._failed(call, loaded, failure.kind, None, failure=failure)
+            self._failed(call, loaded, failure.kind, None, failure)
         finally:
             self._pump(self._functions.get(call.key, loaded))
 
@@ -353,9 +404,7 @@ class CallRegistry:
         loaded: LoadedFunction,
         kind: FailureKind,
         error_type: str | None,
-        *,
-        payload: ray.ObjectRef | None = None,
-        failure: RemoteFailure | None = None,
+        failure: RemoteFailure,
     ) -> None:
         """An attempt failed: retry after the backoff delay, or end the call."""
         retryable = kind in (FailureKind.RAISED, FailureKind.CRASHED, FailureKind.TIMED_OUT)
@@ -368,7 +417,6 @@ class CallRegistry:
             delay = policy.next_delay(made)
             call.timer = self._loop.call_later(delay, self._requeue, call, loaded)
             return
-        call.payload = payload
         self._finish(call, _FINAL_STATUS[kind], failure=failure)
 
     def _requeue(self, call: Call, loaded: LoadedFunction) -> None:
@@ -412,7 +460,7 @@ class CallRegistry:
     def _outcome(self, call: Call) -> CallOutcome:
         if self._expire_if_due(call):
             return CallOutcome(CallStatus.EXPIRED)
-        return CallOutcome(call.status, call.payload, call.failure, call.info())
+        return CallOutcome(call.status, call.payload, call.failure, call.inline)
 
     # -- machinery -----------------------------------------------------------------------
 
@@ -429,12 +477,8 @@ class CallRegistry:
         if isinstance(found, NotDeployed):
             return found
         version, spec, runtime_env = found
-        loaded = LoadedFunction(
-            key=(app, function, version),
-            code_box=[ray.put(spec.code)],
-            options=spec.options,
-            runtime_env=runtime_env,
-            task_name=f"{app.split('@', 1)[0]}.{function}",
+        loaded = LoadedFunction.build(
+            (app, function, version), [ray.put(spec.code)], spec.options, runtime_env
         )
         self._functions[(app, function)] = loaded
         return loaded

@@ -110,16 +110,19 @@ class Function:
 
     @aio_method
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
-        """Start a call and return at once with its ``FunctionCall`` (``.object_id``).
-        From async code: ``await f.spawn.aio(...)``.
+        """Start a call and return with its ``FunctionCall`` (``.object_id``) as soon
+        as the registry holds it. From async code: ``await f.spawn.aio(...)``.
 
         Raises:
             NotFoundError: the function is not deployed.
             SerializationError: an argument cannot be pickled.
         """
+        # Waiting for the registry's answer keeps one client's calls in submit order
+        # (Ray does not order calls to an async actor) and means an id handed out is
+        # never lost.
         blob = dumps_args(self.qualname, args, kwargs)
-        result = ray.get(_connection.registry().spawn.remote(self._target, self._name, blob))
-        return _spawned(result)
+        answer = ray.get(_connection.registry().spawn.remote(self._target, self._name, blob))
+        return _spawned(answer)
 
     @spawn.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
@@ -275,6 +278,12 @@ class Function:
         return (_rebuild, (self._target, self._name))
 
 
+def _spawned(answer: str | NotDeployed) -> FunctionCall:
+    if isinstance(answer, NotDeployed):
+        raise NotFoundError(answer.message())
+    return FunctionCall(answer)
+
+
 def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Iterator[Any]:
     """Results of calls, fetched a chunk per round trip, in order or as they finish."""
     if ordered:
@@ -288,12 +297,6 @@ def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Ite
         finished = [i for i in pending if i in done]
         pending = [i for i in pending if i not in done]
         yield from fetch_results(finished, return_exceptions)
-
-
-def _spawned(result: str | NotDeployed) -> FunctionCall:
-    if isinstance(result, NotDeployed):
-        raise NotFoundError(result.message())
-    return FunctionCall(result)
 
 
 def _rebuild(target: str, name: str) -> Function:

@@ -17,11 +17,18 @@ from rayfn.exception import (
     NotFoundError,
     OutputExpiredError,
     RemoteError,
+    SerializationError,
     StartupTimeoutError,
 )
 from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S
 from rayfn.runtime.ids import is_call_id
-from rayfn.runtime.records import CallInfo, CallOutcome, CallStatus, FailureKind, RemoteFailure
+from rayfn.runtime.records import (
+    CallInfo,
+    CallOutcome,
+    CallStatus,
+    FailureKind,
+    RemoteFailure,
+)
 
 
 class FunctionCall:
@@ -75,7 +82,7 @@ class FunctionCall:
             _connection.registry().get.remote(self._call_id, timeout), timeout=client_timeout
         )
         found = _payload(self._call_id, outcome)
-        value = found if isinstance(found, RemoteFailure) else ray.get(found)
+        value = ray.get(found) if isinstance(found, ray.ObjectRef) else _loaded(found)
         return _settle(outcome, value)
 
     @get.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
@@ -83,7 +90,7 @@ class FunctionCall:
         _check_timeout(timeout)
         outcome = await _connection.registry().get.remote(self._call_id, timeout)
         found = _payload(self._call_id, outcome)
-        value = found if isinstance(found, RemoteFailure) else await found
+        value = await found if isinstance(found, ray.ObjectRef) else _loaded(found)
         return _settle(outcome, value)
 
     @aio_method
@@ -117,7 +124,8 @@ class FunctionCall:
 
     @cancel.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def cancel(self) -> CallInfo:
-        return _described(self._call_id, await _connection.registry().cancel.remote(self._call_id))
+        info = await _connection.registry().cancel.remote(self._call_id)
+        return _described(self._call_id, info)
 
     @staticmethod
     def gather(*calls: FunctionCall) -> list[Any]:
@@ -127,10 +135,13 @@ class FunctionCall:
         Example:
             >>> a, b = rayfn.FunctionCall.gather(f.spawn(1), f.spawn(2))
         """
-        return [value for value in fetch_results([c.object_id for c in calls], False)]
+        return fetch_results([c.object_id for c in calls], False)
 
     def __repr__(self) -> str:
         return f"FunctionCall({self._call_id!r})"
+
+    def __reduce__(self) -> tuple[type[FunctionCall], tuple[str]]:
+        return (FunctionCall, (self._call_id,))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FunctionCall) and other._call_id == self._call_id
@@ -166,8 +177,9 @@ def _described(call_id: str, info: CallInfo | None) -> CallInfo:
     return info
 
 
-def _payload(call_id: str, outcome: CallOutcome) -> ray.ObjectRef | RemoteFailure:
-    """What to fetch for a finished call; raise for any other answer."""
+def _payload(call_id: str, outcome: CallOutcome) -> ray.ObjectRef | RemoteFailure | bytes:
+    """What a finished call left: a ref to fetch, a failure, or its result pickled
+    inline; raise for any other answer."""
     status = outcome.status
     if status is None:
         raise NotFoundError(f"No call with id {call_id}.")
@@ -176,9 +188,15 @@ def _payload(call_id: str, outcome: CallOutcome) -> ray.ObjectRef | RemoteFailur
     if status.is_terminal:
         if outcome.failure is not None:
             return outcome.failure
+        if outcome.inline is not None:
+            return outcome.inline
         if outcome.payload is not None:
             return outcome.payload
     raise TimeoutError(f"Call {call_id} has not finished yet (it is {status.value}).")
+
+
+def _loaded(found: RemoteFailure | bytes) -> Any:
+    return ray.cloudpickle.loads(found) if isinstance(found, bytes) else found
 
 
 def _settle(outcome: CallOutcome, value: Any) -> Any:
@@ -192,11 +210,11 @@ def fetch_results(call_ids: list[str], return_exceptions: bool) -> list[Any]:
     """Wait for all ``call_ids`` and fetch their values (or exceptions) in one go."""
     outcomes: list[CallOutcome] = ray.get(_connection.registry().get_many.remote(call_ids, None))
     found = [_payload(i, o) for i, o in zip(call_ids, outcomes, strict=True)]
-    refs = [f for f in found if not isinstance(f, RemoteFailure)]
+    refs = [f for f in found if isinstance(f, ray.ObjectRef)]
     fetched = iter(ray.get(refs)) if refs else iter(())
     results = []
     for outcome, item in zip(outcomes, found, strict=True):
-        value = item if isinstance(item, RemoteFailure) else next(fetched)
+        value = next(fetched) if isinstance(item, ray.ObjectRef) else _loaded(item)
         try:
             results.append(_settle(outcome, value))
         except Exception as exc:
@@ -215,6 +233,8 @@ def rebuild_exception(failure: RemoteFailure) -> BaseException:
         return CancelledError(failure.message)
     if failure.kind is FailureKind.NOT_STARTED:
         return StartupTimeoutError(failure.message)
+    if failure.kind is FailureKind.BAD_RESULT:
+        return SerializationError(failure.message)
     if failure.kind is FailureKind.CRASHED:
         return ExecutionError(f"The call could not run to its end: {failure.summary}")
     exc: BaseException | None = None

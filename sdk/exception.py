@@ -49,7 +49,8 @@ class OutputExpiredError(Error):
 
 class SerializationError(Error):
     """Raised by ``spawn``/``remote`` when the arguments cannot be pickled (a lock, an
-    open socket...). Nothing was submitted."""
+    open socket...; nothing was submitted), and by ``get``/``remote`` when the
+    function's result cannot be pickled or is over ``RAYFN_MAX_RESULT_BYTES``."""
 
 
 class RemoteError(Error):

@@ -196,3 +196,23 @@ def test_image_requirements_become_a_runtime_env_only_when_missing(cluster: Clus
     assert lack.deploy().runtime_env == {"pip": ["surely-absent-pkg"]}
     # The decision was the cluster's: it is what the registry gives the call's task.
     assert rayfn.Function.lookup("test-image-have", "noop").remote() is None
+
+
+def test_unpicklable_result_fails_the_call_with_a_clear_error(cluster: Cluster) -> None:
+    from rayfn.exception import SerializationError
+
+    call = jobs.unpicklable_result.spawn()
+    with pytest.raises(
+        SerializationError, match=r"test-jobs\.unpicklable_result cannot be pickled"
+    ):
+        call.get(timeout=60)
+    info = call.status()
+    assert info.status is rayfn.CallStatus.FAILED
+    assert [a.outcome for a in info.attempts] == ["bad_result"]  # not a dead worker
+
+
+@pytest.mark.parametrize("size", [10, 64 * 1024 + 1, 3 * 1024 * 1024])
+def test_small_results_inline_and_large_ones_through_the_object_store(
+    cluster: Cluster, size: int
+) -> None:
+    assert jobs.sized_result.remote(size) == b"x" * size

@@ -48,3 +48,15 @@ def spawn_child(value):
 @app.function()
 def whoami():
     return {"call_id": rayfn.current_function_call_id(), "pid": os.getpid()}
+
+
+@app.function()
+def unpicklable_result():
+    import threading
+
+    return threading.Lock()
+
+
+@app.function()
+def sized_result(n: int):
+    return b"x" * n

@@ -1,0 +1,307 @@
+"""rayfn against raw Ray on the same cluster, in the same process, alternating.
+
+    python -m benchmarks.bench            # the full suite (make bench)
+    python -m benchmarks.bench --quick    # small sizes: what the test suite runs
+    python -m benchmarks.bench --json     # machine-readable
+
+Each benchmark runs rayfn's and raw Ray's version alternately for several rounds and
+reports medians and the rayfn/raw ratio (throughput: higher is better; latency: lower).
+It starts its own local cluster (a private RAYFN_HOME, free ports) and stops it after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+
+@dataclass
+class Result:
+    name: str
+    metric: str  # what the numbers are
+    rayfn: float
+    raw: float
+    ratio: float  # rayfn / raw: for rates higher is better, for latency and bytes lower
+    target: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    calls: int  # spawn_get_throughput / spawn_map_throughput
+    sequential: int  # spawn_get_latency
+    rounds: int
+    http_requests: int
+    http_clients: int
+    scale_steps: tuple[int, ...]  # registry_scale: tracked finished calls
+    expire_burst: int
+
+
+FULL = Sizes(5000, 500, 3, 2000, 8, (0, 100_000, 1_000_000), 100_000)
+QUICK = Sizes(200, 20, 1, 60, 4, (0, 2_000), 2_000)
+
+
+def _median_pair(
+    rounds: int, rayfn_run: Callable[[], float], raw_run: Callable[[], float]
+) -> tuple[float, float]:
+    ours, theirs = [], []
+    for _ in range(rounds):
+        ours.append(rayfn_run())
+        theirs.append(raw_run())
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def spawn_get_throughput(sizes: Sizes) -> Result:
+    from benchmarks.app import noop, raw_noop
+
+    n = sizes.calls
+
+    def ours() -> float:
+        start = time.perf_counter()
+        calls = [noop.spawn() for _ in range(n)]
+        for call in calls:
+            call.get()
+        return n / (time.perf_counter() - start)
+
+    def theirs() -> float:
+        start = time.perf_counter()
+        ray.get([raw_noop.remote() for _ in range(n)])
+        return n / (time.perf_counter() - start)
+
+    a, b = _median_pair(sizes.rounds, ours, theirs)
+    return Result("spawn_get_throughput", "calls/s", a, b, a / b, ">= 0.6", {"calls": n})
+
+
+def spawn_map_throughput(sizes: Sizes) -> Result:
+    from benchmarks.app import noop, raw_noop
+
+    n = sizes.calls
+
+    def ours() -> float:
+        start = time.perf_counter()
+        for _ in noop.map(range(n)):
+            pass
+        return n / (time.perf_counter() - start)
+
+    def theirs() -> float:
+        start = time.perf_counter()
+        ray.get([raw_noop.remote(i) for i in range(n)])
+        return n / (time.perf_counter() - start)
+
+    a, b = _median_pair(sizes.rounds, ours, theirs)
+    return Result("spawn_map_throughput", "calls/s", a, b, a / b, ">= 0.9", {"calls": n})
+
+
+def spawn_get_latency(sizes: Sizes) -> Result:
+    from benchmarks.app import noop, raw_noop
+
+    def ours() -> list[float]:
+        samples = []
+        for _ in range(sizes.sequential):
+            start = time.perf_counter()
+            noop.spawn().get()
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    def theirs() -> list[float]:
+        samples = []
+        for _ in range(sizes.sequential):
+            start = time.perf_counter()
+            ray.get(raw_noop.remote())
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    ours_all: list[float] = []
+    theirs_all: list[float] = []
+    for _ in range(sizes.rounds):
+        ours_all += ours()
+        theirs_all += theirs()
+    p50 = (_pct(ours_all, 50), _pct(theirs_all, 50))
+    p99 = (_pct(ours_all, 99), _pct(theirs_all, 99))
+    return Result(
+        "spawn_get_latency",
+        "p50 ms",
+        p50[0] * 1000,
+        p50[1] * 1000,
+        p50[0] / p50[1],
+        "<= 1.6",
+        {"p99_ms_rayfn": p99[0] * 1000, "p99_ms_raw": p99[1] * 1000, "samples": len(ours_all)},
+    )
+
+
+def http_submit_result(sizes: Sizes) -> Result:
+    import httpx
+
+    from rayfn.serve.deploy import deploy_api
+
+    base = deploy_api()
+    submit_url = f"{base}/v1/apps/rayfn-bench/functions/noop/calls"
+
+    def rate(request: Callable[[httpx.Client], None]) -> float:
+        per_client = max(1, sizes.http_requests // sizes.http_clients)
+        errors: list[BaseException] = []
+
+        def client() -> None:
+            try:
+                with httpx.Client(timeout=30) as session:
+                    for _ in range(per_client):
+                        request(session)
+            except BaseException as exc:  # reported after the run
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client) for _ in range(sizes.http_clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return per_client * sizes.http_clients / (time.perf_counter() - start)
+
+    def submit(session: httpx.Client) -> None:
+        answer = session.post(submit_url, json={})
+        answer.raise_for_status()
+
+    def trivial(session: httpx.Client) -> None:
+        session.get(f"{base}/healthz").raise_for_status()
+
+    a, b = _median_pair(sizes.rounds, lambda: rate(submit), lambda: rate(trivial))
+    return Result(
+        "http_submit_result",
+        "requests/s",
+        a,
+        b,
+        a / b,
+        ">= 0.7",
+        {"clients": sizes.http_clients, "baseline": "GET /healthz on the same Serve"},
+    )
+
+
+def registry_scale(sizes: Sizes) -> Result:
+    from benchmarks.app import noop
+    from rayfn import _connection
+
+    registry = _connection.registry()
+    steps = {}
+    for tracked in sizes.scale_steps:
+        ray.get(registry.debug_fill_finished.remote(tracked, 3600.0))
+        rss = ray.get(registry.debug_memory.remote())
+        spawn_ms, get_ms = [], []
+        for _ in range(max(20, sizes.sequential)):
+            start = time.perf_counter()
+            call = noop.spawn()
+            spawn_ms.append((time.perf_counter() - start) * 1000)
+            call.get()
+            start = time.perf_counter()
+            call.get(timeout=0)
+            get_ms.append((time.perf_counter() - start) * 1000)
+        steps[tracked] = {
+            "rss_mib": rss["rss"] / 2**20,
+            "tracked": rss["tracked_calls"],
+            "spawn_p50_ms": _pct(spawn_ms, 50),
+            "get_p50_ms": _pct(get_ms, 50),
+        }
+        ray.get(registry.debug_clear.remote())
+    first, last = sizes.scale_steps[0], sizes.scale_steps[-1]
+    per_call = (steps[last]["rss_mib"] - steps[first]["rss_mib"]) * 2**20 / max(1, last - first)
+    # Expiry of a burst while spawning: the worst spawn latency during the burst.
+    ray.get(registry.debug_fill_finished.remote(sizes.expire_burst, 0.5))
+    worst = 0.0
+    deadline = time.perf_counter() + 3.0
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        noop.spawn()
+        worst = max(worst, (time.perf_counter() - start) * 1000)
+    ray.get(registry.debug_clear.remote())
+    flatness = steps[last]["spawn_p50_ms"] / max(1e-9, steps[first]["spawn_p50_ms"])
+    return Result(
+        "registry_scale",
+        "bytes/tracked call",
+        per_call,
+        1024.0,
+        per_call / 1024.0,
+        "<= 1.0 (1 KiB), spawn flat within 20%, burst stall <= 100 ms",
+        {"steps": steps, "spawn_slowdown": flatness, "worst_spawn_ms_during_expiry": worst},
+    )
+
+
+BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
+    "spawn_get_throughput": spawn_get_throughput,
+    "spawn_map_throughput": spawn_map_throughput,
+    "spawn_get_latency": spawn_get_latency,
+    "http_submit_result": http_submit_result,
+    "registry_scale": registry_scale,
+}
+
+
+def _pct(samples: list[float], pct: int) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, for the tests")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run only these")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+
+    from rayfn import _connection, _local_cluster
+
+    home = Path(tempfile.mkdtemp(prefix="rayfn-bench-"))
+    os.environ["RAYFN_HOME"] = str(home)
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.setdefault("RAYFN_HTTP_PORT", str(_local_cluster._free_port()))
+    _local_cluster.start(home, include_dashboard=False, object_store_memory=500 * 2**20)
+    results = []
+    try:
+        _connection.connect()
+        from benchmarks.app import app
+
+        app.deploy()
+        for name in args.only or list(BENCHMARKS):
+            results.append(BENCHMARKS[name](sizes))
+    finally:
+        ray.shutdown()
+        _local_cluster.stop(home, grace=3)
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, Ray {ray.__version__}"
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {"machine": machine, "quick": args.quick, "results": [asdict(r) for r in results]},
+                indent=2,
+            )
+        )
+    else:
+        print(f"rayfn vs raw Ray on {machine}{' (quick)' if args.quick else ''}")
+        print(f"{'benchmark':<24}{'metric':<20}{'rayfn':>12}{'raw':>12}{'ratio':>8}  target")
+        for r in results:
+            numbers = f"{r.rayfn:>12.2f}{r.raw:>12.2f}{r.ratio:>8.2f}"
+            print(f"{r.name:<24}{r.metric:<20}{numbers}  {r.target}")
+            for key, value in r.details.items():
+                print(f"{'':<24}{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
