@@ -49,3 +49,7 @@ INLINE_RESULT_BYTES = 64 * 1024
 
 # Results larger than this fail the call (RAYFN_MAX_RESULT_BYTES, read by the worker).
 DEFAULT_MAX_RESULT_BYTES = 1024**3
+
+# A call reports RUNNING (and starts its timeout clock, from its real start) once it
+# has run this long; shorter calls go from PENDING straight to their end.
+REPORT_RUNNING_AFTER_S = 0.05

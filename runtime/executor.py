@@ -9,10 +9,12 @@ for the caller to fetch straight from there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,7 @@ from rayfn.runtime.constants import (
     INLINE_RESULT_BYTES,
     NAMESPACE,
     REGISTRY_ACTOR_NAME,
+    REPORT_RUNNING_AFTER_S,
 )
 from rayfn.runtime.records import AttemptMeta, FailureKind, RemoteFailure
 
@@ -41,6 +44,54 @@ _current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def current_call_id() -> str | None:
     """The id of the call this code runs for, or None outside a rayfn call."""
     return _current_call_id.get()
+
+
+class StartReporter:
+    """Tells the registry that a call has started (RUNNING; its timeout clock starts
+    from the real start time) once it has run for ``REPORT_RUNNING_AFTER_S``. Calls
+    that finish sooner never send the message: it would cost the registry an actor
+    call per call for a state that lasted less than a blink. One thread per worker
+    process, which runs one call at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._current: tuple[str, int, float] | None = None
+        threading.Thread(target=self._run, name="rayfn-start-reporter", daemon=True).start()
+
+    def running(self, call_id: str, attempt: int, started_at: float) -> None:
+        with self._lock:
+            self._current = (call_id, attempt, started_at)
+            self._lock.notify()
+
+    def done(self) -> None:
+        with self._lock:
+            self._current = None
+            self._lock.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while self._current is None:
+                    self._lock.wait()
+                current = self._current
+                self._lock.wait(REPORT_RUNNING_AFTER_S)
+                if self._current is not current:
+                    continue  # it finished (or another started) meanwhile
+                self._current = None
+            call_id, attempt, started_at = current
+            # A registry that is restarting misses the report; the call still runs.
+            with contextlib.suppress(Exception):
+                _registry().attempt_started.remote(call_id, attempt, started_at)
+
+
+_reporter: StartReporter | None = None
+
+
+def _start_reporter() -> StartReporter:
+    global _reporter
+    if _reporter is None:
+        _reporter = StartReporter()
+    return _reporter
 
 
 def _registry() -> ActorHandle:
@@ -67,9 +118,7 @@ def run_call(
     args_blob: bytes,
 ) -> tuple[AttemptMeta, Any]:
     started_at = time.time()
-    # Tell the registry the function starts (RUNNING, and its timeout clock starts);
-    # fire and forget: the call does not wait for the answer.
-    _registry().attempt_started.remote(call_id, attempt, started_at)
+    _start_reporter().running(call_id, attempt, started_at)
     token = _current_call_id.set(call_id)
     try:
         fn = _load(key, code_box)
@@ -84,6 +133,7 @@ def run_call(
         return _failed(started_at, RemoteFailure.capture(exc, tb))
     finally:
         _current_call_id.reset(token)
+        _start_reporter().done()
     return _succeeded(started_at, key, value)
 
 

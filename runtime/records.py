@@ -244,3 +244,4 @@ class CallOutcome:
     payload: ray.ObjectRef | None = None  # a large result, in the object store
     failure: RemoteFailure | None = None
     inline: bytes | None = None  # a small result, pickled
+    expires_at: float | None = None  # when a finished call's result ages out

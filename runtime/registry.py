@@ -147,6 +147,19 @@ class CallRegistry:
             await self._wait(call, timeout)
         return self._outcome(call)
 
+    async def get_with_others(
+        self, call_id: str, timeout: float | None, others: list[str]
+    ) -> tuple[CallOutcome, dict[str, CallOutcome]]:
+        """``get`` for one call, plus the answers for those of ``others`` that have
+        finished by then: a client that spawned many calls fetches them in few trips."""
+        outcome = await self.get(call_id, timeout)
+        finished = {}
+        for other in others:
+            call = self._calls.get(other)
+            if call is not None and call.status.is_terminal:
+                finished[other] = self._outcome(call)
+        return outcome, finished
+
     async def get_many(self, call_ids: list[str], timeout: float | None) -> list[CallOutcome]:
         """``get`` for several calls at once: waits until all have finished (or the
         timeout passes), then answers for each, in order."""
@@ -460,7 +473,10 @@ class CallRegistry:
     def _outcome(self, call: Call) -> CallOutcome:
         if self._expire_if_due(call):
             return CallOutcome(CallStatus.EXPIRED)
-        return CallOutcome(call.status, call.payload, call.failure, call.inline)
+        deadline = (
+            expires_at(call.finished_at, call.result_ttl) if call.finished_at is not None else None
+        )
+        return CallOutcome(call.status, call.payload, call.failure, call.inline, deadline)
 
     # -- machinery -----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from rayfn import _connection
+from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method
 from rayfn._function_call import FunctionCall, fetch_results
 from rayfn._serialization import dumps_args
@@ -281,6 +281,7 @@ class Function:
 def _spawned(answer: str | NotDeployed) -> FunctionCall:
     if isinstance(answer, NotDeployed):
         raise NotFoundError(answer.message())
+    _prefetch.spawned([answer])
     return FunctionCall(answer)
 
 

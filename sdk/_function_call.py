@@ -7,7 +7,7 @@ from typing import Any
 
 import ray
 
-from rayfn import _connection
+from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method
 from rayfn.exception import (
     CancelledError,
@@ -77,10 +77,15 @@ class FunctionCall:
                 its notes (``RemoteError`` when its type cannot be rebuilt here).
         """
         _check_timeout(timeout)
-        client_timeout = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
-        outcome = ray.get(
-            _connection.registry().get.remote(self._call_id, timeout), timeout=client_timeout
-        )
+        outcome = _prefetch.take(self._call_id)
+        if outcome is None:
+            client_timeout = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
+            others = _prefetch.others(self._call_id)
+            outcome, finished = ray.get(
+                _connection.registry().get_with_others.remote(self._call_id, timeout, others),
+                timeout=client_timeout,
+            )
+            _prefetch.keep(self._call_id, outcome, finished)
         found = _payload(self._call_id, outcome)
         value = ray.get(found) if isinstance(found, ray.ObjectRef) else _loaded(found)
         return _settle(outcome, value)
@@ -88,7 +93,13 @@ class FunctionCall:
     @get.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def get(self, timeout: float | None = None) -> Any:
         _check_timeout(timeout)
-        outcome = await _connection.registry().get.remote(self._call_id, timeout)
+        outcome = _prefetch.take(self._call_id)
+        if outcome is None:
+            others = _prefetch.others(self._call_id)
+            outcome, finished = await _connection.registry().get_with_others.remote(
+                self._call_id, timeout, others
+            )
+            _prefetch.keep(self._call_id, outcome, finished)
         found = _payload(self._call_id, outcome)
         value = await found if isinstance(found, ray.ObjectRef) else _loaded(found)
         return _settle(outcome, value)
