@@ -29,6 +29,10 @@ DEFAULT_MAX_TOMBSTONES = 1_000_000
 # How often the registry checks the deadline heap for results to drop, in seconds.
 EXPIRY_TICK_S = 0.25
 
+# Results dropped per slice of an expiry pass (a few ms of work); the registry serves
+# other calls between slices.
+EXPIRY_SLICE = 1000
+
 # Calls an async rayfn actor serves at once; each waiting get() holds one slot.
 ACTOR_MAX_CONCURRENCY = 10_000
 
@@ -53,3 +57,6 @@ DEFAULT_MAX_RESULT_BYTES = 1024**3
 # A call reports RUNNING (and starts its timeout clock, from its real start) once it
 # has run this long; shorter calls go from PENDING straight to their end.
 REPORT_RUNNING_AFTER_S = 0.05
+
+# How long a caller of rayfn's own actors waits out their restart before giving up.
+CONTROL_RESTART_WAIT_S = 60.0

@@ -95,7 +95,9 @@ class ControlActor:
         if isinstance(found, NotDeployed):
             return found
         deployment, spec = found
-        return FunctionInfo(app, function, deployment.version, spec.signature, spec.options)
+        return FunctionInfo(
+            app, function, deployment.version, spec.signature, spec.options, spec.parameters
+        )
 
     async def get_function(
         self, app: str, function: str

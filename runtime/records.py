@@ -94,6 +94,16 @@ class WebEndpoint:
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """One parameter of a function, enough to check a call's arguments against it
+    without its code (default values themselves are not kept)."""
+
+    name: str
+    kind: int  # inspect.Parameter kind, as an int
+    has_default: bool
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """One function of a deployed app: its pickled code and its options."""
 
@@ -102,6 +112,7 @@ class FunctionSpec:
     options: FunctionOptions
     signature: str  # e.g. "(data, *, retries=3)", for listings and error messages
     web: WebEndpoint | None = None
+    parameters: tuple[Parameter, ...] | None = None  # None: unknown (accept anything)
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,7 @@ class FunctionInfo:
     version: int
     signature: str
     options: FunctionOptions
+    parameters: tuple[Parameter, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,14 @@ from typing import Any
 
 import psutil
 import ray
-from ray.actor import ActorHandle
 
 from rayfn.runtime.calls import Attempt, Call
-from rayfn.runtime.constants import DEFAULT_MAX_TOMBSTONES, EXPIRY_TICK_S
+from rayfn.runtime.constants import (
+    CONTROL_RESTART_WAIT_S,
+    DEFAULT_MAX_TOMBSTONES,
+    EXPIRY_SLICE,
+    EXPIRY_TICK_S,
+)
 from rayfn.runtime.executor import execute_call
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import new_call_id
@@ -489,7 +493,7 @@ class CallRegistry:
         loaded = self._functions.get((app, function))
         if loaded is not None:
             return loaded
-        found = await _control().get_function.remote(app, function)
+        found = await _ask_control("get_function", app, function)
         if isinstance(found, NotDeployed):
             return found
         version, spec, runtime_env = found
@@ -509,10 +513,11 @@ class CallRegistry:
         if self._calls.pop(call_id, None) is not None:
             self._tombstones.add(call_id)
 
-    def expire_due_calls(self, now: float) -> int:
-        """Drop the results whose deadline has passed; returns how many."""
+    def expire_due_calls(self, now: float, limit: int | None = None) -> int:
+        """Drop the results whose deadline has passed (at most ``limit``); returns how
+        many."""
         count = 0
-        for call_id in self._expiry.pop_due(now):
+        for call_id in self._expiry.pop_due(now, limit):
             self._expire(call_id)
             count += 1
         return count
@@ -521,7 +526,10 @@ class CallRegistry:
         while True:
             await asyncio.sleep(EXPIRY_TICK_S)
             try:
-                self.expire_due_calls(time.time())
+                # A burst (100k results of one batch expiring together) goes in slices,
+                # yielding between them, so spawn and get never wait behind it.
+                while self.expire_due_calls(time.time(), EXPIRY_SLICE) == EXPIRY_SLICE:
+                    await asyncio.sleep(0)
             except Exception:  # never let one bad entry stop expiry for good
                 logger.exception("expiry pass failed")
 
@@ -536,8 +544,16 @@ def _describe_needs(options: FunctionOptions) -> str:
     return ", ".join(needs)
 
 
-def _control() -> ActorHandle:
+async def _ask_control(method: str, *args: Any) -> Any:
+    """Call the control actor, waiting out a restart of it (its calls are reads)."""
     # Imported here: the handles module imports this one to wrap it as an actor.
     from rayfn.runtime.handles import control_actor
 
-    return control_actor()
+    deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
+    while True:
+        try:
+            return await getattr(control_actor(), method).remote(*args)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)

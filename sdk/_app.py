@@ -9,9 +9,8 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any, overload
 
-import ray
-
 from rayfn import _connection
+from rayfn._arguments import parameters_of
 from rayfn._config import settings
 from rayfn._function import Function, check_name
 from rayfn._image import Image
@@ -193,7 +192,7 @@ class App:
         app_name = check_name("app", name or self._name)
         if self._name is None:
             self._name = app_name
-        info, previous = ray.get(_connection.control().deploy.remote(self._spec(app_name)))
+        info, previous = _connection.ask(_connection.control(), "deploy", self._spec(app_name))
         if any(f.web is not None for f in self._functions.values()):
             # Imported here: a process that only submits work never loads Ray Serve.
             from rayfn.serve.deploy import deploy_web_functions
@@ -224,7 +223,7 @@ class App:
         self._ephemeral_key = key = f"{base}@ep-{secrets.token_hex(6)}"
         control = _connection.control()
         try:
-            ray.get(control.deploy.remote(self._spec(key, ephemeral=True)))
+            _connection.ask(control, "deploy", self._spec(key, ephemeral=True))
         except BaseException:
             self._ephemeral_key = None
             raise
@@ -232,7 +231,7 @@ class App:
             yield self
         finally:
             self._ephemeral_key = None
-            ray.get(control.stop.remote(key))
+            _connection.ask(control, "stop", key)
 
     def _spec(self, key: str, ephemeral: bool = False) -> AppSpec:
         functions = {}
@@ -244,6 +243,7 @@ class App:
                 options=options,
                 signature=_signature(raw),
                 web=function.web,
+                parameters=parameters_of(raw),
             )
         return AppSpec(
             name=key,

@@ -7,10 +7,13 @@ Order: inside a Ray worker or Serve replica, the existing connection; else
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import threading
+import time
+from typing import Any
 
 import ray
 from ray.actor import ActorHandle
@@ -19,6 +22,7 @@ from rayfn import _local_cluster
 from rayfn._config import settings
 from rayfn.exception import ClusterError
 from rayfn.runtime import handles
+from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S
 
 _lock = threading.Lock()
 _cached: dict[str, ActorHandle] = {}
@@ -91,3 +95,29 @@ def _handle(kind: str) -> ActorHandle:
         handle = handles.registry_actor() if kind == "registry" else handles.control_actor()
         _cached[kind] = handle
     return handle
+
+
+def ask(handle: ActorHandle, method: str, *args: Any) -> Any:
+    """Call one of rayfn's actors and wait for the answer, waiting out a restart of the
+    actor (Ray answers ``ActorUnavailableError`` meanwhile). Only for calls that are
+    safe to repeat."""
+    deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
+    while True:
+        try:
+            return ray.get(getattr(handle, method).remote(*args))
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+async def ask_async(handle: ActorHandle, method: str, *args: Any) -> Any:
+    """``ask`` for async code."""
+    deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
+    while True:
+        try:
+            return await getattr(handle, method).remote(*args)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)

@@ -11,11 +11,18 @@ import ray
 
 from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method
+from rayfn._arguments import check_arguments, parameters_of
 from rayfn._function_call import FunctionCall, fetch_results
 from rayfn._serialization import dumps_args
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
-from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, WebEndpoint
+from rayfn.runtime.records import (
+    FunctionInfo,
+    FunctionOptions,
+    NotDeployed,
+    Parameter,
+    WebEndpoint,
+)
 
 if TYPE_CHECKING:
     from rayfn._app import App
@@ -70,6 +77,7 @@ class Function:
         self._options = options
         self._app = app
         self._info: FunctionInfo | None = None
+        self._local_parameters = parameters_of(raw) if raw is not None else None
         if raw is not None:
             self.__doc__ = raw.__doc__
             self.__wrapped__ = raw
@@ -94,17 +102,39 @@ class Function:
         function.hydrate()
         return function
 
+    @aio_method
     def hydrate(self) -> Function:
-        """Check with the cluster that this function is deployed.
+        """Check with the cluster that this function is deployed (and learn its
+        signature, so calls with the wrong arguments are refused before they run).
 
         Raises:
             NotFoundError: it is not.
         """
-        found = ray.get(_connection.control().describe_function.remote(self._target, self._name))
+        control = _connection.control()
+        found = _connection.ask(control, "describe_function", self._target, self._name)
+        return self._hydrated(found)
+
+    @hydrate.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
+    async def hydrate(self) -> Function:
+        control = _connection.control()
+        found = await _connection.ask_async(control, "describe_function", self._target, self._name)
+        return self._hydrated(found)
+
+    def _hydrated(self, found: FunctionInfo | NotDeployed) -> Function:
         if isinstance(found, NotDeployed):
             raise NotFoundError(found.message())
         self._info = found
         return self
+
+    def _parameters(self) -> tuple[Parameter, ...] | None:
+        """The parameters to check arguments against: from the local code, else from
+        the deployed function (looked up once per handle)."""
+        if self._raw is not None:
+            return self._local_parameters
+        if self._info is None:
+            self.hydrate()
+        assert self._info is not None
+        return self._info.parameters
 
     # -- calling -------------------------------------------------------------------------
 
@@ -120,12 +150,16 @@ class Function:
         # Waiting for the registry's answer keeps one client's calls in submit order
         # (Ray does not order calls to an async actor) and means an id handed out is
         # never lost.
+        check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
         answer = ray.get(_connection.registry().spawn.remote(self._target, self._name, blob))
         return _spawned(answer)
 
     @spawn.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        if self._raw is None and self._info is None:
+            await self.hydrate.aio()
+        check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
         return _spawned(await _connection.registry().spawn.remote(self._target, self._name, blob))
 
@@ -197,6 +231,9 @@ class Function:
     def _spawn_all(
         self, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]
     ) -> list[FunctionCall]:
+        parameters = self._parameters()
+        for args, kw in inputs:  # all checked before any call is sent
+            check_arguments(self.qualname, self.signature, parameters, args, kw)
         blobs = [dumps_args(self.qualname, args, kw) for args, kw in inputs]
         registry = _connection.registry()
         calls: list[FunctionCall] = []

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import ray
 import typer
 from rich.console import Console
 from rich.pretty import pprint
@@ -237,7 +236,7 @@ def _parse_entry_options(
 @_friendly
 def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List deployed apps. Example: rayfn app list --json"""
-    apps = ray.get(_connection.control().list_apps.remote())
+    apps = _connection.ask(_connection.control(), "list_apps")
     if as_json:
         out.print_json(
             json.dumps(
@@ -268,7 +267,7 @@ def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
     """Stop (undeploy) an app; running calls finish. Example: rayfn app stop my-job-queue"""
     from rayfn.serve.deploy import delete_web_functions
 
-    if not ray.get(_connection.control().stop.remote(name)):
+    if not _connection.ask(_connection.control(), "stop", name):
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
     delete_web_functions(name)
     out.print(f"Stopped app [bold]{name}[/bold].", highlight=False)

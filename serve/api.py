@@ -20,6 +20,7 @@ depends on failed) with the function's error type, message and traceback.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -130,9 +131,27 @@ class Backend(Protocol):
 class ClusterBackend:
     """The job API's backend on a real cluster, through the SDK."""
 
+    # Function handles (with the signature they checked arguments against) are reused
+    # this long, so a submit costs one registry round trip, not a lookup too.
+    HANDLE_TTL_S = 10.0
+
+    def __init__(self) -> None:
+        self._handles: dict[tuple[str, str], tuple[rayfn.Function, float]] = {}
+
     async def spawn(self, app: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
-        call = await rayfn.Function.from_name(app, function).spawn.aio(*args, **kwargs)
+        call = await self._handle(app, function).spawn.aio(*args, **kwargs)
         return call.object_id
+
+    def _handle(self, app: str, function: str) -> rayfn.Function:
+        now = time.monotonic()
+        cached = self._handles.get((app, function))
+        if cached is not None and now - cached[1] < self.HANDLE_TTL_S:
+            return cached[0]
+        handle = rayfn.Function.from_name(app, function)
+        if len(self._handles) > 10_000:
+            self._handles.clear()
+        self._handles[(app, function)] = (handle, now)
+        return handle
 
     async def result(self, call_id: str) -> Any:
         return await rayfn.FunctionCall.from_id(call_id).get.aio(timeout=0)

@@ -4,6 +4,7 @@ by its pid afterwards. Nothing here mocks Ray."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -61,6 +63,44 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def multinode(
+    home: Path, head: dict[str, Any], workers: list[dict[str, Any]]
+) -> Iterator[list[Any]]:
+    """A ``ray.cluster_utils.Cluster`` on this machine, with token auth and this
+    process connected. rayfn's actors are created while the head is the only node, so
+    removing a worker node never takes them down. Yields the worker nodes."""
+    from ray.cluster_utils import Cluster as RayCluster
+
+    token = home / "auth_token"
+    token.write_text("test-token-" + os.urandom(8).hex())
+    token.chmod(0o600)
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAYFN_HOME")}
+    os.environ["RAYFN_HOME"] = str(home)
+    os.environ.pop("RAY_ADDRESS", None)
+    _connection._use_token(str(token))
+    small = {"object_store_memory": 150 * 1024 * 1024}
+    ray_cluster = RayCluster(
+        initialize_head=True, head_node_args={"include_dashboard": False, **small, **head}
+    )
+    try:
+        os.environ["RAY_ADDRESS"] = ray_cluster.address
+        _connection.connect()
+        _connection.control(), _connection.registry()
+        ray.get(_connection.registry().stats.remote())
+        nodes = [ray_cluster.add_node(**small, **worker) for worker in workers]
+        ray_cluster.wait_for_nodes()
+        yield ray_cluster, nodes
+    finally:
+        ray.shutdown()
+        ray_cluster.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

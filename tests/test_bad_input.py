@@ -64,3 +64,26 @@ def test_bad_get_timeout_is_rejected(cluster: Cluster, timeout: object) -> None:
 def test_bad_names_are_rejected(name: object) -> None:
     with pytest.raises(InvalidError, match="name"):
         rayfn.Function.from_name("test-jobs", name)  # type: ignore[arg-type]
+
+
+def test_wrong_argument_count_is_refused_with_the_signature_without_running(
+    cluster: Cluster,
+) -> None:
+    # echo takes (*args, **kwargs); slow takes (seconds: float, value=None).
+    with pytest.raises(InvalidError, match=r"test-jobs\.slow\(seconds: float, value=None\)"):
+        jobs.slow.spawn()
+    looked_up = rayfn.Function.from_name("test-jobs", "slow")
+    with pytest.raises(InvalidError, match=r"cannot take these arguments: too many positional"):
+        looked_up.spawn(1, 2, 3)
+    with pytest.raises(InvalidError, match=r"unexpected keyword argument 'nope'"):
+        looked_up.remote(1, nope=True)
+    with pytest.raises(InvalidError, match="missing a required argument: 'seconds'"):
+        list(looked_up.starmap([(0.1,), ()]))  # checked before any call is sent
+    no_args = rayfn.Function.lookup("test-jobs", "whoami")
+    with pytest.raises(InvalidError, match="too many positional arguments"):
+        no_args.spawn(1)
+    assert not [
+        c
+        for c in rayfn.list_calls(app="test-jobs", function="slow", limit=100)
+        if c.status is rayfn.CallStatus.FAILED
+    ]  # nothing was submitted

@@ -3,18 +3,15 @@ node declares two A100s. Nothing here needs a real GPU."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
-import ray
-from ray.cluster_utils import Cluster
 
 import rayfn
-from rayfn import _connection
 from rayfn.exception import StartupTimeoutError
 from tests.apps import gpu_jobs
+from tests.conftest import multinode
 
 pytestmark = pytest.mark.timeout(240)
 S = rayfn.CallStatus
@@ -22,37 +19,11 @@ S = rayfn.CallStatus
 
 @pytest.fixture(scope="module")
 def gpu_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start a CPU head and an "A100" worker node; yield the worker's node id."""
-    home = tmp_path_factory.mktemp("gpu-home")
-    token = home / "auth_token"
-    token.write_text("gpu-test-token-" + os.urandom(8).hex())
-    token.chmod(0o600)
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAYFN_HOME")}
-    os.environ["RAYFN_HOME"] = str(home)
-    os.environ.pop("RAY_ADDRESS", None)
-    _connection._use_token(str(token))
-    small = {"object_store_memory": 150 * 1024 * 1024}
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "include_dashboard": False, **small},
-    )
-    try:
-        gpu = cluster.add_node(
-            num_cpus=1, num_gpus=2, resources={"accelerator_type:A100": 1}, **small
-        )
-        cluster.wait_for_nodes()
-        os.environ["RAY_ADDRESS"] = cluster.address
-        _connection.connect()
+    """A CPU head and an "A100" worker node; yields the worker's node id."""
+    gpu = {"num_cpus": 1, "num_gpus": 2, "resources": {"accelerator_type:A100": 1}}
+    with multinode(tmp_path_factory.mktemp("gpu-home"), {"num_cpus": 1}, [gpu]) as (_, nodes):
         gpu_jobs.app.deploy()
-        yield gpu.node_id
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        yield nodes[0].node_id
 
 
 def test_a100_call_runs_on_the_gpu_node_and_sees_its_gpu(gpu_node: str) -> None:
