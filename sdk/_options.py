@@ -35,26 +35,13 @@ def function_options(
         isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0
     ):
         raise InvalidError(f"memory must be a positive whole number of MiB, got {memory!r}.")
-    if result_ttl is None:
-        result_ttl = default_result_ttl
-    if not _is_number(result_ttl) or not 0 < result_ttl <= MAX_RESULT_TTL_S:
-        raise InvalidError(
-            f"result_ttl must be a number of seconds above 0 and at most "
-            f"{MAX_RESULT_TTL_S:.0f} (one week), got {result_ttl!r}."
-        )
-    if timeout is None:
-        timeout = DEFAULT_TIMEOUT_S
-    if not _is_number(timeout) or not 0 < timeout <= MAX_TIMEOUT_S:
-        raise InvalidError(
-            f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} "
-            f"(one day), got {timeout!r}."
-        )
-    if startup_timeout is not None and (
-        not _is_number(startup_timeout) or not 0 < startup_timeout <= MAX_TIMEOUT_S
-    ):
-        raise InvalidError(
-            f"startup_timeout must be a number of seconds above 0 and at most "
-            f"{MAX_TIMEOUT_S:.0f}, got {startup_timeout!r}."
+    result_ttl = _seconds(
+        "result_ttl", result_ttl, default_result_ttl, MAX_RESULT_TTL_S, "one week"
+    )
+    timeout = _seconds("timeout", timeout, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, "one day")
+    if startup_timeout is not None:
+        startup_timeout = _seconds(
+            "startup_timeout", startup_timeout, None, MAX_TIMEOUT_S, "one day"
         )
     if max_containers is not None and (
         isinstance(max_containers, bool)
@@ -72,11 +59,25 @@ def function_options(
         cpu=None if cpu is None else float(cpu),
         memory_mib=memory,
         gpu=gpu_request,
-        result_ttl=float(result_ttl),
-        timeout=float(timeout),
-        startup_timeout=None if startup_timeout is None else float(startup_timeout),
+        result_ttl=result_ttl,
+        timeout=timeout,
+        startup_timeout=startup_timeout,
         max_containers=max_containers,
         retries=retry_policy(retries),
+    )
+
+
+def _seconds(
+    name: str, value: float | None, default: float | None, maximum: float, spelled: str
+) -> float:
+    """A duration option: above 0, at most ``maximum``; ``default`` when not given."""
+    if value is None:
+        value = default
+    if isinstance(value, int | float) and _is_number(value) and 0 < value <= maximum:
+        return float(value)
+    raise InvalidError(
+        f"{name} must be a number of seconds above 0 and at most {maximum:.0f} "
+        f"({spelled}), got {value!r}."
     )
 
 
