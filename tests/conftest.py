@@ -20,6 +20,7 @@ import ray
 from rayfn import _connection, _local_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_MAX_RESULT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A real single-node Ray cluster for the whole test module, with this process
     connected to it."""
     home = tmp_path_factory.mktemp("rayfn-home")
+    # Workers read the result size limit from their environment, inherited from the
+    # cluster's: a small one lets a test cross it cheaply.
+    os.environ["RAYFN_MAX_RESULT_BYTES"] = str(TEST_MAX_RESULT_BYTES)
     record = _local_cluster.start(
         home,
         port=free_port(),
@@ -115,6 +119,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         include_dashboard=False,
         object_store_memory=300 * 1024 * 1024,
     )
+    os.environ.pop("RAYFN_MAX_RESULT_BYTES")
     saved = {k: os.environ.get(k) for k in ("RAYFN_HOME", "RAY_ADDRESS")}
     os.environ["RAYFN_HOME"] = str(home)
     os.environ.pop("RAY_ADDRESS", None)

@@ -216,3 +216,13 @@ def test_small_results_inline_and_large_ones_through_the_object_store(
     cluster: Cluster, size: int
 ) -> None:
     assert jobs.sized_result.remote(size) == b"x" * size
+
+
+def test_result_over_the_size_limit_fails_the_call_clearly(cluster: Cluster) -> None:
+    from rayfn.exception import SerializationError
+    from tests.conftest import TEST_MAX_RESULT_BYTES
+
+    with pytest.raises(
+        SerializationError, match=rf"over RAYFN_MAX_RESULT_BYTES \({TEST_MAX_RESULT_BYTES}\)"
+    ):
+        jobs.sized_result.remote(TEST_MAX_RESULT_BYTES + 1)

@@ -111,3 +111,24 @@ def test_deploying_a_file_with_a_syntax_error_names_the_line(
     result = cluster.cli("deploy", str(broken))
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: {broken}:3: syntax error: invalid syntax"
+
+
+def test_deploying_a_same_name_app_from_another_file_replaces_it_with_a_warning(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    source = (
+        "import rayfn\napp = rayfn.App('test-dup')\n@app.function()\ndef f():\n    return {n}\n"
+    )
+    first, second = tmp_path / "first.py", tmp_path / "second.py"
+    first.write_text(source.format(n=1))
+    second.write_text(source.format(n=2))
+    assert cluster.cli("deploy", str(first)).returncode == 0
+    replaced = cluster.cli("deploy", str(second))
+    assert replaced.returncode == 0, replaced.stderr
+    assert (
+        f"App 'test-dup' from {second} replaces the one deployed from {first}." in replaced.stderr
+    )
+    again = cluster.cli("deploy", str(second))  # same file: no warning
+    assert "replaces" not in again.stderr
+    ran = cluster.python("import rayfn; print(rayfn.Function.lookup('test-dup', 'f').remote())")
+    assert ran.stdout.strip().splitlines()[-1] == "2"
