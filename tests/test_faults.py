@@ -89,3 +89,63 @@ def test_calls_of_a_client_killed_right_after_spawning_all_complete(cluster: Clu
     )
     assert fetcher.returncode == 0, fetcher.stderr
     assert fetcher.stdout.strip().splitlines()[-1] == str([2 * i for i in range(20)])
+
+
+@pytest.mark.timeout(400)
+def test_load_from_four_clients_loses_and_duplicates_nothing(cluster: Cluster) -> None:
+    """5,000 calls from 4 concurrent processes (mostly spawn_map, some one by one)."""
+    import json
+    import subprocess
+    import sys
+
+    per_client = 1250
+    script = (
+        "import json, sys, rayfn\n"
+        "first = int(sys.argv[1]); n = int(sys.argv[2])\n"
+        "work = rayfn.Function.from_name('test-faults', 'work')\n"
+        "ids = [work.spawn(i).object_id for i in range(first, first + 50)]\n"
+        "for start in range(first + 50, first + n, 300):\n"
+        "    chunk = range(start, min(start + 300, first + n))\n"
+        "    ids += [c.object_id for c in work.spawn_map(chunk)]\n"
+        "print(json.dumps(ids))\n"
+    )
+    clients = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(k * per_client), str(per_client)],
+            env=cluster.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(4)
+    ]
+    ids: list[str] = []
+    for client in clients:
+        out, err = client.communicate(timeout=300)
+        assert client.returncode == 0, err[-2000:]
+        ids += json.loads(out.strip().splitlines()[-1])
+    assert len(ids) == len(set(ids)) == 4 * per_client
+
+    results: list[object] = []
+    for start in range(0, len(ids), 500):
+        calls = [rayfn.FunctionCall.from_id(i) for i in ids[start : start + 500]]
+        results += _gather_all(calls)
+    for i, result in enumerate(results):  # ids were made in input order per client
+        if i % 100 == 7:
+            assert isinstance(result, ValueError) and str(result) == f"job {i} failed"
+        else:
+            assert result == i
+
+    listed = rayfn.list_calls(app="test-faults", function="work", limit=10_000)
+    listed_ids = [c.call_id for c in listed]
+    assert len(listed_ids) == len(set(listed_ids))
+    assert set(ids) <= set(listed_ids)
+    statuses = {c.call_id: c.status for c in listed}
+    failed = {i for i in ids if statuses[i] is rayfn.CallStatus.FAILED}
+    assert len(failed) == 50  # exactly the 1% that raised
+
+
+def _gather_all(calls: list[rayfn.FunctionCall]) -> list[object]:
+    from rayfn._function_call import fetch_results
+
+    return fetch_results([c.object_id for c in calls], return_exceptions=True)
