@@ -24,6 +24,9 @@ from rayfn.exception import ClusterError
 from rayfn.runtime import handles
 from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S
 
+# How long the reachability probe waits for the cluster's answer.
+_PROBE_TIMEOUT_S = 5.0
+
 _lock = threading.Lock()
 _cached: dict[str, ActorHandle] = {}
 _cached_for: str | None = None  # the GCS address the cached handles belong to
@@ -50,6 +53,7 @@ def connect() -> None:
             address = record.address
         if record is not None and record.address == address:
             _use_token(record.token_file)
+        _check_reachable(address)
         try:
             # Calls run as tasks of the registry's job, so their output would not reach
             # this process anyway; Serve's and Ray's own chatter should not either.
@@ -59,6 +63,49 @@ def connect() -> None:
                 f"Cannot connect to the Ray cluster at {address}: {exc}. If it uses token "
                 "authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH."
             ) from exc
+
+
+def _check_reachable(address: str) -> None:
+    """Ask the cluster's GCS one cheap question first (about 10 ms), so a cluster that
+    wants a token we lack, or no cluster at all, is one clear line now instead of
+    Ray's bare ConnectionError after about 20 s.
+
+    Raises:
+        ClusterError: the cluster refused our token, or nothing answers there.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", ray:// client addresses...: leave those to Ray
+    import grpc
+    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    loader = AuthenticationTokenLoader.instance()
+    metadata = None
+    if loader.has_token(ignore_auth_mode=True):
+        metadata = [("authorization", f"Bearer {loader.get_raw_token(ignore_auth_mode=True)}")]
+    with grpc.insecure_channel(address) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(),  # type: ignore[attr-defined]
+                timeout=_PROBE_TIMEOUT_S,
+                metadata=metadata,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise ClusterError(
+                    f"The Ray cluster at {address} needs its auth token, and this client "
+                    f"{'sent a wrong one' if metadata else 'has none'}: copy the cluster's "
+                    "token file (~/.rayfn/auth_token on its head node) here and set "
+                    "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/path/to/auth_token."
+                ) from None
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise ClusterError(
+                    f"No Ray cluster answers at {address} (RAY_ADDRESS); start one, or unset "
+                    "RAY_ADDRESS to use rayfn's local cluster."
+                ) from None
+            # Anything else: let ray.init say what it makes of it.
 
 
 def _use_token(path: str) -> None:

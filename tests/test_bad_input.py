@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,33 @@ def test_wrong_argument_count_is_refused_with_the_signature_without_running(
         for c in rayfn.list_calls(app="test-jobs", function="slow", limit=100)
         if c.status is rayfn.CallStatus.FAILED
     ]  # nothing was submitted
+
+
+def test_a_client_without_the_token_gets_a_one_line_hint_at_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    env = {**cluster.env(), "RAY_ADDRESS": cluster.record.address, "RAYFN_HOME": str(tmp_path)}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
+    started = time.monotonic()
+    denied = subprocess.run(
+        [str(Path(sys.executable).parent / "rayfn"), "app", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 10  # not Ray's ~20 s of retries
+    assert denied.returncode == 1
+    assert len(denied.stderr.strip().splitlines()) == 1
+    assert "needs its auth token, and this client has none" in denied.stderr
+    assert "RAY_AUTH_TOKEN_PATH" in denied.stderr
+
+    nobody = subprocess.run(
+        [str(Path(sys.executable).parent / "rayfn"), "app", "list"],
+        env={**env, "RAY_ADDRESS": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nobody.returncode == 1
+    assert "No Ray cluster answers at 127.0.0.1:1" in nobody.stderr
