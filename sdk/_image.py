@@ -1,5 +1,7 @@
-"""``Image``: the environment a function runs in. Recorded, not yet applied: the
-mapping onto Ray ``runtime_env`` (pip, env vars, local code) comes later."""
+"""``Image``: the environment a function runs in. ``pip_install`` becomes a Ray
+``runtime_env`` for the app's tasks and replicas, for the requirements the cluster's
+environment lacks; the base image and Python version are recorded only (a Ray cluster
+runs one environment)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""Ray Serve: the built-in HTTP job API and users' ASGI apps (coming next)."""
+"""Ray Serve: the built-in HTTP job API (``rayfn.serve.api``) and hosting of users'
+web functions (``rayfn.serve.deploy``). Imported only by code that serves HTTP."""
