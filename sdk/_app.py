@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import secrets
 from collections.abc import Callable, Iterator
@@ -241,7 +240,7 @@ class App:
                 name=fn_name,
                 code=dumps_function(raw),
                 options=options,
-                signature=_signature(raw),
+                signature=function.signature,
                 web=function.web,
                 parameters=parameters_of(raw),
             )
@@ -260,10 +259,3 @@ class App:
         # Shipped inside a function's globals, an app is just its name: its functions
         # travel on their own.
         return (App, (self._name,))
-
-
-def _signature(fn: F) -> str:
-    try:
-        return str(inspect.signature(fn))
-    except (TypeError, ValueError):
-        return "(...)"

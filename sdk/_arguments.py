@@ -4,6 +4,7 @@ call discovered later."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,21 @@ def parameters_of(fn: Callable[..., Any]) -> tuple[Parameter, ...] | None:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _signature(parameters: tuple[Parameter, ...]) -> inspect.Signature:
+    """A signature to bind against, built once per function (calls are a hot path)."""
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                p.name,
+                inspect._ParameterKind(p.kind),
+                default=_HAS_DEFAULT if p.has_default else inspect.Parameter.empty,
+            )
+            for p in parameters
+        ]
+    )
+
+
 def check_arguments(
     qualname: str,
     shown: str,
@@ -37,17 +53,7 @@ def check_arguments(
     the message shows the signature as ``shown`` (e.g. ``"(data, retries=3)"``)."""
     if parameters is None:
         return
-    signature = inspect.Signature(
-        [
-            inspect.Parameter(
-                p.name,
-                inspect._ParameterKind(p.kind),
-                default=_HAS_DEFAULT if p.has_default else inspect.Parameter.empty,
-            )
-            for p in parameters
-        ]
-    )
     try:
-        signature.bind(*args, **kwargs)
+        _signature(parameters).bind(*args, **kwargs)
     except TypeError as exc:
         raise InvalidError(f"{qualname}{shown} cannot take these arguments: {exc}.") from None

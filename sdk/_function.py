@@ -78,6 +78,7 @@ class Function:
         self._app = app
         self._info: FunctionInfo | None = None
         self._local_parameters = parameters_of(raw) if raw is not None else None
+        self._local_signature = _signature_text(raw) if raw is not None else None
         if raw is not None:
             self.__doc__ = raw.__doc__
             self.__wrapped__ = raw
@@ -295,8 +296,8 @@ class Function:
 
     @property
     def signature(self) -> str:
-        if self._raw is not None:
-            return str(inspect.signature(self._raw))
+        if self._local_signature is not None:
+            return self._local_signature
         return self._info.signature if self._info else "(...)"
 
     @property
@@ -320,6 +321,13 @@ def _spawned(answer: str | NotDeployed) -> FunctionCall:
         raise NotFoundError(answer.message())
     _prefetch.spawned([answer])
     return FunctionCall(answer)
+
+
+def _signature_text(fn: Callable[..., Any]) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(...)"
 
 
 def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Iterator[Any]:
