@@ -7,12 +7,18 @@ NAMESPACE = "rayfn"
 CONTROL_ACTOR_NAME = "rayfn:control"
 
 # The call registry owns every call; the trailing number is its shard.
-REGISTRY_ACTOR_NAME = "rayfn:registry:0"
+REGISTRY_SHARD = 0
+REGISTRY_ACTOR_NAME = f"rayfn:registry:{REGISTRY_SHARD}"
+
+# GCS key-value entry (plus the shard number) counting a registry shard's starts: its
+# epoch, written into every call id it issues.
+KV_REGISTRY_EPOCH_PREFIX = "rayfn:registry-epoch:"
 
 # Prefix of the GCS key-value entries that persist deployed apps across actor restarts.
 KV_APP_PREFIX = "rayfn:app:"
 
-# Call ids: "fc-" then 26 base32 characters carrying 128 random bits.
+# Call ids: "fc-", the issuing shard and its epoch, then 26 base32 characters carrying
+# 128 random bits (runtime/ids.py).
 CALL_ID_PREFIX = "fc-"
 CALL_ID_RANDOM_BYTES = 16
 

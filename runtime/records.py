@@ -30,6 +30,7 @@ class CallStatus(enum.StrEnum):
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"  # its last attempt ran past the function's timeout
     EXPIRED = "EXPIRED"  # finished, and its result has aged out
+    LOST = "LOST"  # accepted by a registry that died since; nothing is known of it
 
     @property
     def is_terminal(self) -> bool:
@@ -43,6 +44,7 @@ _TERMINAL = frozenset(
         CallStatus.CANCELLED,
         CallStatus.TIMED_OUT,
         CallStatus.EXPIRED,
+        CallStatus.LOST,
     }
 )
 

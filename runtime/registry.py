@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 import ray
+from ray.experimental import internal_kv
 
 from rayfn.runtime.calls import Attempt, Call
 from rayfn.runtime.constants import (
@@ -29,10 +30,13 @@ from rayfn.runtime.constants import (
     DEFAULT_MAX_TOMBSTONES,
     EXPIRY_SLICE,
     EXPIRY_TICK_S,
+    KV_REGISTRY_EPOCH_PREFIX,
+    NAMESPACE,
+    REGISTRY_SHARD,
 )
 from rayfn.runtime.executor import execute_call
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
-from rayfn.runtime.ids import new_call_id
+from rayfn.runtime.ids import new_call_id, parse_call_id
 from rayfn.runtime.records import (
     AttemptMeta,
     CallInfo,
@@ -102,9 +106,19 @@ class LoadedFunction:
 
 
 class CallRegistry:
-    """Owns calls: accepts them, runs them as Ray tasks, keeps results until expiry."""
+    """Owns calls: accepts them, runs them as Ray tasks, keeps results until expiry.
 
-    def __init__(self, max_tombstones: int = DEFAULT_MAX_TOMBSTONES) -> None:
+    Its state lives in memory. If the actor dies, Ray restarts it empty, and the tasks
+    it owned die with it; every start counts as a new *epoch* (kept in the GCS), and
+    call ids carry the epoch that issued them, so an id of an earlier epoch is
+    answered "lost" (``CallLostError``), never "not found".
+    """
+
+    def __init__(
+        self, max_tombstones: int = DEFAULT_MAX_TOMBSTONES, shard: int = REGISTRY_SHARD
+    ) -> None:
+        self._shard = shard
+        self._epoch = _next_epoch(shard)
         self._calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
         self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
@@ -130,7 +144,7 @@ class CallRegistry:
         loaded = await self._function(app, function)
         if isinstance(loaded, NotDeployed):
             return loaded
-        ids = [new_call_id() for _ in blobs]
+        ids = [new_call_id(self._shard, self._epoch) for _ in blobs]
         queue = self._queues[(app, function)]
         for call_id, blob in zip(ids, blobs, strict=True):
             call = Call(call_id, app, function, blob, loaded.options.result_ttl)
@@ -146,7 +160,7 @@ class CallRegistry:
         finish, then say where it stands; a finished call comes with its result ref."""
         call = self._calls.get(call_id)
         if call is None:
-            return CallOutcome(CallStatus.EXPIRED if call_id in self._tombstones else None)
+            return CallOutcome(self._gone(call_id))
         if not call.status.is_terminal and timeout != 0:
             await self._wait(call, timeout)
         return self._outcome(call)
@@ -197,11 +211,14 @@ class CallRegistry:
                 waiter.cancel()
         return [i for i in call_ids if self._finished(i)]
 
-    async def describe(self, call_id: str) -> CallInfo | None:
-        """The status record of a call, or None for an id never accepted or expired."""
+    async def describe(self, call_id: str) -> CallInfo | CallStatus | None:
+        """The status record of a call; for one no longer tracked, EXPIRED or LOST
+        (see ``_gone``), or None for an id never accepted."""
         call = self._calls.get(call_id)
-        if call is None or self._expire_if_due(call):
-            return None
+        if call is None:
+            return self._gone(call_id)
+        if self._expire_if_due(call):
+            return CallStatus.EXPIRED
         return call.info()
 
     async def list_calls(
@@ -232,12 +249,13 @@ class CallRegistry:
 
     # -- steering ------------------------------------------------------------------------
 
-    async def cancel(self, call_id: str) -> CallInfo | None:
+    async def cancel(self, call_id: str) -> CallInfo | CallStatus | None:
         """Cancel a call: a queued one never runs, a running one is stopped (its worker
-        is killed), a finished one is left as it is. None for an unknown id."""
+        is killed), a finished one is left as it is. For an untracked id, as
+        ``describe``."""
         call = self._calls.get(call_id)
         if call is None:
-            return None
+            return self._gone(call_id)
         if not call.status.is_terminal:
             if call.task is not None:  # handed to Ray: stop it; the watcher frees the slot
                 call.interrupt = FailureKind.CANCELLED
@@ -290,7 +308,8 @@ class CallRegistry:
         """Track ``count`` synthetic finished calls of ``rayfn-bench.synthetic``."""
         now = time.time()
         for _ in range(count):
-            call = Call(new_call_id(), "rayfn-bench", _SYNTHETIC, b"", result_ttl)
+            call_id = new_call_id(self._shard, self._epoch)
+            call = Call(call_id, "rayfn-bench", _SYNTHETIC, b"", result_ttl)
             call.status = CallStatus.SUCCEEDED
             call.finished_at = now
             call.args = None
@@ -503,6 +522,17 @@ class CallRegistry:
         self._functions[(app, function)] = loaded
         return loaded
 
+    def _gone(self, call_id: str) -> CallStatus | None:
+        """Why an id is not tracked: EXPIRED (a tombstone says so), LOST (an earlier
+        epoch of this shard issued it: it died with that epoch, or expired before),
+        or None (never issued, or expired so long ago its tombstone is gone)."""
+        if call_id in self._tombstones:
+            return CallStatus.EXPIRED
+        origin = parse_call_id(call_id)
+        if origin is not None and origin.shard == self._shard and origin.epoch < self._epoch:
+            return CallStatus.LOST
+        return None
+
     def _expire_if_due(self, call: Call) -> bool:
         if call.expired(time.time()):
             self._expire(call.call_id)
@@ -532,6 +562,21 @@ class CallRegistry:
                     await asyncio.sleep(0)
             except Exception:  # never let one bad entry stop expiry for good
                 logger.exception("expiry pass failed")
+
+
+def _next_epoch(shard: int) -> int:
+    """Count one more start of registry ``shard`` in the GCS; return the new count."""
+    key = f"{KV_REGISTRY_EPOCH_PREFIX}{shard}"
+    previous = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+    epoch = int(previous) + 1 if previous else 1
+    internal_kv._internal_kv_put(key, str(epoch).encode(), overwrite=True, namespace=NAMESPACE)
+    if epoch > 1:
+        logger.warning(
+            "registry shard %d restarted (epoch %d): calls of earlier epochs are lost",
+            shard,
+            epoch,
+        )
+    return epoch
 
 
 def _describe_needs(options: FunctionOptions) -> str:

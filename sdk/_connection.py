@@ -144,14 +144,17 @@ def _handle(kind: str) -> ActorHandle:
     return handle
 
 
-def ask(handle: ActorHandle, method: str, *args: Any) -> Any:
-    """Call one of rayfn's actors and wait for the answer, waiting out a restart of the
-    actor (Ray answers ``ActorUnavailableError`` meanwhile). Only for calls that are
-    safe to repeat."""
+def ask(handle: ActorHandle, method: str, *args: Any, timeout: float | None = None) -> Any:
+    """Call one of rayfn's actors and wait (up to ``timeout`` seconds per try) for the
+    answer, waiting out a restart of the actor (Ray answers ``ActorUnavailableError``
+    meanwhile, or ``ActorDiedError`` for a call the dying actor had taken). Only for
+    calls that are safe to repeat, or whose first try died with the actor's state
+    (a ``spawn`` the dead registry took is gone with it: trying again is not a
+    duplicate)."""
     deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
     while True:
         try:
-            return ray.get(getattr(handle, method).remote(*args))
+            return ray.get(getattr(handle, method).remote(*args), timeout=timeout)
         except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
             if time.monotonic() > deadline:
                 raise

@@ -7,8 +7,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import ray
-
 from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method
 from rayfn._arguments import check_arguments, parameters_of
@@ -153,7 +151,8 @@ class Function:
         # never lost.
         check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
-        answer = ray.get(_connection.registry().spawn.remote(self._target, self._name, blob))
+        registry = _connection.registry()
+        answer = _connection.ask(registry, "spawn", self._target, self._name, blob)
         return _spawned(answer)
 
     @spawn.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
@@ -162,7 +161,10 @@ class Function:
             await self.hydrate.aio()
         check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
-        return _spawned(await _connection.registry().spawn.remote(self._target, self._name, blob))
+        registry = _connection.registry()
+        return _spawned(
+            await _connection.ask_async(registry, "spawn", self._target, self._name, blob)
+        )
 
     @aio_method
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -240,7 +242,7 @@ class Function:
         calls: list[FunctionCall] = []
         for start in range(0, len(blobs), SPAWN_BATCH_SIZE):
             batch = blobs[start : start + SPAWN_BATCH_SIZE]
-            ids = ray.get(registry.spawn_many.remote(self._target, self._name, batch))
+            ids = _connection.ask(registry, "spawn_many", self._target, self._name, batch)
             if isinstance(ids, NotDeployed):
                 raise NotFoundError(ids.message())
             calls.extend(FunctionCall(i) for i in ids)
@@ -339,7 +341,7 @@ def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Ite
     registry = _connection.registry()
     pending = list(call_ids)
     while pending:
-        done = set(ray.get(registry.wait_any.remote(pending, None)))
+        done = set(_connection.ask(registry, "wait_any", pending, None))
         finished = [i for i in pending if i in done]
         pending = [i for i in pending if i not in done]
         yield from fetch_results(finished, return_exceptions)

@@ -10,6 +10,7 @@ import ray
 from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method
 from rayfn.exception import (
+    CallLostError,
     CancelledError,
     ExecutionError,
     FunctionTimeoutError,
@@ -21,7 +22,7 @@ from rayfn.exception import (
     StartupTimeoutError,
 )
 from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S
-from rayfn.runtime.ids import is_call_id
+from rayfn.runtime.ids import CALL_ID_EXAMPLE, is_call_id
 from rayfn.runtime.records import (
     CallInfo,
     CallOutcome,
@@ -52,14 +53,14 @@ class FunctionCall:
         """
         if not is_call_id(call_id):
             raise InvalidError(
-                f"{call_id!r} is not a call id: ids look like 'fc-' followed by 26 "
-                "letters and digits, as returned by spawn(...).object_id."
+                f"{call_id!r} is not a call id: ids look like {CALL_ID_EXAMPLE!r}, as "
+                "returned by spawn(...).object_id."
             )
         return cls(call_id)
 
     @property
     def object_id(self) -> str:
-        """The call id, e.g. ``"fc-mfrggzdfmztwq2lknnwg23tpoa"``."""
+        """The call id, e.g. ``"fc-0-1-mfrggzdfmztwq2lknnwg23tpoa"``."""
         return self._call_id
 
     @aio_method
@@ -81,8 +82,12 @@ class FunctionCall:
         if outcome is None:
             client_timeout = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
             others = _prefetch.others(self._call_id)
-            outcome, finished = ray.get(
-                _connection.registry().get_with_others.remote(self._call_id, timeout, others),
+            outcome, finished = _connection.ask(
+                _connection.registry(),
+                "get_with_others",
+                self._call_id,
+                timeout,
+                others,
                 timeout=client_timeout,
             )
             _prefetch.keep(self._call_id, outcome, finished)
@@ -96,8 +101,8 @@ class FunctionCall:
         outcome = _prefetch.take(self._call_id)
         if outcome is None:
             others = _prefetch.others(self._call_id)
-            outcome, finished = await _connection.registry().get_with_others.remote(
-                self._call_id, timeout, others
+            outcome, finished = await _connection.ask_async(
+                _connection.registry(), "get_with_others", self._call_id, timeout, others
             )
             _prefetch.keep(self._call_id, outcome, finished)
         found = _payload(self._call_id, outcome)
@@ -112,12 +117,12 @@ class FunctionCall:
         Raises:
             NotFoundError: no such call, or its result has expired.
         """
-        info = ray.get(_connection.registry().describe.remote(self._call_id))
+        info = _connection.ask(_connection.registry(), "describe", self._call_id)
         return _described(self._call_id, info)
 
     @status.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def status(self) -> CallInfo:
-        info = await _connection.registry().describe.remote(self._call_id)
+        info = await _connection.ask_async(_connection.registry(), "describe", self._call_id)
         return _described(self._call_id, info)
 
     @aio_method
@@ -129,13 +134,12 @@ class FunctionCall:
         Raises:
             NotFoundError: no such call, or its result has expired.
         """
-        return _described(
-            self._call_id, ray.get(_connection.registry().cancel.remote(self._call_id))
-        )
+        info = _connection.ask(_connection.registry(), "cancel", self._call_id)
+        return _described(self._call_id, info)
 
     @cancel.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def cancel(self) -> CallInfo:
-        info = await _connection.registry().cancel.remote(self._call_id)
+        info = await _connection.ask_async(_connection.registry(), "cancel", self._call_id)
         return _described(self._call_id, info)
 
     @staticmethod
@@ -179,11 +183,14 @@ def list_calls(
         raise InvalidError(f"limit must be a whole number from 1 to 10000, got {limit!r}.")
     if before is not None and not is_call_id(before):
         raise InvalidError(f"before must be a call id, got {before!r}.")
-    return ray.get(_connection.registry().list_calls.remote(app, function, status, limit, before))
+    registry = _connection.registry()
+    return _connection.ask(registry, "list_calls", app, function, status, limit, before)
 
 
-def _described(call_id: str, info: CallInfo | None) -> CallInfo:
-    if info is None:
+def _described(call_id: str, info: CallInfo | CallStatus | None) -> CallInfo:
+    if info is CallStatus.LOST:
+        raise CallLostError(call_id)
+    if not isinstance(info, CallInfo):
         raise NotFoundError(f"No call with id {call_id} (unknown or expired).")
     return info
 
@@ -196,6 +203,8 @@ def _payload(call_id: str, outcome: CallOutcome) -> ray.ObjectRef | RemoteFailur
         raise NotFoundError(f"No call with id {call_id}.")
     if status is CallStatus.EXPIRED:
         raise OutputExpiredError(call_id)
+    if status is CallStatus.LOST:
+        raise CallLostError(call_id)
     if status.is_terminal:
         if outcome.failure is not None:
             return outcome.failure
@@ -219,7 +228,9 @@ def _settle(outcome: CallOutcome, value: Any) -> Any:
 
 def fetch_results(call_ids: list[str], return_exceptions: bool) -> list[Any]:
     """Wait for all ``call_ids`` and fetch their values (or exceptions) in one go."""
-    outcomes: list[CallOutcome] = ray.get(_connection.registry().get_many.remote(call_ids, None))
+    outcomes: list[CallOutcome] = _connection.ask(
+        _connection.registry(), "get_many", call_ids, None
+    )
     found = [_payload(i, o) for i, o in zip(call_ids, outcomes, strict=True)]
     refs = [f for f in found if isinstance(f, ray.ObjectRef)]
     fetched = iter(ray.get(refs)) if refs else iter(())

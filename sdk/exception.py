@@ -7,7 +7,8 @@
     ├── SerializationError    arguments that cannot be pickled
     ├── RemoteError           a remote exception whose type cannot be rebuilt here
     ├── ExecutionError        Ray failed the call itself (e.g. its worker died)
-    │   └── StartupTimeoutError   it never started (no node could run it)
+    │   ├── StartupTimeoutError   it never started (no node could run it)
+    │   └── CallLostError         the registry that held it died (its id is from before)
     ├── FunctionTimeoutError  its last attempt ran past the function's timeout
     ├── CancelledError        it was cancelled
     └── ClusterError          no Ray cluster to connect to, or it refused us
@@ -75,6 +76,23 @@ class ExecutionError(Error):
 class StartupTimeoutError(ExecutionError):
     """Raised by ``get``/``remote`` when the call did not start within its function's
     ``startup_timeout`` (e.g. it asks for a GPU no node has and none can be added)."""
+
+
+class CallLostError(ExecutionError):
+    """Raised by ``get``/``status``/``cancel`` for a call accepted by a registry actor
+    that has died since (Ray restarted it empty, and the call's task died with it).
+    The call may or may not have run; spawn it again if it should."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(
+            f"Call {call_id} was lost: the rayfn registry that accepted it has restarted "
+            "since, and its calls died with it (or had expired before). Spawn it again "
+            "if it should run."
+        )
+        self.call_id = call_id
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (self.call_id,))
 
 
 class FunctionTimeoutError(Error):

@@ -7,7 +7,8 @@ when ``RAYFN_API_TOKEN`` is set):
     POST   /v1/apps/{app}/functions/{function}/calls   201 {"call_id"}
     GET    /v1/calls/{call_id}                         200 status record
     GET    /v1/calls/{call_id}/result                  200 result | 202 pending |
-                                                       404 unknown | 410 expired |
+                                                       404 unknown | 410 expired or
+                                                       lost (registry restarted) |
                                                        422 malformed id | 424 failed |
                                                        409 cancelled
     DELETE /v1/calls/{call_id}                         200 status record (cancelled, or
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import rayfn
 from rayfn.exception import (
+    CallLostError,
     CancelledError,
     Error,
     ExecutionError,
@@ -258,6 +260,8 @@ def build_api(
             )
         except CancelledError as exc:
             return _error(409, "cancelled", f"Call {call_id} was cancelled: {exc}")
+        except CallLostError:
+            raise  # 410 "lost", from the handlers below: not the function's failure
         except (RemoteError, ExecutionError, FunctionTimeoutError) as exc:
             type_name = exc.type_name if isinstance(exc, RemoteError) else _qualname(exc)
             return _failed(call_id, type_name, exc)
@@ -315,6 +319,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def _add_error_handlers(api: FastAPI) -> None:
     statuses: list[tuple[type[Exception], int, str]] = [
         (OutputExpiredError, 410, "expired"),
+        (CallLostError, 410, "lost"),
         (NotFoundError, 404, "not_found"),
         (InvalidError, 422, "invalid"),
         (SerializationError, 422, "not_serializable"),

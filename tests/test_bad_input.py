@@ -23,7 +23,9 @@ def deployed(cluster: Cluster) -> None:
     jobs.app.deploy()
 
 
-@pytest.mark.parametrize("bad", ["", "fc-", "fc-short", "FC-" + "a" * 26, "fc-" + "1" * 26, 42])
+@pytest.mark.parametrize(
+    "bad", ["", "fc-", "fc-short", "FC-0-1-" + "a" * 26, "fc-0-1-" + "1" * 26, "fc-" + "a" * 26, 42]
+)
 def test_malformed_id_is_rejected_without_a_round_trip(bad: object) -> None:
     with pytest.raises(InvalidError, match="is not a call id"):
         rayfn.FunctionCall.from_id(bad)  # type: ignore[arg-type]
@@ -31,8 +33,8 @@ def test_malformed_id_is_rejected_without_a_round_trip(bad: object) -> None:
 
 def test_unknown_id_raises_not_found(cluster: Cluster) -> None:
     started = time.monotonic()
-    with pytest.raises(NotFoundError, match="No call with id fc-a"):
-        rayfn.FunctionCall.from_id("fc-" + "a" * 26).get(timeout=30)
+    with pytest.raises(NotFoundError, match="No call with id fc-0-1-a"):
+        rayfn.FunctionCall.from_id("fc-0-1-" + "a" * 26).get(timeout=30)
     assert time.monotonic() - started < 5  # answered, not waited out
 
 

@@ -98,7 +98,7 @@ def test_job_api_pending_expired_unknown_malformed(base: str) -> None:
     ).json()["call_id"]
     assert poll(f"{base}/v1/calls/{fleeting}/result", 410).json()["error"] == "expired"
 
-    unknown = httpx.get(f"{base}/v1/calls/fc-{'a' * 26}/result", timeout=10)
+    unknown = httpx.get(f"{base}/v1/calls/fc-0-1-{'a' * 26}/result", timeout=10)
     assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
     malformed = httpx.get(f"{base}/v1/calls/fc-nope/result", timeout=10)
     assert (malformed.status_code, malformed.json()["error"]) == (422, "invalid")
@@ -151,7 +151,7 @@ def test_openapi_docs_health_and_cancel(base: str) -> None:
     }
     assert httpx.get(f"{base}/docs", timeout=10).status_code == 200
     assert httpx.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
-    cancel = httpx.delete(f"{base}/v1/calls/fc-{'a' * 26}", timeout=10)
+    cancel = httpx.delete(f"{base}/v1/calls/fc-0-1-{'a' * 26}", timeout=10)
     assert (cancel.status_code, cancel.json()["error"]) == (404, "not_found")
 
 

@@ -9,13 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rayfn.exception import (
+    CallLostError,
     CancelledError,
     InvalidError,
     NotFoundError,
     OutputExpiredError,
     RemoteError,
 )
-from rayfn.runtime.ids import new_call_id
+from rayfn.runtime.ids import is_call_id, new_call_id
 from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.serve._guard import token_digest
 from rayfn.serve.api import build_api, get_backend
@@ -61,12 +62,14 @@ class MemoryBackend:
         return CallInfo(call_id, "jobs", "echo", CallStatus.CANCELLED, created_at=1.0)
 
     def _check(self, call_id: str) -> None:
-        if not call_id.startswith("fc-") or len(call_id) != 29:
+        if not is_call_id(call_id):
             raise InvalidError(f"{call_id!r} is not a call id")
         if call_id not in self.outcomes:
             raise NotFoundError(f"No call with id {call_id}.")
         if self.outcomes[call_id] == "expired":
             raise OutputExpiredError(call_id)
+        if self.outcomes[call_id] == "lost":
+            raise CallLostError(call_id)
 
 
 @pytest.fixture
@@ -108,11 +111,12 @@ def test_spawn_without_a_body_passes_no_arguments(
 
 
 def test_result_status_codes(client: TestClient, backend: MemoryBackend) -> None:
-    pending, expired, failed, remote = (new_call_id() for _ in range(4))
+    pending, expired, lost, failed, remote = (new_call_id() for _ in range(5))
     backend.outcomes.update(
         {
             pending: "pending",
             expired: "expired",
+            lost: "lost",
             failed: _with_traceback(Boom("it broke"), "Traceback...\nBoom: it broke"),
             remote: RemoteError("mod.Gone", "gone away", "tb text"),
         }
@@ -121,6 +125,9 @@ def test_result_status_codes(client: TestClient, backend: MemoryBackend) -> None
     assert (answer.status_code, answer.json()) == (202, {"call_id": pending, "status": "RUNNING"})
     answer = client.get(f"/v1/calls/{expired}/result")
     assert answer.status_code == 410 and answer.json()["error"] == "expired"
+    answer = client.get(f"/v1/calls/{lost}/result")
+    assert answer.status_code == 410 and answer.json()["error"] == "lost"
+    assert "registry that accepted it has restarted" in answer.json()["message"]
     answer = client.get(f"/v1/calls/{new_call_id()}/result")
     assert answer.status_code == 404 and answer.json()["error"] == "not_found"
     answer = client.get("/v1/calls/not-an-id/result")
