@@ -17,6 +17,12 @@ KV_REGISTRY_EPOCH_PREFIX = "rayfn:registry-epoch:"
 # Prefix of the GCS key-value entries that persist deployed apps across actor restarts.
 KV_APP_PREFIX = "rayfn:app:"
 
+# Prefix of the GCS key-value entries holding deployed code, per app version and function
+# (runtime/code.py), and how many versions of an app keep theirs: the previous one
+# stays for calls dispatched just before a redeploy.
+KV_CODE_PREFIX = "rayfn:code:"
+CODE_VERSIONS_KEPT = 2
+
 # Call ids: "fc-", the issuing shard and its epoch, then 26 base32 characters carrying
 # 128 random bits (runtime/ids.py).
 CALL_ID_PREFIX = "fc-"

@@ -15,9 +15,22 @@ from typing import Any
 import ray
 from ray.experimental import internal_kv
 
-from rayfn.runtime.constants import KV_APP_PREFIX, NAMESPACE, REGISTRY_ACTOR_NAME
+from rayfn.runtime.code import drop_code, put_code
+from rayfn.runtime.constants import (
+    CODE_VERSIONS_KEPT,
+    KV_APP_PREFIX,
+    NAMESPACE,
+    REGISTRY_ACTOR_NAME,
+)
 from rayfn.runtime.environment import runtime_env_for
-from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, FunctionSpec, NotDeployed
+from rayfn.runtime.records import (
+    AppInfo,
+    AppSpec,
+    FunctionInfo,
+    FunctionOptions,
+    FunctionSpec,
+    NotDeployed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +80,8 @@ class ControlActor:
         version = self._last_version.get(spec.name, 0) + 1
         # Checked here, in the cluster's environment, not in the deploying client's.
         deployment = Deployment(spec, version, time.time(), runtime_env_for(spec.pip))
+        put_code(spec.name, version, {name: fn.code for name, fn in spec.functions.items()})
+        drop_code(spec.name, below_version=version - CODE_VERSIONS_KEPT + 1)
         if not spec.ephemeral:
             internal_kv._internal_kv_put(
                 _kv_key(spec.name),
@@ -80,9 +95,14 @@ class ControlActor:
         return deployment.info(), previous.info() if previous else None
 
     async def stop(self, app: str) -> bool:
-        """Undeploy ``app``. Calls already accepted still finish. False if unknown."""
-        if self._apps.pop(app, None) is None:
+        """Undeploy ``app``; False if unknown. Calls already accepted still finish,
+        on the code of the last version, which stays in the GCS until a deploy of the
+        same name supersedes it; an ephemeral app's code goes at once (its calls that
+        had not started then fail saying so)."""
+        stopped = self._apps.pop(app, None)
+        if stopped is None:
             return False
+        drop_code(app, below_version=None if stopped.spec.ephemeral else stopped.version)
         internal_kv._internal_kv_del(_kv_key(app), namespace=NAMESPACE)
         self._tell_registry_app_changed(app)
         return True
@@ -101,13 +121,14 @@ class ControlActor:
 
     async def get_function(
         self, app: str, function: str
-    ) -> tuple[int, FunctionSpec, dict[str, Any] | None] | NotDeployed:
-        """The current version, code and runtime env of a function, for the registry."""
+    ) -> tuple[int, FunctionOptions, dict[str, Any] | None] | NotDeployed:
+        """The current version, options and runtime env of a function, for the
+        registry (its code is in the GCS, for the workers)."""
         found = self._find(app, function)
         if isinstance(found, NotDeployed):
             return found
         deployment, spec = found
-        return deployment.version, spec, deployment.runtime_env
+        return deployment.version, spec.options, deployment.runtime_env
 
     def _find(self, app: str, function: str) -> tuple[Deployment, FunctionSpec] | NotDeployed:
         deployment = self._apps.get(app)

@@ -22,6 +22,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
+from rayfn.runtime.code import get_code
 from rayfn.runtime.constants import (
     DEFAULT_MAX_RESULT_BYTES,
     INLINE_RESULT_BYTES,
@@ -31,8 +32,8 @@ from rayfn.runtime.constants import (
 )
 from rayfn.runtime.records import AttemptMeta, FailureKind, RemoteFailure
 
-# (app key, function name, version) -> the unpickled user function, per worker process.
-_loaded: dict[tuple[str, str, int], Callable[..., Any]] = {}
+# code key (app, version, function) -> the unpickled user function, per worker process.
+_loaded: dict[str, Callable[..., Any]] = {}
 
 _registry_handle: ActorHandle | None = None  # looked up once per worker process
 
@@ -101,27 +102,33 @@ def _registry() -> ActorHandle:
     return _registry_handle
 
 
-def _load(key: tuple[str, str, int], code_box: list[ray.ObjectRef]) -> Callable[..., Any]:
-    fn = _loaded.get(key)
+def _load(code_key: str, label: str) -> Callable[..., Any]:
+    fn = _loaded.get(code_key)
     if fn is None:
-        # The code travels boxed in a list so that Ray does not fetch it for every call.
-        fn = ray.cloudpickle.loads(ray.get(code_box[0]))
-        _loaded[key] = fn
+        blob = get_code(code_key)
+        if blob is None:
+            raise RuntimeError(
+                f"The code of {label} is gone: its app was stopped (or deployed twice "
+                "more) before this call started."
+            )
+        fn = ray.cloudpickle.loads(blob)
+        _loaded[code_key] = fn
     return fn
 
 
-def run_call(
-    code_box: list[ray.ObjectRef],
-    key: tuple[str, str, int],
-    call_id: str,
-    attempt: int,
-    args_blob: bytes,
-) -> tuple[AttemptMeta, Any]:
+def task_header(call_id: str, attempt: int, code_key: str, label: str) -> str:
+    """The task's first argument: one string is the cheapest thing Ray can ship."""
+    return f"{call_id}\n{attempt}\n{code_key}\n{label}"
+
+
+def run_call(header: str, args_blob: bytes) -> tuple[AttemptMeta, Any]:
     started_at = time.time()
+    call_id, attempt_text, code_key, label = header.split("\n", 3)
+    attempt = int(attempt_text)
     _start_reporter().running(call_id, attempt, started_at)
     token = _current_call_id.set(call_id)
     try:
-        fn = _load(key, code_box)
+        fn = _load(code_key, label)
         args, kwargs = ray.cloudpickle.loads(args_blob)
         if inspect.iscoroutinefunction(fn):
             value = asyncio.run(fn(*args, **kwargs))
@@ -134,10 +141,10 @@ def run_call(
     finally:
         _current_call_id.reset(token)
         _start_reporter().done()
-    return _succeeded(started_at, key, value)
+    return _succeeded(started_at, label, value)
 
 
-def _succeeded(started_at: float, key: tuple[str, str, int], value: Any) -> tuple[AttemptMeta, Any]:
+def _succeeded(started_at: float, label: str, value: Any) -> tuple[AttemptMeta, Any]:
     """Pickle the result here, so a result that cannot be pickled, or is too large,
     fails the call with a clear error instead of a dead worker; a small result rides
     inline in the first return, a large one stays in the object store."""
@@ -147,14 +154,14 @@ def _succeeded(started_at: float, key: tuple[str, str, int], value: Any) -> tupl
         blob = ray.cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:
         return _failed(
-            started_at, _result_error(key, f"cannot be pickled: {type(exc).__name__}: {exc}")
+            started_at, _result_error(label, f"cannot be pickled: {type(exc).__name__}: {exc}")
         )
     size = len(blob) + sum(b.raw().nbytes for b in buffers)
     limit = _max_result_bytes()
     if size > limit:
         return _failed(
             started_at,
-            _result_error(key, f"is {size} bytes, over RAYFN_MAX_RESULT_BYTES ({limit})"),
+            _result_error(label, f"is {size} bytes, over RAYFN_MAX_RESULT_BYTES ({limit})"),
         )
     finished_at = time.time()
     if size <= INLINE_RESULT_BYTES:
@@ -167,11 +174,10 @@ def _failed(started_at: float, failure: RemoteFailure) -> tuple[AttemptMeta, Any
     return AttemptMeta(False, started_at, time.time(), failure=failure), None
 
 
-def _result_error(key: tuple[str, str, int], problem: str) -> RemoteFailure:
-    app = key[0].split("@", 1)[0]
+def _result_error(label: str, problem: str) -> RemoteFailure:
     return RemoteFailure(
         "rayfn.exception.SerializationError",
-        f"The result of {app}.{key[1]} {problem}.",
+        f"The result of {label} {problem}.",
         "",
         None,
         FailureKind.BAD_RESULT,

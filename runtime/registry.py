@@ -24,6 +24,7 @@ import psutil
 import ray
 from ray.experimental import internal_kv
 
+from rayfn.runtime import code
 from rayfn.runtime.calls import Attempt, Call
 from rayfn.runtime.constants import (
     CONTROL_RESTART_WAIT_S,
@@ -34,7 +35,7 @@ from rayfn.runtime.constants import (
     NAMESPACE,
     REGISTRY_SHARD,
 )
-from rayfn.runtime.executor import execute_call
+from rayfn.runtime.executor import execute_call, task_header
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import new_call_id, parse_call_id
 from rayfn.runtime.records import (
@@ -67,8 +68,8 @@ _FINAL_STATUS = {
 class LoadedFunction:
     """A deployed function as the registry dispatches it."""
 
-    key: tuple[str, str, int]  # (app, function, version): the executor's cache key
-    code_box: list[ray.ObjectRef]  # the pickled code, put (and owned) by this actor
+    key: tuple[str, str, int]  # (app, function, version)
+    code_key: str  # where workers find its code (runtime/code.py)
     options: FunctionOptions
     runtime_env: dict[str, Any] | None
     task_name: str  # "app.function", as the Ray dashboard shows it
@@ -78,12 +79,12 @@ class LoadedFunction:
     def build(
         cls,
         key: tuple[str, str, int],
-        code_box: list[ray.ObjectRef],
         options: FunctionOptions,
         runtime_env: dict[str, Any] | None,
     ) -> LoadedFunction:
         task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
-        loaded = cls(key, code_box, options, runtime_env, task_name, None)
+        code_key = code.code_key(key[0], key[2], key[1])
+        loaded = cls(key, code_key, options, runtime_env, task_name, None)
         if not loaded.picks_gpu_per_call:
             object.__setattr__(loaded, "task", loaded._task_with_options())
         return loaded
@@ -93,9 +94,9 @@ class LoadedFunction:
         """GPU fallbacks look at the cluster's current nodes on every dispatch."""
         return self.options.gpu is not None and len(self.options.gpu.types) > 1
 
-    def submit(self, *args: Any) -> Any:
+    def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
         task = self._task_with_options() if self.picks_gpu_per_call else self.task
-        return task.remote(*args)
+        return task.remote(task_header(call_id, attempt, self.code_key, self.task_name), args_blob)
 
     def _task_with_options(self) -> Any:
         resources = ray.cluster_resources() if self.picks_gpu_per_call else None
@@ -119,6 +120,7 @@ class CallRegistry:
     ) -> None:
         self._shard = shard
         self._epoch = _next_epoch(shard)
+        self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
         self._calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
         self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
@@ -144,14 +146,40 @@ class CallRegistry:
         loaded = await self._function(app, function)
         if isinstance(loaded, NotDeployed):
             return loaded
-        ids = [new_call_id(self._shard, self._epoch) for _ in blobs]
-        queue = self._queues[(app, function)]
-        for call_id, blob in zip(ids, blobs, strict=True):
-            call = Call(call_id, app, function, blob, loaded.options.result_ttl)
-            self._calls[call.call_id] = call
-            queue.append(call)
-        self._pump(loaded)
+        ids = [self._accept(loaded, blob) for blob in blobs]
+        self._pump_soon(loaded)
         return ids
+
+    async def spawn_batch(self, items: list[tuple[str, str, bytes]]) -> list[str | NotDeployed]:
+        """Accept calls of any functions, ``(app, function, args_blob)`` each, in
+        order: what a client's coalesced ``spawn()``s send (sdk/_spawner.py)."""
+        self._spawn_batches += 1
+        answers: list[str | NotDeployed] = []
+        touched: dict[tuple[str, str], LoadedFunction] = {}
+        for app, function, blob in items:
+            loaded = touched.get((app, function)) or await self._function(app, function)
+            if isinstance(loaded, NotDeployed):
+                answers.append(loaded)
+                continue
+            touched[(app, function)] = loaded
+            answers.append(self._accept(loaded, blob))
+        for loaded in touched.values():
+            self._pump_soon(loaded)
+        return answers
+
+    def _accept(self, loaded: LoadedFunction, blob: bytes) -> str:
+        app, function, _ = loaded.key
+        call = Call(
+            new_call_id(self._shard, self._epoch), app, function, blob, loaded.options.result_ttl
+        )
+        self._calls[call.call_id] = call
+        self._queues[(app, function)].append(call)
+        return call.call_id
+
+    def _pump_soon(self, loaded: LoadedFunction) -> None:
+        """Pump after this method has answered: the caller gets its ids without
+        waiting for Ray to take the tasks."""
+        self._loop.call_soon(self._pump, loaded)
 
     # -- answering -----------------------------------------------------------------------
 
@@ -300,6 +328,7 @@ class CallRegistry:
             "running": sum(self._running.values()),
             "expiry_queue": len(self._expiry),
             "tombstones": len(self._tombstones),
+            "spawn_batches": self._spawn_batches,
         }
 
     # -- for benchmarks/bench.py: scale and expiry without running a million tasks --------
@@ -333,7 +362,9 @@ class CallRegistry:
     def _pump(self, loaded: LoadedFunction) -> None:
         """Hand queued calls of one function to Ray while it is under max_containers."""
         key = (loaded.key[0], loaded.key[1])
-        queue = self._queues[key]
+        queue = self._queues.get(key)
+        if queue is None:
+            return
         limit = loaded.options.max_containers
         while queue and (limit is None or self._running[key] < limit):
             call = queue.popleft()
@@ -345,9 +376,7 @@ class CallRegistry:
     def _launch(self, call: Call, loaded: LoadedFunction) -> None:
         attempt = len(call.attempts) + 1
         try:
-            meta_ref, payload_ref = loaded.submit(
-                loaded.code_box, loaded.key, call.call_id, attempt, call.args
-            )
+            meta_ref, payload_ref = loaded.submit(call.call_id, attempt, call.args)
         except Exception as exc:  # e.g. resources Ray rejects outright
             logger.warning("call %s could not be submitted: %s", call.call_id, exc)
             self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
@@ -515,10 +544,8 @@ class CallRegistry:
         found = await _ask_control("get_function", app, function)
         if isinstance(found, NotDeployed):
             return found
-        version, spec, runtime_env = found
-        loaded = LoadedFunction.build(
-            (app, function, version), [ray.put(spec.code)], spec.options, runtime_env
-        )
+        version, options, runtime_env = found
+        loaded = LoadedFunction.build((app, function, version), options, runtime_env)
         self._functions[(app, function)] = loaded
         return loaded
 

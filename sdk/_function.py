@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rayfn import _connection, _prefetch
+from rayfn import _connection
 from rayfn._aio import aio_method
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._function_call import FunctionCall, fetch_results
 from rayfn._serialization import dumps_args
+from rayfn._spawner import spawner
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.records import (
@@ -75,6 +77,7 @@ class Function:
         self._options = options
         self._app = app
         self._info: FunctionInfo | None = None
+        self._accepted_by: set[str] = set()  # deployments that accepted a call of it
         self._local_parameters = parameters_of(raw) if raw is not None else None
         self._local_signature = _signature_text(raw) if raw is not None else None
         if raw is not None:
@@ -139,21 +142,30 @@ class Function:
 
     @aio_method
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
-        """Start a call and return with its ``FunctionCall`` (``.object_id``) as soon
-        as the registry holds it. From async code: ``await f.spawn.aio(...)``.
+        """Start a call and return its ``FunctionCall``. From async code:
+        ``await f.spawn.aio(...)``.
+
+        Spawns from one process are coalesced: this returns as soon as the call is
+        queued for the registry, and reading ``.object_id`` (or ``get``, ``status``,
+        pickling the handle) waits until the registry holds it, so an id is never
+        handed out for a call that could still be lost. Calls reach the registry in
+        the order they were spawned, and a process flushes its queue on exit.
 
         Raises:
             NotFoundError: the function is not deployed.
             SerializationError: an argument cannot be pickled.
         """
-        # Waiting for the registry's answer keeps one client's calls in submit order
-        # (Ray does not order calls to an async actor) and means an id handed out is
-        # never lost.
         check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
-        registry = _connection.registry()
-        answer = _connection.ask(registry, "spawn", self._target, self._name, blob)
-        return _spawned(answer)
+        _connection.connect()
+        target = self._target
+        accepted = spawner().submit(target, self._name, blob)
+        if target not in self._accepted_by:
+            # The first call waits for the registry, so a missing deployment raises here;
+            # later ones return at once and share round trips (rayfn/_spawner.py).
+            accepted.result()
+            self._accepted_by.add(target)
+        return FunctionCall(accepted)
 
     @spawn.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
@@ -161,10 +173,10 @@ class Function:
             await self.hydrate.aio()
         check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
-        registry = _connection.registry()
-        return _spawned(
-            await _connection.ask_async(registry, "spawn", self._target, self._name, blob)
-        )
+        _connection.connect()
+        # Concurrent spawns (an HTTP server's requests) share round trips.
+        call_id = await asyncio.wrap_future(spawner().submit(self._target, self._name, blob))
+        return FunctionCall(call_id)
 
     @aio_method
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -316,13 +328,6 @@ class Function:
         # Inside a remote function, a reference to another Function of the app calls
         # whichever deployment (ephemeral or deployed) the caller was shipped with.
         return (_rebuild, (self._target, self._name))
-
-
-def _spawned(answer: str | NotDeployed) -> FunctionCall:
-    if isinstance(answer, NotDeployed):
-        raise NotFoundError(answer.message())
-    _prefetch.spawned([answer])
-    return FunctionCall(answer)
 
 
 def _signature_text(fn: Callable[..., Any]) -> str:

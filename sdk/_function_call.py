@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from concurrent.futures import Future
 from typing import Any
 
 import ray
@@ -41,8 +43,18 @@ class FunctionCall:
         >>> rayfn.FunctionCall.from_id(call_id).get(timeout=0)  # later, anywhere
     """
 
-    def __init__(self, call_id: str) -> None:
-        self._call_id = call_id
+    def __init__(self, call_id: str | Future[str]) -> None:
+        # A Future while the registry has not yet accepted a call spawned here.
+        self._accepted = call_id
+
+    @property
+    def _call_id(self) -> str:
+        """The id, once the registry holds the call (raising what refused it)."""
+        accepted = self._accepted
+        if isinstance(accepted, str):
+            return accepted
+        self._accepted = accepted.result()
+        return self._accepted
 
     @classmethod
     def from_id(cls, call_id: str) -> FunctionCall:
@@ -98,6 +110,7 @@ class FunctionCall:
     @get.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def get(self, timeout: float | None = None) -> Any:
         _check_timeout(timeout)
+        await self._accepted_aio()
         outcome = _prefetch.take(self._call_id)
         if outcome is None:
             others = _prefetch.others(self._call_id)
@@ -122,6 +135,7 @@ class FunctionCall:
 
     @status.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def status(self) -> CallInfo:
+        await self._accepted_aio()
         info = await _connection.ask_async(_connection.registry(), "describe", self._call_id)
         return _described(self._call_id, info)
 
@@ -139,6 +153,7 @@ class FunctionCall:
 
     @cancel.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def cancel(self) -> CallInfo:
+        await self._accepted_aio()
         info = await _connection.ask_async(_connection.registry(), "cancel", self._call_id)
         return _described(self._call_id, info)
 
@@ -151,6 +166,10 @@ class FunctionCall:
             >>> a, b = rayfn.FunctionCall.gather(f.spawn(1), f.spawn(2))
         """
         return fetch_results([c.object_id for c in calls], False)
+
+    async def _accepted_aio(self) -> None:
+        if isinstance(self._accepted, Future):
+            self._accepted = await asyncio.wrap_future(self._accepted)
 
     def __repr__(self) -> str:
         return f"FunctionCall({self._call_id!r})"

@@ -7,9 +7,11 @@ import json
 import time
 
 import pytest
+import ray
 
 import rayfn
-from rayfn.exception import OutputExpiredError, RemoteError
+from rayfn import _connection
+from rayfn.exception import NotFoundError, OutputExpiredError, RemoteError
 from tests.apps import jobs
 from tests.conftest import Cluster
 
@@ -226,3 +228,37 @@ def test_result_over_the_size_limit_fails_the_call_clearly(cluster: Cluster) -> 
         SerializationError, match=rf"over RAYFN_MAX_RESULT_BYTES \({TEST_MAX_RESULT_BYTES}\)"
     ):
         jobs.sized_result.remote(TEST_MAX_RESULT_BYTES + 1)
+
+
+def test_spawns_in_a_loop_share_round_trips_and_keep_their_order(cluster: Cluster) -> None:
+    registry = _connection.registry()
+    before = ray.get(registry.stats.remote())["spawn_batches"]
+    calls = [jobs.echo.spawn(i) for i in range(300)]
+    ids = [c.object_id for c in calls]  # each id exists only once the registry has it
+    batches = ray.get(registry.stats.remote())["spawn_batches"] - before
+    assert batches < 150, f"{batches} round trips for 300 spawns: not coalesced"
+    # The registry took them in spawn order: its listing (newest first) is reversed.
+    listed = rayfn.list_calls(app="test-jobs", function="echo", limit=300)
+    assert [c.call_id for c in reversed(listed)] == ids
+    assert [c.get(timeout=60)["args"] for c in calls[::50]] == [[i] for i in range(0, 300, 50)]
+
+
+def test_a_call_refused_after_spawn_returned_raises_when_its_id_is_read(
+    cluster: Cluster,
+) -> None:
+    """Once a handle's first call was accepted, spawn() returns before the registry
+    answers; a refusal (the app was stopped meanwhile) surfaces where the id is used."""
+    app = rayfn.App("test-refused-later")
+
+    @app.function()
+    def one() -> int:
+        return 1
+
+    app.deploy()
+    assert one.remote() == 1
+    assert ray.get(_connection.control().stop.remote("test-refused-later"))
+    refused = one.spawn()
+    with pytest.raises(NotFoundError, match="not deployed"):
+        refused.object_id  # noqa: B018  # reading it is the test
+    with pytest.raises(NotFoundError, match="not deployed"):
+        refused.get(timeout=0)

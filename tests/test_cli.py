@@ -75,7 +75,7 @@ def test_call_get_prints_the_result_or_says_pending(cluster: Cluster) -> None:
     assert got.stdout.strip() == "10"
     pending = cluster.cli("call", "get", pending_id)
     assert pending.returncode == 1
-    assert re.search(r"Pending: Call fc-\w+ has not finished yet", pending.stderr)
+    assert re.search(r"Pending: Call fc-[\w-]+ has not finished yet", pending.stderr)
 
 
 @pytest.mark.parametrize(
