@@ -38,6 +38,7 @@ from rayfn.runtime.constants import (
 from rayfn.runtime.executor import execute_call, task_header
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import new_call_id, parse_call_id
+from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
 from rayfn.runtime.records import (
     AttemptMeta,
     CallInfo,
@@ -61,6 +62,15 @@ _FINAL_STATUS = {
     FailureKind.TIMED_OUT: CallStatus.TIMED_OUT,
     FailureKind.CANCELLED: CallStatus.CANCELLED,
     FailureKind.BAD_RESULT: CallStatus.FAILED,
+}
+
+
+# The counter a call's terminal status bumps (runtime/metrics.py).
+_EVENT = {
+    CallStatus.SUCCEEDED: "succeeded",
+    CallStatus.FAILED: "failed",
+    CallStatus.TIMED_OUT: "timed_out",
+    CallStatus.CANCELLED: "cancelled",
 }
 
 
@@ -121,6 +131,7 @@ class CallRegistry:
         self._shard = shard
         self._epoch = _next_epoch(shard)
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
+        self._metrics = CallMetrics()
         self._calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
         self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
@@ -130,6 +141,7 @@ class CallRegistry:
         self._background: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._start(self._expire_forever())
+        self._start(self._report_forever())
 
     # -- accepting calls ---------------------------------------------------------------
 
@@ -174,6 +186,7 @@ class CallRegistry:
         )
         self._calls[call.call_id] = call
         self._queues[(app, function)].append(call)
+        self._metrics.count("spawned", app, function)
         return call.call_id
 
     def _pump_soon(self, loaded: LoadedFunction) -> None:
@@ -428,6 +441,9 @@ class CallRegistry:
                 return
             if meta is not None:
                 attempt.started_at = attempt.started_at or meta.started_at
+                if attempt_number == 1:
+                    wait = attempt.started_at - call.created_at
+                    self._metrics.queue_wait(call.app, call.function, wait)
                 if meta.ok:
                     attempt.end("succeeded", at=meta.finished_at)
                     call.inline = meta.inline
@@ -479,6 +495,7 @@ class CallRegistry:
             made, error_type if kind is FailureKind.RAISED else None
         ):
             call.status = CallStatus.RETRYING
+            self._metrics.count("retried", call.app, call.function)
             delay = policy.next_delay(made)
             call.timer = self._loop.call_later(delay, self._requeue, call, loaded)
             return
@@ -504,6 +521,10 @@ class CallRegistry:
         call.status = status
         call.finished_at = at if at is not None else time.time()
         call.failure = failure
+        self._metrics.count(_EVENT[status], call.app, call.function)
+        current = call.current
+        if current is not None and current.started_at is not None:
+            self._metrics.run_time(call.app, call.function, call.finished_at - current.started_at)
         call.args = None  # no attempt will need them again
         call.stop_timer()
         self._expiry.push(call.call_id, expires_at(call.finished_at, call.result_ttl))
@@ -567,8 +588,10 @@ class CallRegistry:
         return False
 
     def _expire(self, call_id: str) -> None:
-        if self._calls.pop(call_id, None) is not None:
+        call = self._calls.pop(call_id, None)
+        if call is not None:
             self._tombstones.add(call_id)
+            self._metrics.count("expired", call.app, call.function)
 
     def expire_due_calls(self, now: float, limit: int | None = None) -> int:
         """Drop the results whose deadline has passed (at most ``limit``); returns how
@@ -578,6 +601,16 @@ class CallRegistry:
             self._expire(call_id)
             count += 1
         return count
+
+    async def _report_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            try:
+                queued = {key: len(queue) for key, queue in self._queues.items()}
+                running = {key: n for key, n in self._running.items() if n}
+                self._metrics.flush(queued, running)
+            except Exception:  # metrics must never take the registry down
+                logger.exception("metrics flush failed")
 
     async def _expire_forever(self) -> None:
         while True:

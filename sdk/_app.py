@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any, overload
 
-from rayfn import _connection
+from rayfn import _connection, _progress
 from rayfn._arguments import parameters_of
 from rayfn._config import settings
 from rayfn._function import Function, check_name
@@ -191,12 +191,18 @@ class App:
         app_name = check_name("app", name or self._name)
         if self._name is None:
             self._name = app_name
-        info, previous = _connection.ask(_connection.control(), "deploy", self._spec(app_name))
-        if any(f.web is not None for f in self._functions.values()):
+        spec = self._spec(app_name)
+        registered = _progress.step(f"register {app_name}", 1)
+        info, previous = _connection.ask(_connection.control(), "deploy", spec)
+        registered(1)
+        web = [f for f in self._functions.values() if f.web is not None]
+        if web:
             # Imported here: a process that only submits work never loads Ray Serve.
             from rayfn.serve.deploy import deploy_web_functions
 
+            served = _progress.step(f"serve {len(web)} web functions", 1)
             deploy_web_functions(app_name, self._functions, runtime_env=info.runtime_env)
+            served(1)
         if previous is not None and previous.source and previous.source != self.source:
             logger.warning(
                 "App %r from %s replaces the one deployed from %s.",
@@ -234,6 +240,7 @@ class App:
 
     def _spec(self, key: str, ephemeral: bool = False) -> AppSpec:
         functions = {}
+        pickled = _progress.step(f"pickle {len(self._functions)} functions", len(self._functions))
         for fn_name, function in self._functions.items():
             raw, options = function.definition()
             functions[fn_name] = FunctionSpec(
@@ -244,6 +251,7 @@ class App:
                 web=function.web,
                 parameters=parameters_of(raw),
             )
+            pickled(1)
         return AppSpec(
             name=key,
             functions=functions,

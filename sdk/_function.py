@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rayfn import _connection
+from rayfn import _connection, _progress
 from rayfn._aio import aio_method
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._function_call import FunctionCall, fetch_results
@@ -219,7 +219,8 @@ class Function:
             [0, 1, 4, 9]
         """
         calls = self.spawn_map(*iterables, kwargs=kwargs)
-        return _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+        outputs = _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+        return _progress.track(outputs, f"{self.qualname}.map", len(calls))
 
     def starmap(
         self,
@@ -231,7 +232,8 @@ class Function:
     ) -> Iterator[Any]:
         """Like ``map``, but each element is a tuple of positional arguments."""
         calls = self._spawn_all([(tuple(args), kwargs or {}) for args in input_iterator])
-        return _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+        outputs = _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+        return _progress.track(outputs, f"{self.qualname}.starmap", len(calls))
 
     def for_each(
         self,

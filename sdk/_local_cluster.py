@@ -76,12 +76,17 @@ def start(
     *,
     port: int | None = None,
     num_cpus: int | None = None,
+    num_gpus: int | None = None,
     include_dashboard: bool = True,
     dashboard_port: int | None = None,
     object_store_memory: int | None = None,
     resources: dict[str, float] | None = None,
+    autoscaling_config: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ClusterRecord:
-    """Start a head node in the background and wait until it is up.
+    """Start a head node in the background and wait until it is up. With
+    ``autoscaling_config``, the head runs Ray's autoscaler on that config (tests use
+    Ray's ``fake_multinode`` provider, with ``RAY_FAKE_CLUSTER=1`` in ``extra_env``).
 
     Raises:
         ClusterError: Ray did not come up; the message has the end of its log.
@@ -106,11 +111,20 @@ def start(
     ]
     if num_cpus is not None:
         args.append(f"--num-cpus={num_cpus}")
+    if num_gpus is not None:
+        args.append(f"--num-gpus={num_gpus}")
     if object_store_memory is not None:
         args.append(f"--object-store-memory={object_store_memory}")
     if resources:
         args.append(f"--resources={json.dumps(resources)}")
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    if autoscaling_config is not None:
+        args.append(f"--autoscaling-config={autoscaling_config}")
+    env = {
+        **os.environ,
+        **(extra_env or {}),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+    }
     env.pop("RAY_ADDRESS", None)
     log_file = home / _LOG_FILE
     # A detached process of its own session: it outlives the CLI and its terminal, and
@@ -150,10 +164,10 @@ def stop(home: Path, grace: float = _STOP_TIMEOUT_S) -> ClusterRecord | None:
     deadline = time.monotonic() + grace
     while _alive(record.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(record.pid):
-        # The session we started it in holds exactly that cluster's processes.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(record.pid, signal.SIGKILL)
+    # The session we started it in holds exactly that cluster's processes: whatever
+    # of it outlived the head (nodes an autoscaler started, say) goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(record.pid, signal.SIGKILL)
     (home / _RECORD_FILE).unlink(missing_ok=True)
     return record
 

@@ -6,31 +6,37 @@ exceptions raised by the user's own entrypoint keep their traceback.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import json
+import os
 import signal
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+import ray
 import typer
 from rich.console import Console
 from rich.pretty import pprint
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from rayfn import _connection, _local_cluster
+from rayfn import _connection, _local_cluster, _progress
 from rayfn._config import settings
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn._loader import find_app, import_file
 from rayfn.exception import Error, InvalidError
 from rayfn.runtime.records import CallInfo, CallStatus
+from rayfn.runtime.resources import parse_gpu
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -52,6 +58,28 @@ cli.add_typer(http_cli, name="http")
 # soft_wrap: messages stay one line however narrow the terminal (or pipe) is.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+class _Bars:
+    """Rich progress bars on stderr for map() results and deploy steps (rayfn/_progress)."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        )
+
+    def start(self, description: str, total: int | None) -> Callable[[int], None]:
+        task = self.progress.add_task(description, total=total)
+        return lambda n: self.progress.advance(task, n)
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[None]:
+        with self.progress, _progress.reporting(self):
+            yield
 
 
 def _friendly(command: Callable[..., None]) -> Callable[..., None]:
@@ -81,7 +109,8 @@ def deploy(
 
     path, _, var = file.partition("::")
     app = find_app(import_file(path), var or None)
-    info = app.deploy()
+    with _Bars().shown():
+        info = app.deploy()
     out.print(
         f"[green]✓[/green] Deployed app [bold]{info.name}[/bold] version {info.version} "
         f"({len(info.functions)} functions: {', '.join(info.functions) or 'none'})",
@@ -159,7 +188,7 @@ def run(
     app = find_app(module)
     entry = _pick_entry(app.registered_entrypoints, app.registered_functions, name, path)
     kwargs = _parse_entry_options(entry, ctx.args, target)
-    with app.run():
+    with app.run(), _Bars().shown():
         if isinstance(entry, Function):
             result = entry.remote(**kwargs)
             if result is not None:
@@ -261,6 +290,52 @@ def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
     out.print(table)
 
 
+@app_cli.command("logs")
+@_friendly
+def app_logs(
+    name: str = typer.Argument(..., help="App name"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new calls' logs."),
+    limit: int = typer.Option(20, help="Show the logs of at most this many recent tasks."),
+) -> None:
+    """Print what an app's tasks wrote to stdout/stderr, read through Ray's log API
+    (the cluster needs its dashboard). Example: rayfn app logs my-job-queue -f"""
+    from ray.util.state import get_log, list_tasks
+
+    apps = {a.name: a for a in _connection.ask(_connection.control(), "list_apps")}
+    if name not in apps:
+        raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
+    address = _dashboard_address()
+    names = [f"{name}.{function}" for function in apps[name].functions]
+    shown: set[str] = set()
+    while True:
+        tasks = []
+        for task_name in names:
+            found = list_tasks(address=address, filters=[("name", "=", task_name)], limit=10_000)
+            tasks += [t for t in found if t.state in ("FINISHED", "FAILED")]
+        tasks.sort(key=lambda t: t.start_time_ms or 0)
+        fresh = [t for t in tasks if t.task_id not in shown][-limit:]
+        for task in fresh:
+            shown.add(task.task_id)
+            try:
+                lines = "".join(get_log(address=address, task_id=task.task_id, tail=-1))
+            except Exception:  # its worker's log is gone (node removed, rotated)
+                continue
+            for line in lines.splitlines():
+                # Text, not markup: a log line's brackets are the user's, not rich's.
+                out.print(Text.assemble((task.name, "dim"), " ", line), highlight=False)
+        if not follow:
+            return
+        time.sleep(1.0)
+
+
+def _dashboard_address() -> str:
+    _connection.connect()
+    url = ray._private.worker.get_dashboard_url()
+    if not url:
+        raise InvalidError("This cluster runs no dashboard, which Ray's log API needs.")
+    return url if url.startswith("http") else f"http://{url}"
+
+
 @app_cli.command("stop")
 @_friendly
 def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
@@ -308,8 +383,8 @@ def call_get(
     call_id: str = typer.Argument(..., help="Call id, fc-..."),
     timeout: float = typer.Option(0.0, "--timeout", help="Seconds to wait for it to finish."),
 ) -> None:
-    """Print a call's result; exits 1 while it is still running. Example:
-    rayfn call get fc-... --timeout 10"""
+    """Pretty-print a call's result; exits 1 while it is still running.
+    Example: rayfn call get fc-0-1-... --timeout 10"""
     call = FunctionCall.from_id(call_id)
     try:
         result = call.get(timeout=timeout)
@@ -377,18 +452,44 @@ def _call_json(c: CallInfo) -> dict[str, Any]:
 @_friendly
 def cluster_start(
     num_cpus: int | None = typer.Option(None, help="CPUs to offer (default: all)."),
+    num_gpus: int | None = typer.Option(
+        None,
+        help="GPUs to offer (default: those Ray detects); more than the machine has "
+        "declares fake ones, for trying gpu= functions on a laptop.",
+    ),
+    gpu_type: str | None = typer.Option(
+        None, help='Accelerator type the GPUs are declared as, e.g. A100 (for gpu="A100").'
+    ),
     port: int | None = typer.Option(None, help="GCS port (default: 6379 if free)."),
     dashboard: bool = typer.Option(True, help="Run the Ray dashboard."),
 ) -> None:
     """Start a local Ray cluster in the background, if none is running.
-    Example: rayfn cluster start --num-cpus 2"""
+    Example: rayfn cluster start --num-cpus 2 --num-gpus 1 --gpu-type A100"""
     home = settings().home
     record = _local_cluster.read_record(home)
     if record is not None:
         out.print(f"A rayfn cluster is already running at {record.address}.", highlight=False)
         return
     started = time.monotonic()
-    record = _local_cluster.start(home, port=port, num_cpus=num_cpus, include_dashboard=dashboard)
+    resources = None
+    if gpu_type is not None:
+        if not num_gpus:
+            raise InvalidError("--gpu-type needs --num-gpus.")
+        try:
+            request = parse_gpu(gpu_type)
+        except ValueError as exc:
+            raise InvalidError(str(exc)) from None
+        if len(request.types) != 1 or request.count != 1:
+            raise InvalidError(f"--gpu-type takes one GPU type such as A100, got {gpu_type!r}.")
+        resources = {f"accelerator_type:{request.types[0]}": float(num_gpus)}
+    record = _local_cluster.start(
+        home,
+        port=port,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources,
+        include_dashboard=dashboard,
+    )
     out.print(
         f"[green]✓[/green] Started a local Ray cluster at {record.address} in "
         f"{time.monotonic() - started:.1f} s (dashboard: {record.dashboard_url or 'off'}). "
@@ -422,6 +523,64 @@ def cluster_status() -> None:
         f"log: {record.log_file}",
         highlight=False,
     )
+
+
+@cluster_cli.command("up")
+@_friendly
+def cluster_up(
+    config: Path = typer.Argument(Path("cluster.yaml"), help="Ray cluster launcher config."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Create or update a cloud cluster from a launcher config (`ray up`), checked with
+    Ray's own validation first. Example: rayfn cluster up cluster.yaml -y"""
+    _run_ray("up", _checked_launcher_config(config), yes)
+
+
+@cluster_cli.command("down")
+@_friendly
+def cluster_down(
+    config: Path = typer.Argument(Path("cluster.yaml"), help="Ray cluster launcher config."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Tear down the cloud cluster of a launcher config (`ray down`).
+    Example: rayfn cluster down cluster.yaml -y"""
+    _run_ray("down", _checked_launcher_config(config), yes)
+
+
+def _checked_launcher_config(config: Path) -> Path:
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    if not config.is_file():
+        raise InvalidError(f"No cluster config at {config} (see cluster.yaml in rayfn's repo).")
+    try:
+        loaded = yaml.safe_load(config.read_text())
+        validate_config(prepare_config(loaded))
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidError(f"{config} is not a valid Ray cluster config: {first_line}") from None
+    return config
+
+
+def _run_ray(verb: str, config: Path, yes: bool) -> None:
+    import subprocess
+
+    command = [*_local_cluster._ray_command(), verb, str(config), *(["-y"] if yes else [])]
+    raise typer.Exit(subprocess.call(command))
+
+
+@cli.command()
+@_friendly
+def dashboard() -> None:
+    """Print the Ray dashboard's URL: rayfn's tasks show there as app.function, its
+    actors as rayfn:registry:0 and rayfn:control. Example: rayfn dashboard"""
+    record = _local_cluster.read_record(settings().home)
+    if record is not None and os.environ.get("RAY_ADDRESS") is None:
+        if record.dashboard_url is None:
+            raise InvalidError("The local cluster runs without a dashboard (--no-dashboard).")
+        out.print(record.dashboard_url, highlight=False)
+        return
+    out.print(_dashboard_address(), highlight=False)
 
 
 def _when(timestamp: float) -> str:

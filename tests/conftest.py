@@ -104,22 +104,25 @@ def multinode(
                 os.environ[key] = value
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A real single-node Ray cluster for the whole test module, with this process
-    connected to it."""
-    home = tmp_path_factory.mktemp("rayfn-home")
+@contextlib.contextmanager
+def running_cluster(home: Path, **start: Any) -> Iterator[Cluster]:
+    """A real single-node Ray cluster started as rayfn starts its background one, with
+    this process connected to it; ``start`` overrides ``_local_cluster.start``'s
+    arguments."""
     # Workers read the result size limit from their environment, inherited from the
     # cluster's: a small one lets a test cross it cheaply.
     os.environ["RAYFN_MAX_RESULT_BYTES"] = str(TEST_MAX_RESULT_BYTES)
-    record = _local_cluster.start(
-        home,
-        port=free_port(),
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=300 * 1024 * 1024,
-    )
-    os.environ.pop("RAYFN_MAX_RESULT_BYTES")
+    arguments: dict[str, Any] = {
+        "port": free_port(),
+        "num_cpus": 2,
+        "include_dashboard": False,
+        "object_store_memory": 300 * 1024 * 1024,
+        **start,
+    }
+    try:
+        record = _local_cluster.start(home, **arguments)
+    finally:
+        os.environ.pop("RAYFN_MAX_RESULT_BYTES")
     saved = {k: os.environ.get(k) for k in ("RAYFN_HOME", "RAY_ADDRESS")}
     os.environ["RAYFN_HOME"] = str(home)
     os.environ.pop("RAY_ADDRESS", None)
@@ -135,3 +138,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real single-node Ray cluster for the whole test module."""
+    with running_cluster(tmp_path_factory.mktemp("rayfn-home")) as running:
+        yield running

@@ -47,7 +47,7 @@ def test_app_list_and_stop(cluster: Cluster) -> None:
 
 
 def test_run_passes_entrypoint_options_and_runs_single_functions(cluster: Cluster) -> None:
-    ran = cluster.cli("run", "tests/apps/cli_app.py", "--n", "4", "--word", "hi")
+    ran = cluster.cli("run", "tests/apps/cli_app.py::main", "--n", "4", "--word", "hi")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip().splitlines()[-1] == "hi hi hi hi"
 
@@ -55,9 +55,21 @@ def test_run_passes_entrypoint_options_and_runs_single_functions(cluster: Cluste
     assert one.returncode == 0, one.stderr
     assert one.stdout.strip() == "42"
 
-    bad = cluster.cli("run", "tests/apps/cli_app.py", "--n", "many")
+    bad = cluster.cli("run", "tests/apps/cli_app.py::main", "--n", "many")
     assert bad.returncode == 1
     assert "'many' is not a valid integer" in bad.stderr
+
+
+def test_run_and_deploy_draw_progress_bars(cluster: Cluster) -> None:
+    ran = cluster.cli("run", "tests/apps/cli_app.py::doubles", "--n", "30")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == str([2 * i for i in range(30)])
+    assert re.search(r"test-cli\.double\.map.*30/30", ran.stderr), ran.stderr
+
+    deployed = cluster.cli("deploy", "tests/apps/cli_app.py")
+    assert deployed.returncode == 0, deployed.stderr
+    assert re.search(r"pickle 2 functions.*2/2", deployed.stderr), deployed.stderr
+    assert re.search(r"register test-cli.*1/1", deployed.stderr), deployed.stderr
 
 
 def test_call_get_prints_the_result_or_says_pending(cluster: Cluster) -> None:

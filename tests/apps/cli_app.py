@@ -21,3 +21,8 @@ def nap(seconds: float) -> float:
 @app.local_entrypoint()
 def main(n: int = 3, word: str = "ho"):
     print(" ".join([word] * n))
+
+
+@app.local_entrypoint()
+def doubles(n: int = 5):
+    print(list(double.map(range(n))))

@@ -1,0 +1,136 @@
+"""What rayfn shows in Ray's own tools: tasks named app.function in the state API
+(what the dashboard and `ray list tasks` read), actors under rayfn's names, and call
+metrics on the Prometheus endpoint Ray exports; `rayfn dashboard` points there."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import ray
+from ray.util.state import list_actors, list_tasks
+
+import rayfn
+from rayfn.exception import CancelledError
+from tests.conftest import Cluster, running_cluster
+
+pytestmark = pytest.mark.timeout(240)
+
+app = rayfn.App("test-observe")
+
+
+@app.function()
+def work(x: int) -> int:
+    if x < 0:
+        raise ValueError("negative")
+    return x
+
+
+@app.function(retries=rayfn.Retries(1, initial_delay=0.1))
+def always_fails() -> None:
+    raise RuntimeError("again")
+
+
+@app.function()
+def nap(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """With the dashboard (the state API needs it) and metrics reported every second."""
+    with running_cluster(
+        tmp_path_factory.mktemp("rayfn-observe"),
+        include_dashboard=True,
+        extra_env={"RAY_metrics_report_interval_ms": "1000"},
+    ) as running:
+        app.deploy()
+        yield running
+
+
+@pytest.fixture(scope="module")
+def ran(cluster: Cluster) -> None:
+    """3 calls succeed, 1 fails, 1 fails after a retry, 1 is cancelled."""
+    assert list(work.map([1, 2, 3])) == [1, 2, 3]
+    with pytest.raises(ValueError):
+        work.remote(-1)
+    with pytest.raises(RuntimeError):
+        always_fails.remote()
+    sleeping = nap.spawn(60)
+    sleeping.cancel()
+    with pytest.raises(CancelledError):
+        sleeping.get(timeout=10)
+
+
+def test_tasks_and_actors_have_readable_names(cluster: Cluster, ran: None) -> None:
+    address = cluster.record.dashboard_url
+    tasks = list_tasks(address=address, filters=[("name", "=", "test-observe.work")])
+    assert len(tasks) >= 4
+    names = {a.name for a in list_actors(address=address, filters=[("state", "=", "ALIVE")])}
+    assert {"rayfn:registry:0", "rayfn:control"} <= names
+
+
+def _scrape() -> str:
+    node = next(n for n in ray.nodes() if n["Alive"])
+    url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    return httpx.get(url, timeout=10).text
+
+
+def _sample(text: str, name: str, function: str) -> float | None:
+    pattern = rf'^ray_{name}\{{[^}}]*function="{function}"[^}}]*\}} ([0-9.e+]+)$'
+    found = [float(m) for m in re.findall(pattern, text, flags=re.M)]
+    return sum(found) if found else None
+
+
+def test_call_metrics_reach_prometheus(cluster: Cluster, ran: None) -> None:
+    expected = {
+        ("rayfn_calls_spawned_total", "work"): 4,
+        ("rayfn_calls_succeeded_total", "work"): 3,
+        ("rayfn_calls_failed_total", "work"): 1,
+        ("rayfn_calls_failed_total", "always_fails"): 1,
+        ("rayfn_calls_retried_total", "always_fails"): 1,
+        ("rayfn_calls_cancelled_total", "nap"): 1,
+        ("rayfn_run_seconds_count", "work"): 4,
+        ("rayfn_queue_wait_seconds_count", "work"): 4,
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        text = _scrape()
+        seen = {key: _sample(text, *key) for key in expected}
+        if seen == expected:
+            break
+        assert time.monotonic() < deadline, f"metrics never matched: {seen}"
+        time.sleep(1)
+    assert 'app="test-observe"' in text
+    assert _sample(text, "rayfn_queue_depth", "work") == 0
+
+
+def test_rayfn_dashboard_prints_a_url_that_answers(cluster: Cluster) -> None:
+    printed = cluster.cli("dashboard")
+    assert printed.returncode == 0, printed.stderr
+    url = printed.stdout.strip()
+    assert url == cluster.record.dashboard_url
+    assert httpx.get(url, timeout=10).status_code == 200
+
+
+@app.function()
+def chatty(word: str) -> None:
+    print(f"chatty says {word}")
+
+
+def test_app_logs_prints_what_the_apps_tasks_wrote(cluster: Cluster) -> None:
+    chatty.remote("[bold]hello[/bold]")
+    deadline = time.monotonic() + 60
+    while True:
+        logs = cluster.cli("app", "logs", "test-observe")
+        assert logs.returncode == 0, logs.stderr
+        if "chatty says [bold]hello[/bold]" in logs.stdout:
+            break
+        assert time.monotonic() < deadline, logs.stdout
+        time.sleep(1)
+    assert "test-observe.chatty" in logs.stdout
+    missing = cluster.cli("app", "logs", "no-such-app")
+    assert missing.returncode == 1 and "No deployed app named 'no-such-app'" in missing.stderr
