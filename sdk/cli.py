@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import logging
 import os
 import signal
 import time
@@ -304,20 +305,20 @@ def app_logs(
     apps = {a.name: a for a in _connection.ask(_connection.control(), "list_apps")}
     if name not in apps:
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
-    address = _dashboard_address()
+    _dashboard_address()  # connects, and says so at once when there is no dashboard
     names = [f"{name}.{function}" for function in apps[name].functions]
     shown: set[str] = set()
     while True:
         tasks = []
         for task_name in names:
-            found = list_tasks(address=address, filters=[("name", "=", task_name)], limit=10_000)
+            found = list_tasks(filters=[("name", "=", task_name)], limit=10_000)
             tasks += [t for t in found if t.state in ("FINISHED", "FAILED")]
         tasks.sort(key=lambda t: t.start_time_ms or 0)
         fresh = [t for t in tasks if t.task_id not in shown][-limit:]
         for task in fresh:
             shown.add(task.task_id)
             try:
-                lines = "".join(get_log(address=address, task_id=task.task_id, tail=-1))
+                lines = "".join(get_log(task_id=task.task_id, tail=-1))
             except Exception:  # its worker's log is gone (node removed, rotated)
                 continue
             for line in lines.splitlines():
@@ -553,12 +554,17 @@ def _checked_launcher_config(config: Path) -> Path:
 
     if not config.is_file():
         raise InvalidError(f"No cluster config at {config} (see cluster.yaml in rayfn's repo).")
+    autoscaler_log = logging.getLogger("ray.autoscaler")
+    level = autoscaler_log.level
+    autoscaler_log.setLevel(logging.WARNING)  # its INFO notes are not the user's business
     try:
         loaded = yaml.safe_load(config.read_text())
         validate_config(prepare_config(loaded))
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidError(f"{config} is not a valid Ray cluster config: {first_line}") from None
+    finally:
+        autoscaler_log.setLevel(level)
     return config
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import ray
 import yaml
@@ -43,7 +47,7 @@ def test_cluster_yaml_passes_rays_own_validation() -> None:
     # The validator is real: a misspelt field fails it.
     broken = copy.deepcopy(config)
     broken["available_node_types"]["cpu_worker"]["min_wrokers"] = 1
-    with pytest.raises(ValueError):
+    with pytest.raises(jsonschema.ValidationError, match="min_wrokers"):
         validate_config(prepare_config(broken))
 
 
@@ -144,3 +148,21 @@ def test_gpu_call_makes_the_autoscaler_add_a_gpu_node_that_goes_when_idle(
     while any(n["NodeID"] == ran["node"] for n in _alive_nodes()):
         assert time.monotonic() < deadline, "the idle GPU node was never removed"
         time.sleep(1)
+
+
+def test_cluster_up_refuses_an_invalid_config_in_one_line(tmp_path: Path) -> None:
+    broken = _cluster_yaml()
+    broken["available_node_types"]["cpu_worker"]["min_wrokers"] = 1
+    config = tmp_path / "broken.yaml"
+    config.write_text(yaml.safe_dump(broken))
+    rayfn_cli = str(Path(sys.executable).parent / "rayfn")
+    for args, message in [
+        ([str(config)], "is not a valid Ray cluster config: Additional properties"),
+        ([str(tmp_path / "missing.yaml")], "No cluster config at"),
+    ]:
+        ran = subprocess.run(
+            [rayfn_cli, "cluster", "up", *args, "-y"], capture_output=True, text=True, timeout=60
+        )
+        assert ran.returncode == 1
+        assert message in ran.stderr
+        assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr

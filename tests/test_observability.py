@@ -67,8 +67,10 @@ def ran(cluster: Cluster) -> None:
 
 def test_tasks_and_actors_have_readable_names(cluster: Cluster, ran: None) -> None:
     address = cluster.record.dashboard_url
-    tasks = list_tasks(address=address, filters=[("name", "=", "test-observe.work")])
-    assert len(tasks) >= 4
+    deadline = time.monotonic() + 30  # Ray reports task events about once a second
+    while len(list_tasks(address=address, filters=[("name", "=", "test-observe.work")])) < 4:
+        assert time.monotonic() < deadline, "the 4 calls of work never showed as tasks"
+        time.sleep(0.5)
     names = {a.name for a in list_actors(address=address, filters=[("state", "=", "ALIVE")])}
     assert {"rayfn:registry:0", "rayfn:control"} <= names
 

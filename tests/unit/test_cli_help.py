@@ -34,8 +34,6 @@ def test_every_command_has_a_one_line_example() -> None:
         command = root
         for name in path:
             command = command.commands[name]  # type: ignore[attr-defined]
-        examples = [
-            line for line in (command.help or "").splitlines() if "Example: rayfn " in line
-        ]
+        examples = [line for line in (command.help or "").splitlines() if "Example: rayfn " in line]
         assert examples, f"`rayfn {' '.join(path)} --help` has no example"
         assert f"rayfn {' '.join(path)}" in examples[0], path
