@@ -1,4 +1,4 @@
-"""Where deployed code lives: the GCS key-value store, one entry per app version and
+"""Where deployed code (and secrets) live: the GCS key-value store, one entry per app version and
 function, written by the control actor at deploy and read by each worker once.
 
 Tasks carry only the entry's key (a string), never an ``ObjectRef`` to the code: a ref
@@ -9,10 +9,11 @@ about 30% of raw task throughput on 2 cores).
 from __future__ import annotations
 
 import hashlib
+import json
 
 from ray.experimental import internal_kv
 
-from rayfn.runtime.constants import KV_CODE_PREFIX, NAMESPACE
+from rayfn.runtime.constants import KV_CODE_PREFIX, KV_SECRET_PREFIX, NAMESPACE
 
 
 def _app_prefix(app: str) -> str:
@@ -44,3 +45,23 @@ def drop_code(app: str, below_version: int | None = None) -> None:
         version = int(text[len(prefix) :].split(":", 1)[0])
         if below_version is None or version < below_version:
             internal_kv._internal_kv_del(key, namespace=NAMESPACE)
+
+
+def put_secret(name: str, values: dict[str, str]) -> None:
+    blob = json.dumps(values).encode()
+    internal_kv._internal_kv_put(KV_SECRET_PREFIX + name, blob, overwrite=True, namespace=NAMESPACE)
+
+
+def get_secret(name: str) -> dict[str, str] | None:
+    blob = internal_kv._internal_kv_get(KV_SECRET_PREFIX + name, namespace=NAMESPACE)
+    return None if blob is None else dict(json.loads(blob))
+
+
+def delete_secret(name: str) -> bool:
+    return bool(internal_kv._internal_kv_del(KV_SECRET_PREFIX + name, namespace=NAMESPACE))
+
+
+def secret_names() -> list[str]:
+    keys = internal_kv._internal_kv_list(KV_SECRET_PREFIX, namespace=NAMESPACE)
+    names = [(k.decode() if isinstance(k, bytes) else k)[len(KV_SECRET_PREFIX) :] for k in keys]
+    return sorted(names)

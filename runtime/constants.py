@@ -21,6 +21,12 @@ KV_APP_PREFIX = "rayfn:app:"
 # (runtime/code.py), and how many versions of an app keep theirs: the previous one
 # stays for calls dispatched just before a redeploy.
 KV_CODE_PREFIX = "rayfn:code:"
+
+# Prefix of the GCS key-value entries holding secrets (name -> pickled dict of env vars).
+KV_SECRET_PREFIX = "rayfn:secret:"
+
+# How often the control actor looks for scheduled functions that are due, in seconds.
+SCHEDULE_TICK_S = 0.2
 CODE_VERSIONS_KEPT = 2
 
 # Call ids: "fc-", the issuing shard and its epoch, then 26 base32 characters carrying

@@ -7,6 +7,7 @@ they die with the client that runs them anyway.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -15,17 +16,20 @@ from typing import Any
 import ray
 from ray.experimental import internal_kv
 
+from rayfn.runtime import code
 from rayfn.runtime.code import drop_code, put_code
 from rayfn.runtime.constants import (
     CODE_VERSIONS_KEPT,
     KV_APP_PREFIX,
     NAMESPACE,
     REGISTRY_ACTOR_NAME,
+    SCHEDULE_TICK_S,
 )
 from rayfn.runtime.environment import runtime_env_for
 from rayfn.runtime.records import (
     AppInfo,
     AppSpec,
+    CallInfo,
     FunctionInfo,
     FunctionOptions,
     FunctionSpec,
@@ -72,6 +76,10 @@ class ControlActor:
             self._apps[deployment.spec.name] = deployment
             self._last_version[deployment.spec.name] = deployment.version
         logger.info("control actor started with %d deployed apps", len(self._apps))
+        # Scheduled functions: (app, function, version) -> next firing time, last call.
+        self._next_tick: dict[tuple[str, str, int], float] = {}
+        self._last_tick: dict[tuple[str, str, int], str] = {}
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever())
 
     async def deploy(self, spec: AppSpec) -> tuple[AppInfo, AppInfo | None]:
         """Deploy ``spec``, replacing any app of the same name. Returns the new app
@@ -80,6 +88,8 @@ class ControlActor:
         version = self._last_version.get(spec.name, 0) + 1
         # Checked here, in the cluster's environment, not in the deploying client's.
         deployment = Deployment(spec, version, time.time(), runtime_env_for(spec.pip))
+        for name, values in spec.inline_secrets.items():
+            code.put_secret(name, values)
         put_code(spec.name, version, {name: fn.code for name, fn in spec.functions.items()})
         drop_code(spec.name, below_version=version - CODE_VERSIONS_KEPT + 1)
         if not spec.ephemeral:
@@ -106,6 +116,25 @@ class ControlActor:
         internal_kv._internal_kv_del(_kv_key(app), namespace=NAMESPACE)
         self._tell_registry_app_changed(app)
         return True
+
+    async def missing_secrets(self, names: list[str]) -> list[str]:
+        """Those of ``names`` that no secret has."""
+        return [name for name in names if code.get_secret(name) is None]
+
+    async def put_secret(self, name: str, values: dict[str, str]) -> None:
+        code.put_secret(name, values)
+
+    async def delete_secret(self, name: str) -> bool:
+        return code.delete_secret(name)
+
+    async def list_secrets(self) -> list[tuple[str, list[str]]]:
+        """Named secrets with their keys (never their values)."""
+        found = []
+        for name in code.secret_names():
+            values = code.get_secret(name)
+            if values is not None and not name.startswith("inline-"):
+                found.append((name, sorted(values)))
+        return found
 
     async def list_apps(self) -> list[AppInfo]:
         return sorted((d.info() for d in self._apps.values()), key=lambda a: a.name)
@@ -140,12 +169,66 @@ class ControlActor:
             return NotDeployed(app, function, tuple(deployment.spec.functions))
         return deployment, spec
 
+    async def _schedule_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SCHEDULE_TICK_S)
+            try:
+                await self._fire_due(time.time())
+            except Exception:  # one bad tick must not stop every schedule
+                logger.exception("scheduler pass failed")
+
+    async def _fire_due(self, now: float) -> None:
+        """Spawn the scheduled functions that are due, skipping one whose previous
+        tick still runs. Stopped or redeployed apps drop out by themselves: their
+        (app, function, version) keys are no longer among the deployments."""
+        live = set()
+        for app, deployment in list(self._apps.items()):
+            if deployment.spec.ephemeral:
+                continue
+            for function, spec in deployment.spec.functions.items():
+                schedule = spec.options.schedule
+                if schedule is None:
+                    continue
+                key = (app, function, deployment.version)
+                live.add(key)
+                due = self._next_tick.setdefault(key, schedule.next_after(deployment.deployed_at))
+                if now < due:
+                    continue
+                self._next_tick[key] = schedule.next_after(now)
+                if await self._still_running(self._last_tick.get(key)):
+                    logger.info("%s.%s: tick skipped, the last one still runs", app, function)
+                    continue
+                registry = _registry()
+                answer = await registry.spawn.remote(app, function, _NO_ARGUMENTS)
+                if isinstance(answer, str):
+                    self._last_tick[key] = answer
+        for key in set(self._next_tick) - live:
+            del self._next_tick[key]
+            self._last_tick.pop(key, None)
+
+    @staticmethod
+    async def _still_running(call_id: str | None) -> bool:
+        if call_id is None:
+            return False
+        info = await _registry().describe.remote(call_id)
+        return isinstance(info, CallInfo) and not info.status.is_terminal
+
     def _tell_registry_app_changed(self, app: str) -> None:
         try:
             registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE)
         except ValueError:
             return  # no registry yet: nothing cached to forget
         registry.forget_app.remote(app)
+
+
+# A scheduled tick calls the function with no arguments.
+_NO_ARGUMENTS = ray.cloudpickle.dumps(((), {}))
+
+
+def _registry() -> Any:
+    from rayfn.runtime.handles import registry_actor  # handles imports this module
+
+    return registry_actor()
 
 
 def _kv_key(app: str) -> str:

@@ -16,13 +16,13 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 
-from rayfn.runtime.code import get_code
+from rayfn.runtime.code import get_code, get_secret
 from rayfn.runtime.constants import (
     DEFAULT_MAX_RESULT_BYTES,
     INLINE_RESULT_BYTES,
@@ -116,17 +116,68 @@ def _load(code_key: str, label: str) -> Callable[..., Any]:
     return fn
 
 
-def task_header(call_id: str, attempt: int, code_key: str, label: str) -> str:
+def task_header(
+    call_id: str, attempt: int, code_key: str, label: str, secrets: tuple[str, ...] = ()
+) -> str:
     """The task's first argument: one string is the cheapest thing Ray can ship."""
-    return f"{call_id}\n{attempt}\n{code_key}\n{label}"
+    return f"{call_id}\n{attempt}\n{code_key}\n{','.join(secrets)}\n{label}"
+
+
+# secret name -> (its values, when read): re-read after a while, so an update lands.
+_secrets: dict[str, tuple[dict[str, str], float]] = {}
+_SECRET_FRESH_S = 10.0
+
+
+def _secret_env(names: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    now = time.monotonic()
+    for name in names.split(","):
+        cached = _secrets.get(name)
+        if cached is None or now - cached[1] > _SECRET_FRESH_S:
+            values = get_secret(name)
+            if values is None:
+                raise RuntimeError(
+                    f"Secret {name!r} does not exist; create it with "
+                    f"`rayfn secret create {name} KEY=VALUE ...`."
+                )
+            cached = _secrets[name] = (values, now)
+        env.update(cached[0])
+    return env
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` for one call, then put back what was there."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_call(header: str, args_blob: bytes) -> tuple[AttemptMeta, Any]:
     started_at = time.time()
-    call_id, attempt_text, code_key, label = header.split("\n", 3)
+    call_id, attempt_text, code_key, secret_names, label = header.split("\n", 4)
     attempt = int(attempt_text)
     _start_reporter().running(call_id, attempt, started_at)
     token = _current_call_id.set(call_id)
+    try:
+        env = _secret_env(secret_names) if secret_names else {}
+        with _environment(env):
+            return _run(code_key, label, args_blob, started_at)
+    except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
+        return _failed(started_at, RemoteFailure.capture(exc, None))
+    finally:
+        _current_call_id.reset(token)
+        _start_reporter().done()
+
+
+def _run(code_key: str, label: str, args_blob: bytes, started_at: float) -> tuple[AttemptMeta, Any]:
     try:
         fn = _load(code_key, label)
         args, kwargs = ray.cloudpickle.loads(args_blob)
@@ -138,9 +189,6 @@ def run_call(header: str, args_blob: bytes) -> tuple[AttemptMeta, Any]:
         # The traceback starts at the user's code: this frame is rayfn's, not theirs.
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
         return _failed(started_at, RemoteFailure.capture(exc, tb))
-    finally:
-        _current_call_id.reset(token)
-        _start_reporter().done()
     return _succeeded(started_at, label, value)
 
 

@@ -16,6 +16,7 @@ import ray
 
 from rayfn.runtime.resources import GpuRequest, choose_type
 from rayfn.runtime.retries import RetryPolicy
+from rayfn.runtime.schedules import Schedule
 
 
 class CallStatus(enum.StrEnum):
@@ -72,6 +73,8 @@ class FunctionOptions:
     startup_timeout: float | None = None  # seconds from hand-off to Ray until it starts
     max_containers: int | None = None  # calls of this function running at once
     retries: RetryPolicy = field(default_factory=RetryPolicy)
+    secrets: tuple[str, ...] = ()  # names of secrets (GCS KV) set as env vars per call
+    schedule: Schedule | None = None  # run by the control actor on this schedule
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""
@@ -126,6 +129,8 @@ class AppSpec:
     source: str = ""  # the file it came from, for warnings and listings
     ephemeral: bool = False
     pip: tuple[str, ...] = ()  # the image's pip requirements
+    # Secret.from_dict values, by their derived name: written to GCS KV at deploy.
+    inline_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

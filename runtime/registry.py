@@ -106,7 +106,8 @@ class LoadedFunction:
 
     def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
         task = self._task_with_options() if self.picks_gpu_per_call else self.task
-        return task.remote(task_header(call_id, attempt, self.code_key, self.task_name), args_blob)
+        header = task_header(call_id, attempt, self.code_key, self.task_name, self.options.secrets)
+        return task.remote(header, args_blob)
 
     def _task_with_options(self) -> Any:
         resources = ray.cluster_resources() if self.picks_gpu_per_call else None

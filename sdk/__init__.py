@@ -11,6 +11,9 @@ from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn._image import Image
 from rayfn._retries import Retries
+from rayfn._schedules import Cron, Period
+from rayfn._secret import Secret
+from rayfn._stores import Dict, Queue
 from rayfn._web import asgi_app, fastapi_endpoint
 from rayfn.runtime.executor import current_call_id as current_function_call_id
 from rayfn.runtime.records import CallInfo, CallStatus
@@ -21,10 +24,15 @@ __all__ = [
     "App",
     "CallInfo",
     "CallStatus",
+    "Cron",
+    "Dict",
     "Function",
     "FunctionCall",
     "Image",
+    "Period",
+    "Queue",
     "Retries",
+    "Secret",
     "__version__",
     "asgi_app",
     "current_function_call_id",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from rayfn import _connection, _progress
@@ -15,9 +15,11 @@ from rayfn._function import Function, check_name
 from rayfn._image import Image
 from rayfn._options import function_options
 from rayfn._retries import Retries
+from rayfn._schedules import Cron, Period
+from rayfn._secret import Secret
 from rayfn._serialization import dumps_function
 from rayfn._web import web_endpoint_of
-from rayfn.exception import InvalidError
+from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.records import AppInfo, AppSpec, FunctionSpec
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class App:
         self._image = image
         self._functions: dict[str, Function] = {}
         self._entrypoints: dict[str, F] = {}
+        self._inline_secrets: dict[str, dict[str, str]] = {}  # Secret.from_dict values
         self._ephemeral_key: str | None = None
         self.source = ""  # the file the app was loaded from, when the CLI loaded it
 
@@ -88,6 +91,8 @@ class App:
         max_containers: int | None = None,
         concurrency_limit: int | None = None,
         result_ttl: float | None = None,
+        secrets: Sequence[Secret] = (),
+        schedule: Period | Cron | None = None,
         name: str | None = None,
     ) -> Callable[[F], Function]: ...
 
@@ -104,6 +109,8 @@ class App:
         max_containers: int | None = None,
         concurrency_limit: int | None = None,
         result_ttl: float | None = None,
+        secrets: Sequence[Secret] = (),
+        schedule: Period | Cron | None = None,
         name: str | None = None,
     ) -> Function | Callable[[F], Function]:
         """Register a function to run on the cluster; works with or without ``()``.
@@ -123,6 +130,11 @@ class App:
                 the rest wait in submit order. ``concurrency_limit`` is its old name.
             result_ttl: seconds a finished call's result is kept (default
                 ``RAYFN_RESULT_TTL``, else 3600).
+            secrets: ``rayfn.Secret``s whose keys become environment variables
+                of each call.
+            schedule: ``rayfn.Period(...)`` or ``rayfn.Cron("...")``: the deployed
+                function also runs by itself (with no arguments); a tick is skipped
+                while the previous one still runs.
             name: the function's name in the app (default: its ``__name__``).
 
         Raises:
@@ -141,8 +153,11 @@ class App:
             startup_timeout=startup_timeout,
             max_containers=max_containers,
             result_ttl=result_ttl,
+            secrets=secrets,
+            schedule=schedule,
             default_result_ttl=settings().result_ttl,
         )
+        inline = {x.name: x.inline_values for x in secrets if x.inline_values is not None}
 
         def register(fn: F) -> Function:
             if isinstance(fn, Function):
@@ -161,6 +176,7 @@ class App:
                 web=web_endpoint_of(fn),
             )
             self._functions[fn_name] = function
+            self._inline_secrets.update(inline)
             return function
 
         return register(_fn) if _fn is not None else register
@@ -192,6 +208,7 @@ class App:
         if self._name is None:
             self._name = app_name
         spec = self._spec(app_name)
+        _check_secrets(spec)
         registered = _progress.step(f"register {app_name}", 1)
         info, previous = _connection.ask(_connection.control(), "deploy", spec)
         registered(1)
@@ -228,7 +245,9 @@ class App:
         self._ephemeral_key = key = f"{base}@ep-{secrets.token_hex(6)}"
         control = _connection.control()
         try:
-            _connection.ask(control, "deploy", self._spec(key, ephemeral=True))
+            spec = self._spec(key, ephemeral=True)
+            _check_secrets(spec)
+            _connection.ask(control, "deploy", spec)
         except BaseException:
             self._ephemeral_key = None
             raise
@@ -258,6 +277,7 @@ class App:
             source=self.source,
             ephemeral=ephemeral,
             pip=self._image.pip_packages if self._image else (),
+            inline_secrets=dict(self._inline_secrets),
         )
 
     def __repr__(self) -> str:
@@ -267,3 +287,27 @@ class App:
         # Shipped inside a function's globals, an app is just its name: its functions
         # travel on their own.
         return (App, (self._name,))
+
+
+def _check_secrets(spec: AppSpec) -> None:
+    """Named secrets must exist before a deploy that needs them.
+
+    Raises:
+        NotFoundError: names the missing secrets and how to create them.
+    """
+    named = {
+        name
+        for function in spec.functions.values()
+        for name in function.options.secrets
+        if name not in spec.inline_secrets
+    }
+    if not named:
+        return
+    missing = _connection.ask(_connection.control(), "missing_secrets", sorted(named))
+    if missing:
+        raise NotFoundError(
+            f"Secret {missing[0]!r} does not exist; create it with "
+            f"`rayfn secret create {missing[0]} KEY=VALUE ...`"
+            + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+            + "."
+        )

@@ -4,8 +4,11 @@ the message. Pure: no Ray."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from rayfn._retries import Retries, retry_policy
+from rayfn._schedules import Cron, Period
+from rayfn._secret import Secret
 from rayfn.exception import InvalidError
 from rayfn.runtime.constants import DEFAULT_TIMEOUT_S, MAX_RESULT_TTL_S, MAX_TIMEOUT_S
 from rayfn.runtime.records import FunctionOptions
@@ -22,6 +25,8 @@ def function_options(
     startup_timeout: float | None = None,
     max_containers: int | None = None,
     retries: int | Retries | None = None,
+    secrets: Sequence[Secret] = (),
+    schedule: Period | Cron | None = None,
     default_result_ttl: float,
 ) -> FunctionOptions:
     """Check the options a user gave and return them as a record.
@@ -55,7 +60,17 @@ def function_options(
             gpu_request = parse_gpu(gpu)
         except ValueError as exc:
             raise InvalidError(str(exc)) from None
+    if isinstance(secrets, Secret | str) or not all(isinstance(x, Secret) for x in secrets):
+        raise InvalidError(
+            "secrets must be a list of rayfn.Secret, e.g. [rayfn.Secret.from_name('openai')]."
+        )
+    if schedule is not None and not isinstance(schedule, Period | Cron):
+        raise InvalidError(
+            f"schedule must be rayfn.Period(...) or rayfn.Cron('...'), got {schedule!r}."
+        )
     return FunctionOptions(
+        secrets=tuple(dict.fromkeys(x.name for x in secrets)),
+        schedule=None if schedule is None else schedule.schedule,
         cpu=None if cpu is None else float(cpu),
         memory_mib=memory,
         gpu=gpu_request,

@@ -35,6 +35,7 @@ from rayfn._config import settings
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn._loader import find_app, import_file
+from rayfn._secret import check_secret_name, check_secret_values
 from rayfn.exception import Error, InvalidError
 from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.runtime.resources import parse_gpu
@@ -53,7 +54,11 @@ cluster_cli = typer.Typer(
 cli.add_typer(app_cli, name="app")
 cli.add_typer(call_cli, name="call")
 http_cli = typer.Typer(no_args_is_help=True, help="The job API. Example: rayfn http start")
+secret_cli = typer.Typer(
+    no_args_is_help=True, help="Secrets for functions. Example: rayfn secret list"
+)
 cli.add_typer(cluster_cli, name="cluster")
+cli.add_typer(secret_cli, name="secret")
 cli.add_typer(http_cli, name="http")
 
 # soft_wrap: messages stay one line however narrow the terminal (or pipe) is.
@@ -573,6 +578,53 @@ def _run_ray(verb: str, config: Path, yes: bool) -> None:
 
     command = [*_local_cluster._ray_command(), verb, str(config), *(["-y"] if yes else [])]
     raise typer.Exit(subprocess.call(command))
+
+
+@secret_cli.command("create")
+@_friendly
+def secret_create(
+    name: str = typer.Argument(..., help="Secret name"),
+    pairs: list[str] = typer.Argument(..., help="KEY=VALUE pairs"),
+    force: bool = typer.Option(False, "--force", help="Replace a secret of that name."),
+) -> None:
+    """Create a secret that functions get as environment variables
+    (secrets=[rayfn.Secret.from_name(NAME)]). Example: rayfn secret create openai KEY=sk-1"""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidError(f"Give KEY=VALUE pairs; {key!r} has no '='.")
+        values[key] = value
+    check_secret_name(name)
+    check_secret_values(values)
+    control = _connection.control()
+    if not force and not _connection.ask(control, "missing_secrets", [name]):
+        raise InvalidError(f"Secret {name!r} exists; add --force to replace it.")
+    _connection.ask(control, "put_secret", name, values)
+    out.print(f"[green]✓[/green] Created secret {name} with keys {', '.join(sorted(values))}")
+
+
+@secret_cli.command("list")
+@_friendly
+def secret_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List secrets and their keys (never their values). Example: rayfn secret list"""
+    found = _connection.ask(_connection.control(), "list_secrets")
+    if as_json:
+        out.print_json(json.dumps([{"name": n, "keys": keys} for n, keys in found]))
+        return
+    table = Table("Secret", "Keys")
+    for name, keys in found:
+        table.add_row(name, ", ".join(keys))
+    out.print(table)
+
+
+@secret_cli.command("delete")
+@_friendly
+def secret_delete(name: str = typer.Argument(..., help="Secret name")) -> None:
+    """Delete a secret. Example: rayfn secret delete openai"""
+    if not _connection.ask(_connection.control(), "delete_secret", check_secret_name(name)):
+        raise InvalidError(f"No secret named {name!r} (see `rayfn secret list`).")
+    out.print(f"Deleted secret {name}.")
 
 
 @cli.command()
