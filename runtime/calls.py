@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import ray
 
@@ -55,6 +56,7 @@ class Call:
         "args",
         "attempts",
         "call_id",
+        "container",
         "created_at",
         "done",
         "failure",
@@ -85,6 +87,7 @@ class Call:
         self.inline: bytes | None = None  # a small result, pickled
         self.failure: RemoteFailure | None = None
         self.task: ray.ObjectRef | None = None  # the running attempt's first return
+        self.container: Any = None  # the pool slot running it, for @app.cls methods
         self.timer: asyncio.TimerHandle | None = None  # startup, timeout or backoff
         self.interrupt: FailureKind | None = None  # why rayfn is killing the attempt
         self.done: asyncio.Event | None = None  # made only when somebody waits

@@ -102,7 +102,7 @@ def _registry() -> ActorHandle:
     return _registry_handle
 
 
-def _load(code_key: str, label: str) -> Callable[..., Any]:
+def load_code(code_key: str, label: str) -> Any:
     fn = _loaded.get(code_key)
     if fn is None:
         blob = get_code(code_key)
@@ -128,7 +128,7 @@ _secrets: dict[str, tuple[dict[str, str], float]] = {}
 _SECRET_FRESH_S = 10.0
 
 
-def _secret_env(names: str) -> dict[str, str]:
+def secret_env(names: str) -> dict[str, str]:
     env: dict[str, str] = {}
     now = time.monotonic()
     for name in names.split(","):
@@ -146,7 +146,7 @@ def _secret_env(names: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
+def environment(env: dict[str, str]) -> Iterator[None]:
     """Set ``env`` for one call, then put back what was there."""
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -160,26 +160,38 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_call(header: str, args_blob: bytes) -> tuple[AttemptMeta, Any]:
+def run_call(
+    header: str,
+    args_blob: bytes,
+    resolve: Callable[[], Callable[..., Any]] | None = None,
+    report_start: bool = True,
+) -> tuple[AttemptMeta, Any]:
+    """Run one attempt: the function the header's code key names, or ``resolve()``
+    (a container's bound method). ``report_start`` is off where several calls share
+    a process at once (the reporter follows one call at a time)."""
     started_at = time.time()
     call_id, attempt_text, code_key, secret_names, label = header.split("\n", 4)
     attempt = int(attempt_text)
-    _start_reporter().running(call_id, attempt, started_at)
+    if report_start:
+        _start_reporter().running(call_id, attempt, started_at)
     token = _current_call_id.set(call_id)
     try:
-        env = _secret_env(secret_names) if secret_names else {}
-        with _environment(env):
-            return _run(code_key, label, args_blob, started_at)
+        env = secret_env(secret_names) if secret_names else {}
+        with environment(env):
+            fn = resolve() if resolve is not None else load_code(code_key, label)
+            return _run(fn, label, args_blob, started_at)
     except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
         return _failed(started_at, RemoteFailure.capture(exc, None))
     finally:
         _current_call_id.reset(token)
-        _start_reporter().done()
+        if report_start:
+            _start_reporter().done()
 
 
-def _run(code_key: str, label: str, args_blob: bytes, started_at: float) -> tuple[AttemptMeta, Any]:
+def _run(
+    fn: Callable[..., Any], label: str, args_blob: bytes, started_at: float
+) -> tuple[AttemptMeta, Any]:
     try:
-        fn = _load(code_key, label)
         args, kwargs = ray.cloudpickle.loads(args_blob)
         if inspect.iscoroutinefunction(fn):
             value = asyncio.run(fn(*args, **kwargs))

@@ -62,6 +62,19 @@ class FailureKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class ContainerOptions:
+    """A method of an ``@app.cls`` class: its calls run in a pool of actors
+    ("containers") of the class, each created with ``@enter`` run once."""
+
+    class_name: str
+    method: str
+    min_containers: int = 0
+    max_containers: int | None = None  # None: grow with the backlog without bound
+    scaledown_window: float = 60.0  # seconds idle before a container above the min goes
+    max_inputs: int = 1  # calls one container serves at once (@concurrent)
+
+
+@dataclass(frozen=True)
 class FunctionOptions:
     """Validated options of one deployed function (see ``rayfn._options``)."""
 
@@ -75,6 +88,7 @@ class FunctionOptions:
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     secrets: tuple[str, ...] = ()  # names of secrets (GCS KV) set as env vars per call
     schedule: Schedule | None = None  # run by the control actor on this schedule
+    container: ContainerOptions | None = None  # set for methods of @app.cls classes
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""

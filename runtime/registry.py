@@ -35,6 +35,7 @@ from rayfn.runtime.constants import (
     NAMESPACE,
     REGISTRY_SHARD,
 )
+from rayfn.runtime.containers import Pool, Slot
 from rayfn.runtime.executor import execute_call, task_header
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import new_call_id, parse_call_id
@@ -95,7 +96,7 @@ class LoadedFunction:
         task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
         code_key = code.code_key(key[0], key[2], key[1])
         loaded = cls(key, code_key, options, runtime_env, task_name, None)
-        if not loaded.picks_gpu_per_call:
+        if not loaded.picks_gpu_per_call and options.container is None:
             object.__setattr__(loaded, "task", loaded._task_with_options())
         return loaded
 
@@ -104,10 +105,27 @@ class LoadedFunction:
         """GPU fallbacks look at the cluster's current nodes on every dispatch."""
         return self.options.gpu is not None and len(self.options.gpu.types) > 1
 
+    def header(self, call_id: str, attempt: int) -> str:
+        return task_header(call_id, attempt, self.code_key, self.task_name, self.options.secrets)
+
     def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
         task = self._task_with_options() if self.picks_gpu_per_call else self.task
-        header = task_header(call_id, attempt, self.code_key, self.task_name, self.options.secrets)
-        return task.remote(header, args_blob)
+        return task.remote(self.header(call_id, attempt), args_blob)
+
+    def submit_to(self, slot: Slot, call_id: str, attempt: int, args_blob: bytes) -> Any:
+        """Send a method call to a container of its class."""
+        assert self.options.container is not None
+        method = slot.handle.run.options(num_returns=2, name=self.task_name)
+        header = self.header(call_id, attempt)
+        return method.remote(self.options.container.method, header, args_blob)
+
+    def container_options(self) -> dict[str, Any]:
+        """Ray options of this class's container actors."""
+        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
+        options = self.options.ray_task_options(resources)
+        if self.runtime_env is not None:
+            options["runtime_env"] = self.runtime_env
+        return options
 
     def _task_with_options(self) -> Any:
         resources = ray.cluster_resources() if self.picks_gpu_per_call else None
@@ -133,6 +151,8 @@ class CallRegistry:
         self._epoch = _next_epoch(shard)
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
         self._metrics = CallMetrics()
+        # Containers of @app.cls classes, per (app, class, version).
+        self._pools: dict[tuple[str, str, int], Pool] = {}
         self._calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
         self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
@@ -301,7 +321,7 @@ class CallRegistry:
         if not call.status.is_terminal:
             if call.task is not None:  # handed to Ray: stop it; the watcher frees the slot
                 call.interrupt = FailureKind.CANCELLED
-                ray.cancel(call.task, force=True)
+                self._stop_attempt(call)
             # A queued call stays in its deque and is skipped when its turn comes.
             self._finish(
                 call,
@@ -331,9 +351,13 @@ class CallRegistry:
             )
 
     async def forget_app(self, app: str) -> None:
-        """Drop cached code of ``app`` (it was redeployed or stopped)."""
+        """Drop cached code of ``app`` (it was redeployed or stopped); its class
+        containers finish what they run, then go once idle."""
         for key in [k for k in self._functions if k[0] == app]:
             del self._functions[key]
+        for pool_key, pool in self._pools.items():
+            if pool_key[0] == app:
+                pool.retired = True
 
     async def stats(self) -> dict[str, int]:
         return {
@@ -374,10 +398,14 @@ class CallRegistry:
     # -- dispatching ---------------------------------------------------------------------
 
     def _pump(self, loaded: LoadedFunction) -> None:
-        """Hand queued calls of one function to Ray while it is under max_containers."""
+        """Hand queued calls of one function to Ray while it is under max_containers
+        (for a class's method: while its pool has or may add a free container)."""
         key = (loaded.key[0], loaded.key[1])
         queue = self._queues.get(key)
         if queue is None:
+            return
+        if loaded.options.container is not None:
+            self._pump_method(loaded, queue)
             return
         limit = loaded.options.max_containers
         while queue and (limit is None or self._running[key] < limit):
@@ -387,17 +415,58 @@ class CallRegistry:
         if not queue:
             del self._queues[key]
 
-    def _launch(self, call: Call, loaded: LoadedFunction) -> None:
+    def _pump_method(self, loaded: LoadedFunction, queue: deque[Call]) -> None:
+        pool = self._pool(loaded)
+        while queue:
+            if queue[0].status is not CallStatus.QUEUED:
+                queue.popleft()  # cancelled while it waited
+                continue
+            slot = pool.acquire(
+                loaded.options,
+                loaded.container_options(),
+                loaded.code_key,
+                loaded.task_name,
+                ",".join(loaded.options.secrets),
+            )
+            if slot is None:
+                break
+            self._launch(queue.popleft(), loaded, slot)
+        if not queue:
+            del self._queues[(loaded.key[0], loaded.key[1])]
+
+    def _pool(self, loaded: LoadedFunction) -> Pool:
+        container = loaded.options.container
+        assert container is not None
+        key = (loaded.key[0], container.class_name, loaded.key[2])
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(container)
+        return pool
+
+    def _pump_class(self, app: str, class_name: str) -> None:
+        """A container freed a slot: any method of its class may use it."""
+        for loaded in list(self._functions.values()):
+            container = loaded.options.container
+            if loaded.key[0] == app and container and container.class_name == class_name:
+                self._pump(loaded)
+
+    def _launch(self, call: Call, loaded: LoadedFunction, slot: Slot | None = None) -> None:
         attempt = len(call.attempts) + 1
         try:
-            meta_ref, payload_ref = loaded.submit(call.call_id, attempt, call.args)
+            if slot is None:
+                meta_ref, payload_ref = loaded.submit(call.call_id, attempt, call.args)
+            else:
+                meta_ref, payload_ref = loaded.submit_to(slot, call.call_id, attempt, call.args)
         except Exception as exc:  # e.g. resources Ray rejects outright
             logger.warning("call %s could not be submitted: %s", call.call_id, exc)
+            if slot is not None:
+                self._pool(loaded).release(slot)
             self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
             return
         call.attempts.append(Attempt(attempt))
         call.status = CallStatus.PENDING
         call.task = meta_ref
+        call.container = slot
         call.interrupt = None
         self._running[call.key] += 1
         startup = loaded.options.startup_timeout
@@ -415,7 +484,20 @@ class CallRegistry:
         if why is FailureKind.NOT_STARTED and call.status is not CallStatus.PENDING:
             return
         call.interrupt = why
-        ray.cancel(call.task, force=True)
+        self._stop_attempt(call)
+
+    def _stop_attempt(self, call: Call) -> None:
+        """Kill a running attempt: its task's worker, or (a method call) its container,
+        since Ray cannot force-cancel one call of an actor. The container's other calls
+        then fail as crashed, and are retried by their policy."""
+        if call.container is None:
+            ray.cancel(call.task, force=True)
+            return
+        loaded = self._functions.get(call.key)
+        if loaded is not None and loaded.options.container is not None:
+            self._pool(loaded).discard(call.container)
+        else:
+            ray.kill(call.container.handle)
 
     async def _watch(
         self,
@@ -432,9 +514,14 @@ class CallRegistry:
             meta = await meta_ref
         except ray.exceptions.RayError as exc:
             failure = self._interrupted(call, loaded, exc)
+            if call.container is not None and isinstance(exc, ray.exceptions.RayActorError):
+                self._pool(loaded).discard(call.container)  # the container is gone
         finally:
             self._running[call.key] -= 1
             call.task = None
+            if call.container is not None:
+                self._pool(loaded).release(call.container)
+                call.container = None
             if call.status is not CallStatus.CANCELLED:
                 call.stop_timer()
         try:
@@ -460,7 +547,12 @@ class CallRegistry:
             attempt.end(failure.kind.value, failure.summary)
             self._failed(call, loaded, failure.kind, None, failure)
         finally:
-            self._pump(self._functions.get(call.key, loaded))
+            current = self._functions.get(call.key, loaded)
+            container = current.options.container
+            if container is not None:
+                self._pump_class(call.app, container.class_name)
+            else:
+                self._pump(current)
 
     def _interrupted(self, call: Call, loaded: LoadedFunction, exc: Exception) -> RemoteFailure:
         why = call.interrupt
@@ -569,6 +661,13 @@ class CallRegistry:
         version, options, runtime_env = found
         loaded = LoadedFunction.build((app, function, version), options, runtime_env)
         self._functions[(app, function)] = loaded
+        if options.container is not None:  # keep min_containers warm from now on
+            self._pool(loaded).warm(
+                loaded.container_options(),
+                loaded.code_key,
+                loaded.task_name,
+                ",".join(options.secrets),
+            )
         return loaded
 
     def _gone(self, call_id: str) -> CallStatus | None:
@@ -610,8 +709,19 @@ class CallRegistry:
                 queued = {key: len(queue) for key, queue in self._queues.items()}
                 running = {key: n for key, n in self._running.items() if n}
                 self._metrics.flush(queued, running)
+                self._scale_down()
             except Exception:  # metrics must never take the registry down
-                logger.exception("metrics flush failed")
+                logger.exception("metrics flush or scale-down failed")
+
+    def _scale_down(self) -> None:
+        """Stop containers idle past their scaledown_window (above min_containers),
+        running their @exit methods first."""
+        now = time.monotonic()
+        for key, pool in list(self._pools.items()):
+            for slot in pool.idle_to_stop(now):
+                self._start(_stop_container(slot.handle))
+            if pool.retired and not pool.slots:
+                del self._pools[key]
 
     async def _expire_forever(self) -> None:
         while True:
@@ -623,6 +733,14 @@ class CallRegistry:
                     await asyncio.sleep(0)
             except Exception:  # never let one bad entry stop expiry for good
                 logger.exception("expiry pass failed")
+
+
+async def _stop_container(handle: Any) -> None:
+    try:
+        await asyncio.wait_for(handle.shutdown.remote(), 30)
+    except Exception:  # a container that cannot say goodbye is killed all the same
+        logger.warning("a container's @exit did not finish; killing it")
+    ray.kill(handle)
 
 
 def _next_epoch(shard: int) -> int:

@@ -7,6 +7,7 @@ Code written for Modal's job-queue API runs after changing one import::
 
 from rayfn import exception, functions
 from rayfn._app import App
+from rayfn._cls import Cls, concurrent, enter, exit, method
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn._image import Image
@@ -24,6 +25,7 @@ __all__ = [
     "App",
     "CallInfo",
     "CallStatus",
+    "Cls",
     "Cron",
     "Dict",
     "Function",
@@ -35,11 +37,15 @@ __all__ = [
     "Secret",
     "__version__",
     "asgi_app",
+    "concurrent",
     "current_function_call_id",
+    "enter",
     "exception",
+    "exit",
     "fastapi_endpoint",
     "functions",
     "list_calls",
+    "method",
     "web_endpoint",
 ]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from rayfn import _connection, _progress
-from rayfn._arguments import parameters_of
+from rayfn._cls import MAX_INPUTS_MARK, Cls, methods_of
 from rayfn._config import settings
 from rayfn._function import Function, check_name
 from rayfn._image import Image
@@ -20,7 +21,7 @@ from rayfn._secret import Secret
 from rayfn._serialization import dumps_function
 from rayfn._web import web_endpoint_of
 from rayfn.exception import InvalidError, NotFoundError
-from rayfn.runtime.records import AppInfo, AppSpec, FunctionSpec
+from rayfn.runtime.records import AppInfo, AppSpec, ContainerOptions, FunctionSpec
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,91 @@ class App:
 
         return register(_fn) if _fn is not None else register
 
+    def cls(
+        self,
+        _cls: type | None = None,
+        *,
+        cpu: float | None = None,
+        memory: int | None = None,
+        gpu: str | list[str] | None = None,
+        retries: int | Retries | None = None,
+        timeout: float | None = None,
+        startup_timeout: float | None = None,
+        min_containers: int = 0,
+        max_containers: int | None = None,
+        scaledown_window: float = 60.0,
+        result_ttl: float | None = None,
+        secrets: Sequence[Secret] = (),
+        name: str | None = None,
+    ) -> Any:
+        """Register a class whose ``@rayfn.method()``s run in containers: Ray actors
+        that each build one instance and run its ``@rayfn.enter()`` methods once. The
+        pool grows with the backlog up to ``max_containers`` and shrinks to
+        ``min_containers`` after ``scaledown_window`` seconds idle. Options as for
+        ``function`` (``cpu``/``gpu``/``memory`` are per container).
+
+        Raises:
+            InvalidError: an option is out of range, or the class has no method.
+        """
+        for label, value, low in (("min_containers", min_containers, 0),):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidError(f"{label} must be a whole number >= {low}, got {value!r}.")
+        if (
+            not isinstance(scaledown_window, int | float)
+            or isinstance(scaledown_window, bool)
+            or not 0 < scaledown_window <= 24 * 3600
+        ):
+            raise InvalidError(
+                "scaledown_window must be seconds above 0, at most a day; "
+                f"got {scaledown_window!r}."
+            )
+        base = function_options(
+            cpu=cpu,
+            memory=memory,
+            gpu=gpu,
+            retries=retries,
+            timeout=timeout,
+            startup_timeout=startup_timeout,
+            max_containers=max_containers,
+            result_ttl=result_ttl,
+            secrets=secrets,
+            default_result_ttl=settings().result_ttl,
+        )
+        if max_containers is not None and max_containers < min_containers:
+            raise InvalidError("max_containers must be at least min_containers.")
+        inline = {x.name: x.inline_values for x in secrets if x.inline_values is not None}
+
+        def register(user_cls: type) -> Cls:
+            if not isinstance(user_cls, type):
+                raise InvalidError(f"@app.cls() decorates classes, not {user_cls!r}.")
+            cls_name = check_name("function", name or user_cls.__name__)
+            methods = methods_of(user_cls)
+            if not methods:
+                raise InvalidError(f"{cls_name} has no @rayfn.method(); nothing could call it.")
+            max_inputs = getattr(user_cls, MAX_INPUTS_MARK, 1)
+            handles = {}
+            for method_name, fn in methods.items():
+                qualified = f"{cls_name}.{method_name}"
+                if qualified in self._functions:
+                    raise InvalidError(f"App {self._name!r} already has {qualified!r}.")
+                container = ContainerOptions(
+                    class_name=cls_name,
+                    method=method_name,
+                    min_containers=min_containers,
+                    max_containers=max_containers,
+                    scaledown_window=float(scaledown_window),
+                    max_inputs=max_inputs,
+                )
+                # max_containers counts containers here, not calls: the pool applies it.
+                options = dataclasses.replace(base, container=container, max_containers=None)
+                handles[method_name] = self._functions[qualified] = Function(
+                    self._name or "", qualified, raw=fn, options=options, app=self, code=user_cls
+                )
+            self._inline_secrets.update(inline)
+            return Cls(self._name or "", cls_name, handles)
+
+        return register(_cls) if _cls is not None else register
+
     def local_entrypoint(self, _fn: F | None = None, *, name: str | None = None) -> Any:
         """Register the function ``rayfn run FILE`` calls locally. Its parameters become
         command-line options: ``def main(n: int = 3)`` takes ``--n 5``."""
@@ -261,14 +347,14 @@ class App:
         functions = {}
         pickled = _progress.step(f"pickle {len(self._functions)} functions", len(self._functions))
         for fn_name, function in self._functions.items():
-            raw, options = function.definition()
+            _, options = function.definition()
             functions[fn_name] = FunctionSpec(
                 name=fn_name,
-                code=dumps_function(raw),
+                code=dumps_function(function.code),
                 options=options,
                 signature=function.signature,
                 web=function.web,
-                parameters=parameters_of(raw),
+                parameters=function.local_parameters,
             )
             pickled(1)
         return AppSpec(

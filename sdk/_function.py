@@ -68,8 +68,11 @@ class Function:
         app: App | None = None,
         deployment: str | None = None,
         web: WebEndpoint | None = None,
+        code: Any = None,
     ) -> None:
         self.web = web  # set when the function is served over HTTP
+        # What deploy pickles: the function itself, or (a method) its class.
+        self.code = code if code is not None else raw
         self._app_name = app_name
         self._deployment = deployment  # a fixed deployment key, set when unpickled
         self._name = name
@@ -80,6 +83,9 @@ class Function:
         self._accepted_by: set[str] = set()  # deployments that accepted a call of it
         self._local_parameters = parameters_of(raw) if raw is not None else None
         self._local_signature = _signature_text(raw) if raw is not None else None
+        if code is not None and raw is not None:  # a method: callers do not pass self
+            self._local_parameters = (self._local_parameters or ())[1:]
+            self._local_signature = _signature_text(raw, drop_first=True)
         if raw is not None:
             self.__doc__ = raw.__doc__
             self.__wrapped__ = raw
@@ -304,6 +310,11 @@ class Function:
 
         return web_url(self._app_name, self._name, self.web)
 
+    @property
+    def local_parameters(self) -> tuple[Parameter, ...] | None:
+        """The parameters callers pass (a method's without ``self``)."""
+        return self._local_parameters
+
     def definition(self) -> tuple[Callable[..., Any], FunctionOptions]:
         """The local code and options of a function defined in this process."""
         if self._raw is None or self._options is None:
@@ -332,11 +343,14 @@ class Function:
         return (_rebuild, (self._target, self._name))
 
 
-def _signature_text(fn: Callable[..., Any]) -> str:
+def _signature_text(fn: Callable[..., Any], drop_first: bool = False) -> str:
     try:
-        return str(inspect.signature(fn))
+        signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return "(...)"
+    if drop_first:
+        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return str(signature)
 
 
 def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Iterator[Any]:

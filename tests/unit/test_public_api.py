@@ -13,6 +13,7 @@ def test_public_names() -> None:
             "App",
             "CallInfo",
             "CallStatus",
+            "Cls",
             "Cron",
             "Dict",
             "Function",
@@ -24,11 +25,15 @@ def test_public_names() -> None:
             "Secret",
             "__version__",
             "asgi_app",
+            "concurrent",
             "current_function_call_id",
+            "enter",
             "exception",
+            "exit",
             "fastapi_endpoint",
             "functions",
             "list_calls",
+            "method",
             "web_endpoint",
         ]
     )

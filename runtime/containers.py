@@ -1,0 +1,137 @@
+"""Containers of ``@app.cls`` classes: Ray actors, each holding one instance of the
+user's class (``@enter`` run once, in the constructor), and the registry's pool of
+them per class, grown with the backlog up to ``max_containers`` and shrunk to
+``min_containers`` after ``scaledown_window`` seconds idle."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from rayfn.runtime.records import AttemptMeta, ContainerOptions, FunctionOptions
+
+logger = logging.getLogger(__name__)
+
+# Attribute names the SDK's decorators set on methods (rayfn/_cls.py).
+ENTER_MARK = "__rayfn_enter__"
+EXIT_MARK = "__rayfn_exit__"
+
+
+class Container:
+    """One container: an instance of the user's class, serving its method calls."""
+
+    def __init__(self, code_key: str, label: str, secret_names: str, max_inputs: int) -> None:
+        from rayfn.runtime import executor
+
+        self._max_inputs = max_inputs
+        cls = executor.load_code(code_key, label)
+        with executor.environment(executor.secret_env(secret_names) if secret_names else {}):
+            self._instance = cls()
+            for method in _marked(cls, ENTER_MARK):
+                getattr(self._instance, method)()
+
+    def run(self, method: str, header: str, args_blob: bytes) -> tuple[AttemptMeta, Any]:
+        from rayfn.runtime import executor
+
+        return executor.run_call(
+            header,
+            args_blob,
+            resolve=lambda: getattr(self._instance, method),
+            report_start=self._max_inputs == 1,
+        )
+
+    def shutdown(self) -> None:
+        """Run the ``@exit`` methods; the registry kills the actor after."""
+        for method in _marked(type(self._instance), EXIT_MARK):
+            try:
+                getattr(self._instance, method)()
+            except Exception:
+                logger.exception("@exit method %s failed", method)
+
+
+def _marked(cls: type, mark: str) -> list[str]:
+    return [
+        name
+        for name in dir(cls)
+        if callable(getattr(cls, name, None)) and getattr(getattr(cls, name), mark, False)
+    ]
+
+
+_RemoteContainer = ray.remote(Container)
+
+
+@dataclass
+class Slot:
+    handle: Any
+    in_flight: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+class Pool:
+    """The containers of one class of one deployment, as the registry sees them."""
+
+    def __init__(self, container: ContainerOptions) -> None:
+        self.container = container
+        self.slots: list[Slot] = []
+        self.retired = False  # its app was redeployed or stopped: no minimum to keep
+
+    def acquire(
+        self,
+        options: FunctionOptions,
+        ray_options: dict[str, Any],
+        code_key: str,
+        label: str,
+        secrets: str,
+    ) -> Slot | None:
+        """A container with a free input slot (the least busy), a new one while under
+        ``max_containers``, or None: the call waits in the queue."""
+        spec = self.container
+        free = [s for s in self.slots if s.in_flight < spec.max_inputs]
+        if free:
+            slot = min(free, key=lambda s: s.in_flight)
+        elif spec.max_containers is None or len(self.slots) < spec.max_containers:
+            slot = self._start(ray_options, code_key, label, secrets)
+        else:
+            return None
+        slot.in_flight += 1
+        return slot
+
+    def warm(self, ray_options: dict[str, Any], code_key: str, label: str, secrets: str) -> None:
+        while len(self.slots) < self.container.min_containers:
+            self._start(ray_options, code_key, label, secrets)
+
+    def _start(self, ray_options: dict[str, Any], code_key: str, label: str, secrets: str) -> Slot:
+        handle = _RemoteContainer.options(
+            max_concurrency=self.container.max_inputs, max_restarts=0, **ray_options
+        ).remote(code_key, label, secrets, self.container.max_inputs)
+        slot = Slot(handle)
+        self.slots.append(slot)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        slot.in_flight -= 1
+        if slot.in_flight == 0:
+            slot.idle_since = time.monotonic()
+
+    def discard(self, slot: Slot) -> None:
+        """Forget a container that died or was killed (a timeout, a cancel)."""
+        if slot in self.slots:
+            self.slots.remove(slot)
+        ray.kill(slot.handle)
+
+    def idle_to_stop(self, now: float) -> list[Slot]:
+        """Idle containers past ``scaledown_window``, above ``min_containers``."""
+        spare = len(self.slots) - (0 if self.retired else self.container.min_containers)
+        idle = [
+            s
+            for s in self.slots
+            if s.in_flight == 0 and now - s.idle_since >= self.container.scaledown_window
+        ]
+        stopped = idle[: max(0, spare)]
+        for slot in stopped:
+            self.slots.remove(slot)
+        return stopped

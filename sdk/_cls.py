@@ -1,0 +1,137 @@
+"""``@app.cls``: Modal's classes with a lifecycle. Each container is a Ray actor that
+builds one instance of the class and runs its ``@enter`` methods once; method calls
+(``Model().predict.spawn(x)``) are queued and routed to the class's pool of
+containers by the registry (runtime/containers.py).
+
+    @app.cls(gpu="A100", max_containers=4, scaledown_window=60)
+    class Model:
+        @rayfn.enter()
+        def load(self): self.weights = ...
+        @rayfn.method()
+        def predict(self, x): ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime.containers import ENTER_MARK, EXIT_MARK
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
+
+METHOD_MARK = "__rayfn_method__"
+MAX_INPUTS_MARK = "__rayfn_max_inputs__"
+
+
+def _marker(mark: str, what: str) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise InvalidError(f"@rayfn.{what}() decorates methods, not {fn!r}.")
+        setattr(fn, mark, True)
+        return fn
+
+    return decorate
+
+
+def enter(*, snap: bool = False) -> Callable[[F], F]:
+    """Mark a method to run once when a container starts (load a model...)."""
+    return _marker(ENTER_MARK, "enter")
+
+
+def exit() -> Callable[[F], F]:  # Modal's name
+    """Mark a method to run when a container stops."""
+    return _marker(EXIT_MARK, "exit")
+
+
+def method(*, is_generator: bool | None = None) -> Callable[[F], F]:
+    """Mark a method callable remotely: ``Model().predict.remote(x)``."""
+    if is_generator:
+        raise InvalidError("Generator methods are not supported by rayfn yet.")
+    return _marker(METHOD_MARK, "method")
+
+
+def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable[[C], C]:
+    """Let one container serve up to ``max_inputs`` calls at once (its methods run in
+    threads of the actor)."""
+    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int) or max_inputs < 1:
+        raise InvalidError(f"max_inputs must be a whole number >= 1, got {max_inputs!r}.")
+
+    def decorate(target: C) -> C:
+        if isinstance(target, Cls):
+            raise InvalidError("Put @rayfn.concurrent(...) below @app.cls(...), on the class.")
+        if not inspect.isclass(target):
+            raise InvalidError("@rayfn.concurrent(...) decorates a class.")
+        setattr(target, MAX_INPUTS_MARK, max_inputs)
+        return target
+
+    return decorate
+
+
+def methods_of(user_cls: type) -> dict[str, Callable[..., Any]]:
+    return {
+        name: member
+        for name, member in inspect.getmembers(user_cls, inspect.isfunction)
+        if getattr(member, METHOD_MARK, False)
+    }
+
+
+class Cls:
+    """A class registered with ``@app.cls``, or looked up with ``Cls.from_name``.
+    Calling it gives an object whose methods are ``Function``s."""
+
+    def __init__(self, app_name: str, name: str, methods: dict[str, Any] | None) -> None:
+        self._app_name = app_name
+        self._name = name
+        self._methods = methods  # name -> Function; None when looked up by name
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str) -> Cls:
+        """A deployed class; its methods are looked up on first use."""
+        from rayfn._function import check_name
+
+        return cls(check_name("app", app_name), check_name("function", name), None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Instance:
+        if args or kwargs:
+            raise InvalidError(
+                f"{self._name}() takes no arguments on rayfn: containers build the class "
+                "with no arguments (set state in an @rayfn.enter() method)."
+            )
+        return _Instance(self)
+
+    def _method(self, name: str) -> Any:
+        from rayfn._function import Function
+
+        if self._methods is not None:
+            found = self._methods.get(name)
+            if found is None:
+                raise AttributeError(
+                    f"{self._name} has no @rayfn.method() {name!r} "
+                    f"(it has: {', '.join(self._methods) or 'none'})."
+                )
+            return found
+        function = Function.from_name(self._app_name, f"{self._name}.{name}")
+        try:
+            function.hydrate()
+        except NotFoundError:
+            raise AttributeError(f"{self._app_name}.{self._name} has no method {name!r}.") from None
+        return function
+
+    def __repr__(self) -> str:
+        return f"Cls({self._app_name!r}, {self._name!r})"
+
+
+class _Instance:
+    """``Model()``: its attributes are the class's remote methods."""
+
+    def __init__(self, cls: Cls) -> None:
+        self._cls = cls
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._cls._method(name)

@@ -1,0 +1,43 @@
+"""@app.cls classes for tests/test_classes.py."""
+
+import os
+import time
+import uuid
+
+import rayfn
+
+app = rayfn.App("test-classes")
+
+
+@app.cls(cpu=0.25, max_containers=2, scaledown_window=2)
+class Model:
+    @rayfn.enter()
+    def load(self) -> None:
+        time.sleep(2)  # a slow model load, once per container
+        self.container = uuid.uuid4().hex
+        self.weights = 10
+        entered = rayfn.Dict.from_name("test-classes-entered", create_if_missing=True)
+        entered[self.container] = os.getpid()
+
+    @rayfn.method()
+    def predict(self, x: int) -> tuple[int, str]:
+        time.sleep(0.1)
+        return x * self.weights, self.container
+
+    @rayfn.method()
+    def fail(self) -> None:
+        raise ValueError("model failed")
+
+    @rayfn.exit()
+    def unload(self) -> None:
+        exited = rayfn.Dict.from_name("test-classes-exited", create_if_missing=True)
+        exited[self.container] = True
+
+
+@app.cls(cpu=0.25, max_containers=1)
+@rayfn.concurrent(max_inputs=4)
+class Server:
+    @rayfn.method()
+    def handle(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds

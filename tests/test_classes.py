@@ -1,0 +1,72 @@
+"""@app.cls on a real cluster: @enter once per container, the pool within
+max_containers, method calls fetchable by id, @exit at scale-down, @concurrent."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import rayfn
+from rayfn.exception import InvalidError
+from tests.apps import classes
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deployed(cluster: Cluster) -> None:
+    classes.app.deploy()
+
+
+def test_enter_runs_once_per_container_and_the_pool_stays_within_max(cluster: Cluster) -> None:
+    model = classes.Model()
+    calls = [model.predict.spawn(i) for i in range(20)]
+    ids = [c.object_id for c in calls]
+    results = [rayfn.FunctionCall.from_id(i).get(timeout=90) for i in ids]
+    assert [value for value, _ in results] == [10 * i for i in range(20)]
+    containers = {container for _, container in results}
+    assert 1 <= len(containers) <= 2  # max_containers=2
+    entered = rayfn.Dict.from_name("test-classes-entered")
+    assert set(entered.keys()) == containers  # @enter ran once per container, no more
+    # The containers go after scaledown_window (2 s) idle, running @exit first.
+    exited = rayfn.Dict.from_name("test-classes-exited", create_if_missing=True)
+    deadline = time.monotonic() + 30
+    while set(exited.keys()) != containers:
+        assert time.monotonic() < deadline, (set(exited.keys()), containers)
+        time.sleep(0.5)
+
+
+def test_methods_behave_as_functions(cluster: Cluster) -> None:
+    model = rayfn.Cls.from_name("test-classes", "Model")()
+    assert model.predict.remote(4)[0] == 40
+    assert [value for value, _ in model.predict.map([1, 2, 3])] == [10, 20, 30]
+    with pytest.raises(ValueError, match="model failed"):
+        model.fail.remote()
+    with pytest.raises(InvalidError, match=r"Model\.predict\(x: int\).* cannot take these arguments"):
+        model.predict.spawn(1, 2)
+    with pytest.raises(AttributeError, match="no method 'nope'"):
+        model.nope  # noqa: B018
+
+
+def test_concurrent_inputs_share_one_container(cluster: Cluster) -> None:
+    server = classes.Server()
+    started = time.monotonic()
+    assert list(server.handle.map([1.0] * 4)) == [1.0] * 4
+    # 4 one-second calls in one container (max_containers=1) took about one second.
+    assert time.monotonic() - started < 3.5
+
+
+def test_class_options_are_checked() -> None:
+    app = rayfn.App("bad-classes")
+    with pytest.raises(InvalidError, match=r"no @rayfn\.method"):
+
+        @app.cls()
+        class Empty:
+            pass
+
+    with pytest.raises(InvalidError, match="max_inputs"):
+        rayfn.concurrent(max_inputs=0)
+    with pytest.raises(InvalidError, match="takes no arguments"):
+        classes.Model(1)  # type: ignore[call-arg]
