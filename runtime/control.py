@@ -87,7 +87,8 @@ class ControlActor:
         previous = self._apps.get(spec.name)
         version = self._last_version.get(spec.name, 0) + 1
         # Checked here, in the cluster's environment, not in the deploying client's.
-        deployment = Deployment(spec, version, time.time(), runtime_env_for(spec.pip))
+        runtime_env = {**(runtime_env_for(spec.pip) or {}), **spec.runtime_env} or None
+        deployment = Deployment(spec, version, time.time(), runtime_env)
         for name, values in spec.inline_secrets.items():
             code.put_secret(name, values)
         put_code(spec.name, version, {name: fn.code for name, fn in spec.functions.items()})

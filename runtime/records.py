@@ -143,6 +143,8 @@ class AppSpec:
     source: str = ""  # the file it came from, for warnings and listings
     ephemeral: bool = False
     pip: tuple[str, ...] = ()  # the image's pip requirements
+    # runtime_env made on the deploying machine (Image.env, uploaded local code/files).
+    runtime_env: dict[str, Any] = field(default_factory=dict)
     # Secret.from_dict values, by their derived name: written to GCS KV at deploy.
     inline_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 

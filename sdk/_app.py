@@ -363,6 +363,7 @@ class App:
             source=self.source,
             ephemeral=ephemeral,
             pip=self._image.pip_packages if self._image else (),
+            runtime_env=self._image.runtime_env() if self._image else {},
             inline_secrets=dict(self._inline_secrets),
         )
 
