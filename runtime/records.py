@@ -271,6 +271,17 @@ class CallInfo:
 
 
 @dataclass(frozen=True)
+class CallGraphNode:
+    """A call and the calls spawned from inside it (``FunctionCall.get_call_graph``)."""
+
+    call_id: str
+    app: str
+    function_name: str
+    status: CallStatus
+    children: tuple[CallGraphNode, ...] = ()
+
+
+@dataclass(frozen=True)
 class CallOutcome:
     """The registry's answer to ``get``: a status and, when finished, the result
     (``inline`` bytes or a ``payload`` ref) or why it failed (``failure``)."""

@@ -42,6 +42,7 @@ from rayfn.runtime.ids import new_call_id, parse_call_id
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
 from rayfn.runtime.records import (
     AttemptMeta,
+    CallGraphNode,
     CallInfo,
     CallOutcome,
     CallStatus,
@@ -65,6 +66,10 @@ _FINAL_STATUS = {
     FailureKind.BAD_RESULT: CallStatus.FAILED,
 }
 
+
+# How much of a call graph one answer carries.
+_MAX_GRAPH_DEPTH = 16
+_MAX_GRAPH_CHILDREN = 1000
 
 # The counter a call's terminal status bumps (runtime/metrics.py).
 _EVENT = {
@@ -151,6 +156,8 @@ class CallRegistry:
         self._epoch = _next_epoch(shard)
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
         self._metrics = CallMetrics()
+        # parent call id -> the calls spawned from inside it (only for calls that did).
+        self._children: defaultdict[str, list[str]] = defaultdict(list)
         # Containers of @app.cls classes, per (app, class, version).
         self._pools: dict[tuple[str, str, int], Pool] = {}
         self._calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
@@ -173,39 +180,45 @@ class CallRegistry:
         return ids if isinstance(ids, NotDeployed) else ids[0]
 
     async def spawn_many(
-        self, app: str, function: str, blobs: list[bytes]
+        self, app: str, function: str, blobs: list[bytes], parent: str | None = None
     ) -> list[str] | NotDeployed:
-        """Accept several calls of one function in one round trip, in order."""
+        """Accept several calls of one function in one round trip, in order;
+        ``parent`` is the call they were spawned from, if any."""
         loaded = await self._function(app, function)
         if isinstance(loaded, NotDeployed):
             return loaded
-        ids = [self._accept(loaded, blob) for blob in blobs]
+        ids = [self._accept(loaded, blob, parent) for blob in blobs]
         self._pump_soon(loaded)
         return ids
 
-    async def spawn_batch(self, items: list[tuple[str, str, bytes]]) -> list[str | NotDeployed]:
-        """Accept calls of any functions, ``(app, function, args_blob)`` each, in
-        order: what a client's coalesced ``spawn()``s send (sdk/_spawner.py)."""
+    async def spawn_batch(
+        self, items: list[tuple[str, str, bytes, str | None]]
+    ) -> list[str | NotDeployed]:
+        """Accept calls of any functions, ``(app, function, args_blob, parent call
+        id)`` each, in order: what a client's coalesced ``spawn()``s send
+        (sdk/_spawner.py)."""
         self._spawn_batches += 1
         answers: list[str | NotDeployed] = []
         touched: dict[tuple[str, str], LoadedFunction] = {}
-        for app, function, blob in items:
+        for app, function, blob, parent in items:
             loaded = touched.get((app, function)) or await self._function(app, function)
             if isinstance(loaded, NotDeployed):
                 answers.append(loaded)
                 continue
             touched[(app, function)] = loaded
-            answers.append(self._accept(loaded, blob))
+            answers.append(self._accept(loaded, blob, parent))
         for loaded in touched.values():
             self._pump_soon(loaded)
         return answers
 
-    def _accept(self, loaded: LoadedFunction, blob: bytes) -> str:
+    def _accept(self, loaded: LoadedFunction, blob: bytes, parent: str | None = None) -> str:
         app, function, _ = loaded.key
         call = Call(
             new_call_id(self._shard, self._epoch), app, function, blob, loaded.options.result_ttl
         )
         self._calls[call.call_id] = call
+        if parent is not None and parent in self._calls:
+            self._children[parent].append(call.call_id)
         self._queues[(app, function)].append(call)
         self._metrics.count("spawned", app, function)
         return call.call_id
@@ -272,6 +285,24 @@ class CallRegistry:
             for waiter in waiters:
                 waiter.cancel()
         return [i for i in call_ids if self._finished(i)]
+
+    async def call_graph(self, call_id: str) -> CallGraphNode | CallStatus | None:
+        """A call with the calls spawned from inside it, recursively (children that
+        expired are left out); for an untracked id, as ``describe``."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return self._gone(call_id)
+        return self._graph(call, depth=0)
+
+    def _graph(self, call: Call, depth: int) -> CallGraphNode:
+        children = []
+        if depth < _MAX_GRAPH_DEPTH:
+            for child_id in self._children.get(call.call_id, ())[:_MAX_GRAPH_CHILDREN]:
+                child = self._calls.get(child_id)
+                if child is not None:
+                    children.append(self._graph(child, depth + 1))
+        app = call.app.split("@", 1)[0]
+        return CallGraphNode(call.call_id, app, call.function, call.status, tuple(children))
 
     async def describe(self, call_id: str) -> CallInfo | CallStatus | None:
         """The status record of a call; for one no longer tracked, EXPIRED or LOST
@@ -691,6 +722,7 @@ class CallRegistry:
         call = self._calls.pop(call_id, None)
         if call is not None:
             self._tombstones.add(call_id)
+            self._children.pop(call_id, None)
             self._metrics.count("expired", call.app, call.function)
 
     def expire_due_calls(self, now: float, limit: int | None = None) -> int:

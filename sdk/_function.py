@@ -16,6 +16,7 @@ from rayfn._serialization import dumps_args
 from rayfn._spawner import spawner
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
+from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.records import (
     FunctionInfo,
     FunctionOptions,
@@ -262,7 +263,9 @@ class Function:
         calls: list[FunctionCall] = []
         for start in range(0, len(blobs), SPAWN_BATCH_SIZE):
             batch = blobs[start : start + SPAWN_BATCH_SIZE]
-            ids = _connection.ask(registry, "spawn_many", self._target, self._name, batch)
+            ids = _connection.ask(
+                registry, "spawn_many", self._target, self._name, batch, current_call_id()
+            )
             if isinstance(ids, NotDeployed):
                 raise NotFoundError(ids.message())
             calls.extend(FunctionCall(i) for i in ids)

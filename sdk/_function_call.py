@@ -26,6 +26,7 @@ from rayfn.exception import (
 from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S
 from rayfn.runtime.ids import CALL_ID_EXAMPLE, is_call_id
 from rayfn.runtime.records import (
+    CallGraphNode,
     CallInfo,
     CallOutcome,
     CallStatus,
@@ -156,6 +157,20 @@ class FunctionCall:
         await self._accepted_aio()
         info = await _connection.ask_async(_connection.registry(), "cancel", self._call_id)
         return _described(self._call_id, info)
+
+    def get_call_graph(self) -> list[CallGraphNode]:
+        """This call and the calls spawned from inside it, recursively, each with its
+        status: ``[root]``, where ``root.children`` are the calls it spawned.
+
+        Raises:
+            NotFoundError: no such call, or its result has expired.
+        """
+        found = _connection.ask(_connection.registry(), "call_graph", self._call_id)
+        if found is CallStatus.LOST:
+            raise CallLostError(self._call_id)
+        if not isinstance(found, CallGraphNode):
+            raise NotFoundError(f"No call with id {self._call_id} (unknown or expired).")
+        return [found]
 
     @staticmethod
     def gather(*calls: FunctionCall) -> list[Any]:

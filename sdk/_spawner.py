@@ -19,6 +19,7 @@ from typing import Any
 from rayfn import _connection, _prefetch
 from rayfn.exception import NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
+from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.records import NotDeployed
 
 # How long interpreter exit waits for queued spawns to be accepted.
@@ -28,7 +29,7 @@ _EXIT_FLUSH_S = 60.0
 class Spawner:
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._queued: list[tuple[str, str, bytes, Future[str]]] = []
+        self._queued: list[tuple[str, str, bytes, str | None, Future[str]]] = []
         self._in_flight = False
         self._pid = os.getpid()
         threading.Thread(target=self._run, name="rayfn-spawner", daemon=True).start()
@@ -37,8 +38,9 @@ class Spawner:
         """Queue a call; the future gets its id once the registry has accepted it (or
         the error that refused it)."""
         future: Future[str] = Future()
+        parent = current_call_id()  # spawned from inside a call: for the call graph
         with self._lock:
-            self._queued.append((target, function, blob, future))
+            self._queued.append((target, function, blob, parent, future))
             self._lock.notify_all()
         return future
 
@@ -62,8 +64,8 @@ class Spawner:
                     self._lock.notify_all()
 
     @staticmethod
-    def _send(batch: list[tuple[str, str, bytes, Future[str]]]) -> None:
-        items = [(target, function, blob) for target, function, blob, _ in batch]
+    def _send(batch: list[tuple[str, str, bytes, str | None, Future[str]]]) -> None:
+        items = [item[:4] for item in batch]
         try:
             answers: list[Any] = _connection.ask(_connection.registry(), "spawn_batch", items)
         except BaseException as exc:  # the registry is gone for good: every call says so

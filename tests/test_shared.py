@@ -70,7 +70,8 @@ def test_queue_basics(cluster: Cluster) -> None:
 def test_scatter_gather_with_a_dict_lock(cluster: Cluster) -> None:
     n = 6
     with rayfn.Dict.ephemeral() as board:
-        part_ids = shared.parent.remote(n, board)
+        parent = shared.parent.spawn(n, board)
+        part_ids = parent.get(timeout=60)
         assert len(part_ids) == n
         deadline = time.monotonic() + 90
         while "gatherer_id" not in board:
@@ -81,6 +82,14 @@ def test_scatter_gather_with_a_dict_lock(cluster: Cluster) -> None:
         assert sorted(board[f"id:{i}"] for i in range(n)) == sorted(part_ids)
     gatherers = rayfn.list_calls(app="test-shared", function="gather")
     assert len(gatherers) == 1  # the lock let exactly one part spawn it
+
+    # The call graph: the parent, its n parts, and the gatherer under the last part.
+    (root,) = parent.get_call_graph()
+    assert root.call_id == parent.object_id and root.function_name == "parent"
+    assert sorted(c.call_id for c in root.children) == sorted(part_ids)
+    assert all(c.status is rayfn.CallStatus.SUCCEEDED for c in root.children)
+    grandchildren = [g for c in root.children for g in c.children]
+    assert [g.call_id for g in grandchildren] == [gatherers[0].call_id]
 
 
 def test_producer_and_consumers_over_an_ephemeral_queue(cluster: Cluster) -> None:
