@@ -47,9 +47,11 @@ DEFAULT_MAX_TOMBSTONES = 1_000_000
 # How often the registry checks the deadline heap for results to drop, in seconds.
 EXPIRY_TICK_S = 0.25
 
-# Results dropped per slice of an expiry pass (a few ms of work); the registry serves
-# other calls between slices.
-EXPIRY_SLICE = 1000
+# Results dropped per slice of an expiry pass (well under a millisecond of work), and
+# the pause after each: a real pause, not sleep(0), lets Ray's receiving thread take
+# the GIL and hand the registry the calls that arrived meanwhile.
+EXPIRY_SLICE = 250
+EXPIRY_PAUSE_S = 0.001
 
 # Calls an async rayfn actor serves at once; each waiting get() holds one slot.
 ACTOR_MAX_CONCURRENCY = 10_000

@@ -29,6 +29,7 @@ from rayfn.runtime.calls import Attempt, Call
 from rayfn.runtime.constants import (
     CONTROL_RESTART_WAIT_S,
     DEFAULT_MAX_TOMBSTONES,
+    EXPIRY_PAUSE_S,
     EXPIRY_SLICE,
     EXPIRY_TICK_S,
     KV_REGISTRY_EPOCH_PREFIX,
@@ -760,9 +761,9 @@ class CallRegistry:
             await asyncio.sleep(EXPIRY_TICK_S)
             try:
                 # A burst (100k results of one batch expiring together) goes in slices,
-                # yielding between them, so spawn and get never wait behind it.
+                # pausing between them, so spawn and get never wait behind it.
                 while self.expire_due_calls(time.time(), EXPIRY_SLICE) == EXPIRY_SLICE:
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(EXPIRY_PAUSE_S)
             except Exception:  # never let one bad entry stop expiry for good
                 logger.exception("expiry pass failed")
 
