@@ -59,6 +59,15 @@ class Cluster:
         )
 
 
+def pid_gone(pid: int) -> bool:
+    """Whether no process has this pid (any more)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

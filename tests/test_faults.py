@@ -19,7 +19,7 @@ from rayfn.exception import CallLostError, ExecutionError, NotFoundError
 from rayfn.runtime.constants import CONTROL_ACTOR_NAME, NAMESPACE, REGISTRY_ACTOR_NAME
 from rayfn.runtime.ids import new_call_id, parse_call_id
 from tests.apps import faults
-from tests.conftest import Cluster
+from tests.conftest import Cluster, pid_gone
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -187,9 +187,9 @@ def test_registry_killed_restarts_and_its_calls_answer_lost(
             ask()
     # The call's task died with the registry that owned it.
     deadline = time.monotonic() + 60
-    while _alive(worker_pid) and time.monotonic() < deadline:
+    while not pid_gone(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(worker_pid)
+    assert pid_gone(worker_pid)
 
     # The deployment survived; new calls carry the new epoch.
     again = faults.double.spawn(21)
@@ -208,11 +208,3 @@ def _outcome_of(call: rayfn.FunctionCall, timeout: float) -> BaseException | obj
         return call.get(timeout=timeout)
     except BaseException as exc:  # the test inspects what get raised
         return exc
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -3,7 +3,6 @@ concurrency limits, cancellation, map and friends, status and listing."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import rayfn
 from rayfn.exception import CancelledError, ExecutionError, FunctionTimeoutError
 from tests.apps import semantics as jobs
-from tests.conftest import Cluster
+from tests.conftest import Cluster, pid_gone
 
 pytestmark = pytest.mark.timeout(180)
 S = rayfn.CallStatus
@@ -31,14 +30,6 @@ def wait_for(predicate, seconds: float = 30, what: str = "condition"):  # type: 
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_backoff_spaces_attempts_and_the_third_succeeds(tmp_path: Path) -> None:
