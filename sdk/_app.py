@@ -14,10 +14,10 @@ from rayfn._cls import MAX_INPUTS_MARK, Cls, methods_of
 from rayfn._config import settings
 from rayfn._function import Function, check_name
 from rayfn._image import Image
-from rayfn._options import function_options
+from rayfn._options import check_pool, function_options
 from rayfn._retries import Retries
 from rayfn._schedules import Cron, Period
-from rayfn._secret import Secret
+from rayfn._secret import Secret, inline_secrets
 from rayfn._serialization import dumps_function
 from rayfn._web import web_endpoint_of
 from rayfn.exception import InvalidError, NotFoundError
@@ -158,7 +158,7 @@ class App:
             schedule=schedule,
             default_result_ttl=settings().result_ttl,
         )
-        inline = {x.name: x.inline_values for x in secrets if x.inline_values is not None}
+        inline = inline_secrets(secrets)
 
         def register(fn: F) -> Function:
             if isinstance(fn, Function):
@@ -208,18 +208,7 @@ class App:
         Raises:
             InvalidError: an option is out of range, or the class has no method.
         """
-        for label, value, low in (("min_containers", min_containers, 0),):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InvalidError(f"{label} must be a whole number >= {low}, got {value!r}.")
-        if (
-            not isinstance(scaledown_window, int | float)
-            or isinstance(scaledown_window, bool)
-            or not 0 < scaledown_window <= 24 * 3600
-        ):
-            raise InvalidError(
-                "scaledown_window must be seconds above 0, at most a day; "
-                f"got {scaledown_window!r}."
-            )
+        check_pool(min_containers, max_containers, scaledown_window)
         base = function_options(
             cpu=cpu,
             memory=memory,
@@ -232,9 +221,7 @@ class App:
             secrets=secrets,
             default_result_ttl=settings().result_ttl,
         )
-        if max_containers is not None and max_containers < min_containers:
-            raise InvalidError("max_containers must be at least min_containers.")
-        inline = {x.name: x.inline_values for x in secrets if x.inline_values is not None}
+        inline = inline_secrets(secrets)
 
         def register(user_cls: type) -> Cls:
             if not isinstance(user_cls, type):

@@ -82,6 +82,23 @@ def function_options(
     )
 
 
+def check_pool(min_containers: int, max_containers: int | None, scaledown_window: float) -> None:
+    """Check the container pool options of ``@app.cls``.
+
+    Raises:
+        InvalidError: an option is out of range; the message says the allowed range.
+    """
+    if not _is_count(min_containers) or min_containers < 0:
+        raise InvalidError(f"min_containers must be a whole number >= 0, got {min_containers!r}.")
+    # max_containers itself is checked with the other options, after this.
+    if isinstance(max_containers, int) and max_containers < min_containers:
+        raise InvalidError("max_containers must be at least min_containers.")
+    if not _is_number(scaledown_window) or not 0 < scaledown_window <= 24 * 3600:
+        raise InvalidError(
+            f"scaledown_window must be seconds above 0, at most a day; got {scaledown_window!r}."
+        )
+
+
 def _seconds(
     name: str, value: float | None, default: float | None, maximum: float, spelled: str
 ) -> float:
@@ -94,6 +111,10 @@ def _seconds(
         f"{name} must be a number of seconds above 0 and at most {maximum:.0f} "
         f"({spelled}), got {value!r}."
     )
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: object) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 
 from rayfn.exception import InvalidError
 
@@ -44,6 +45,11 @@ class Secret:
 
     def __repr__(self) -> str:  # never the values
         return f"Secret({self.name!r})"
+
+
+def inline_secrets(secrets: Sequence[Secret]) -> dict[str, dict[str, str]]:
+    """The values of the ``from_dict`` secrets among ``secrets``, by name, to upload."""
+    return {x.name: x.inline_values for x in secrets if x.inline_values is not None}
 
 
 def check_secret_name(name: object) -> str:
