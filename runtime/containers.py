@@ -5,6 +5,7 @@ them per class, grown with the backlog up to ``max_containers`` and shrunk to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -135,3 +136,11 @@ class Pool:
         for slot in stopped:
             self.slots.remove(slot)
         return stopped
+
+
+async def stop_container(handle: Any) -> None:
+    try:
+        await asyncio.wait_for(handle.shutdown.remote(), 30)
+    except Exception:  # a container that cannot say goodbye is killed all the same
+        logger.warning("a container's @exit did not finish; killing it")
+    ray.kill(handle)

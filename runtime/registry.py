@@ -17,14 +17,12 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
 import ray
 from ray.experimental import internal_kv
 
-from rayfn.runtime import code
 from rayfn.runtime.calls import Attempt, Call
 from rayfn.runtime.constants import (
     CONTROL_RESTART_WAIT_S,
@@ -36,8 +34,8 @@ from rayfn.runtime.constants import (
     NAMESPACE,
     REGISTRY_SHARD,
 )
-from rayfn.runtime.containers import Pool, Slot
-from rayfn.runtime.executor import execute_call, task_header
+from rayfn.runtime.containers import Pool, Slot, stop_container
+from rayfn.runtime.dispatch import LoadedFunction, describe_needs
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import new_call_id, parse_call_id
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
@@ -48,7 +46,6 @@ from rayfn.runtime.records import (
     CallOutcome,
     CallStatus,
     FailureKind,
-    FunctionOptions,
     NotDeployed,
     RemoteFailure,
 )
@@ -79,66 +76,6 @@ _EVENT = {
     CallStatus.TIMED_OUT: "timed_out",
     CallStatus.CANCELLED: "cancelled",
 }
-
-
-@dataclass(frozen=True)
-class LoadedFunction:
-    """A deployed function as the registry dispatches it."""
-
-    key: tuple[str, str, int]  # (app, function, version)
-    code_key: str  # where workers find its code (runtime/code.py)
-    options: FunctionOptions
-    runtime_env: dict[str, Any] | None
-    task_name: str  # "app.function", as the Ray dashboard shows it
-    task: Any  # execute_call with this function's Ray options, built once
-
-    @classmethod
-    def build(
-        cls,
-        key: tuple[str, str, int],
-        options: FunctionOptions,
-        runtime_env: dict[str, Any] | None,
-    ) -> LoadedFunction:
-        task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
-        code_key = code.code_key(key[0], key[2], key[1])
-        loaded = cls(key, code_key, options, runtime_env, task_name, None)
-        if not loaded.picks_gpu_per_call and options.container is None:
-            object.__setattr__(loaded, "task", loaded._task_with_options())
-        return loaded
-
-    @property
-    def picks_gpu_per_call(self) -> bool:
-        """GPU fallbacks look at the cluster's current nodes on every dispatch."""
-        return self.options.gpu is not None and len(self.options.gpu.types) > 1
-
-    def header(self, call_id: str, attempt: int) -> str:
-        return task_header(call_id, attempt, self.code_key, self.task_name, self.options.secrets)
-
-    def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
-        task = self._task_with_options() if self.picks_gpu_per_call else self.task
-        return task.remote(self.header(call_id, attempt), args_blob)
-
-    def submit_to(self, slot: Slot, call_id: str, attempt: int, args_blob: bytes) -> Any:
-        """Send a method call to a container of its class."""
-        assert self.options.container is not None
-        method = slot.handle.run.options(num_returns=2, name=self.task_name)
-        header = self.header(call_id, attempt)
-        return method.remote(self.options.container.method, header, args_blob)
-
-    def container_options(self) -> dict[str, Any]:
-        """Ray options of this class's container actors."""
-        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
-        options = self.options.ray_task_options(resources)
-        if self.runtime_env is not None:
-            options["runtime_env"] = self.runtime_env
-        return options
-
-    def _task_with_options(self) -> Any:
-        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
-        options = self.options.ray_task_options(resources)
-        if self.runtime_env is not None:
-            options["runtime_env"] = self.runtime_env
-        return execute_call.options(name=self.task_name, **options)
 
 
 class CallRegistry:
@@ -597,7 +534,7 @@ class CallRegistry:
                 why,
                 f"{loaded.task_name} did not start within its startup_timeout of "
                 f"{loaded.options.startup_timeout:g} s: no node could run it "
-                f"({_describe_needs(loaded.options)}).",
+                f"({describe_needs(loaded.options)}).",
             )
         if why is FailureKind.CANCELLED:
             return RemoteFailure.of_kind(why, "The call was cancelled.")
@@ -752,7 +689,7 @@ class CallRegistry:
         now = time.monotonic()
         for key, pool in list(self._pools.items()):
             for slot in pool.idle_to_stop(now):
-                self._start(_stop_container(slot.handle))
+                self._start(stop_container(slot.handle))
             if pool.retired and not pool.slots:
                 del self._pools[key]
 
@@ -768,14 +705,6 @@ class CallRegistry:
                 logger.exception("expiry pass failed")
 
 
-async def _stop_container(handle: Any) -> None:
-    try:
-        await asyncio.wait_for(handle.shutdown.remote(), 30)
-    except Exception:  # a container that cannot say goodbye is killed all the same
-        logger.warning("a container's @exit did not finish; killing it")
-    ray.kill(handle)
-
-
 def _next_epoch(shard: int) -> int:
     """Count one more start of registry ``shard`` in the GCS; return the new count."""
     key = f"{KV_REGISTRY_EPOCH_PREFIX}{shard}"
@@ -789,16 +718,6 @@ def _next_epoch(shard: int) -> int:
             epoch,
         )
     return epoch
-
-
-def _describe_needs(options: FunctionOptions) -> str:
-    needs = [f"{options.cpu if options.cpu is not None else 1:g} CPU"]
-    if options.gpu is not None:
-        kinds = " or ".join(options.gpu.types) or "any"
-        needs.append(f"{options.gpu.count} GPU ({kinds})")
-    if options.memory_mib is not None:
-        needs.append(f"{options.memory_mib} MiB")
-    return ", ".join(needs)
 
 
 async def _ask_control(method: str, *args: Any) -> Any:

@@ -1,0 +1,85 @@
+"""How the registry hands a deployed function's calls to Ray: the Ray options built
+once per function, the task header, and (for ``@app.cls`` methods) the call sent to a
+container of the class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from rayfn.runtime import code
+from rayfn.runtime.containers import Slot
+from rayfn.runtime.executor import execute_call, task_header
+from rayfn.runtime.records import FunctionOptions
+
+
+@dataclass(frozen=True)
+class LoadedFunction:
+    """A deployed function as the registry dispatches it."""
+
+    key: tuple[str, str, int]  # (app, function, version)
+    code_key: str  # where workers find its code (runtime/code.py)
+    options: FunctionOptions
+    runtime_env: dict[str, Any] | None
+    task_name: str  # "app.function", as the Ray dashboard shows it
+    task: Any  # execute_call with this function's Ray options, built once
+
+    @classmethod
+    def build(
+        cls,
+        key: tuple[str, str, int],
+        options: FunctionOptions,
+        runtime_env: dict[str, Any] | None,
+    ) -> LoadedFunction:
+        task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
+        code_key = code.code_key(key[0], key[2], key[1])
+        loaded = cls(key, code_key, options, runtime_env, task_name, None)
+        if not loaded.picks_gpu_per_call and options.container is None:
+            object.__setattr__(loaded, "task", loaded._task_with_options())
+        return loaded
+
+    @property
+    def picks_gpu_per_call(self) -> bool:
+        """GPU fallbacks look at the cluster's current nodes on every dispatch."""
+        return self.options.gpu is not None and len(self.options.gpu.types) > 1
+
+    def header(self, call_id: str, attempt: int) -> str:
+        return task_header(call_id, attempt, self.code_key, self.task_name, self.options.secrets)
+
+    def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
+        task = self._task_with_options() if self.picks_gpu_per_call else self.task
+        return task.remote(self.header(call_id, attempt), args_blob)
+
+    def submit_to(self, slot: Slot, call_id: str, attempt: int, args_blob: bytes) -> Any:
+        """Send a method call to a container of its class."""
+        assert self.options.container is not None
+        method = slot.handle.run.options(num_returns=2, name=self.task_name)
+        header = self.header(call_id, attempt)
+        return method.remote(self.options.container.method, header, args_blob)
+
+    def container_options(self) -> dict[str, Any]:
+        """Ray options of this class's container actors."""
+        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
+        options = self.options.ray_task_options(resources)
+        if self.runtime_env is not None:
+            options["runtime_env"] = self.runtime_env
+        return options
+
+    def _task_with_options(self) -> Any:
+        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
+        options = self.options.ray_task_options(resources)
+        if self.runtime_env is not None:
+            options["runtime_env"] = self.runtime_env
+        return execute_call.options(name=self.task_name, **options)
+
+
+def describe_needs(options: FunctionOptions) -> str:
+    needs = [f"{options.cpu if options.cpu is not None else 1:g} CPU"]
+    if options.gpu is not None:
+        kinds = " or ".join(options.gpu.types) or "any"
+        needs.append(f"{options.gpu.count} GPU ({kinds})")
+    if options.memory_mib is not None:
+        needs.append(f"{options.memory_mib} MiB")
+    return ", ".join(needs)
