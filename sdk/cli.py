@@ -6,39 +6,31 @@ exceptions raised by the user's own entrypoint keep their traceback.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import inspect
 import json
-import logging
-import os
 import signal
 import time
 import typing
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import ray
 import typer
-from rich.console import Console
 from rich.pretty import pprint
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from rayfn import _connection, _local_cluster, _progress
-from rayfn._config import settings
+from rayfn import _connection
+from rayfn._cli_cluster import cluster_cli, dashboard
+from rayfn._cli_common import ProgressBars, dashboard_address, err, friendly, out, when
+from rayfn._cli_secrets import secret_cli
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn._loader import find_app, import_file
-from rayfn._secret import check_secret_name, check_secret_values
 from rayfn.exception import Error, InvalidError
 from rayfn.runtime.records import CallInfo, CallStatus
-from rayfn.runtime.resources import parse_gpu
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -48,65 +40,20 @@ cli = typer.Typer(
 )
 app_cli = typer.Typer(no_args_is_help=True, help="Deployed apps. Example: rayfn app list")
 call_cli = typer.Typer(no_args_is_help=True, help="Calls. Example: rayfn call get fc-...")
-cluster_cli = typer.Typer(
-    no_args_is_help=True, help="The local background Ray cluster. Example: rayfn cluster status"
-)
 cli.add_typer(app_cli, name="app")
 cli.add_typer(call_cli, name="call")
 http_cli = typer.Typer(no_args_is_help=True, help="The job API. Example: rayfn http start")
-secret_cli = typer.Typer(
-    no_args_is_help=True, help="Secrets for functions. Example: rayfn secret list"
-)
 cli.add_typer(cluster_cli, name="cluster")
 cli.add_typer(secret_cli, name="secret")
+cli.command()(dashboard)
 cli.add_typer(http_cli, name="http")
-
-# soft_wrap: messages stay one line however narrow the terminal (or pipe) is.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-class _Bars:
-    """Rich progress bars on stderr for map() results and deploy steps (rayfn/_progress)."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        )
-
-    def start(self, description: str, total: int | None) -> Callable[[int], None]:
-        task = self.progress.add_task(description, total=total)
-        return lambda n: self.progress.advance(task, n)
-
-    @contextlib.contextmanager
-    def shown(self) -> Iterator[None]:
-        with self.progress, _progress.reporting(self):
-            yield
-
-
-def _friendly(command: Callable[..., None]) -> Callable[..., None]:
-    """Print rayfn errors as one line and exit 1, instead of a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            command(*args, **kwargs)
-        except Error as exc:
-            err.print(f"[red]Error:[/red] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 # -- deploy and run ---------------------------------------------------------------------
 
 
 @cli.command()
-@_friendly
+@friendly
 def deploy(
     file: str = typer.Argument(..., help="Python file defining an App; FILE::VARIABLE picks one."),
 ) -> None:
@@ -115,7 +62,7 @@ def deploy(
 
     path, _, var = file.partition("::")
     app = find_app(import_file(path), var or None)
-    with _Bars().shown():
+    with ProgressBars().shown():
         info = app.deploy()
     out.print(
         f"[green]✓[/green] Deployed app [bold]{info.name}[/bold] version {info.version} "
@@ -130,7 +77,7 @@ def deploy(
 
 
 @cli.command()
-@_friendly
+@friendly
 def serve(
     file: str = typer.Argument(..., help="Python file defining an App; FILE::VARIABLE picks one."),
 ) -> None:
@@ -182,7 +129,7 @@ def _mtime(path: str) -> float | None:
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@_friendly
+@friendly
 def run(
     ctx: typer.Context,
     target: str = typer.Argument(..., help="FILE or FILE::FUNCTION"),
@@ -194,7 +141,7 @@ def run(
     app = find_app(module)
     entry = _pick_entry(app.registered_entrypoints, app.registered_functions, name, path)
     kwargs = _parse_entry_options(entry, ctx.args, target)
-    with app.run(), _Bars().shown():
+    with app.run(), ProgressBars().shown():
         if isinstance(entry, Function):
             result = entry.remote(**kwargs)
             if result is not None:
@@ -268,7 +215,7 @@ def _parse_entry_options(
 
 
 @app_cli.command("list")
-@_friendly
+@friendly
 def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List deployed apps. Example: rayfn app list --json"""
     apps = _connection.ask(_connection.control(), "list_apps")
@@ -292,12 +239,12 @@ def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
     table = Table("App", "Version", "Functions", "Deployed", "Source")
     for a in apps:
         name = f"{a.name} (ephemeral)" if a.ephemeral else a.name
-        table.add_row(name, str(a.version), ", ".join(a.functions), _when(a.deployed_at), a.source)
+        table.add_row(name, str(a.version), ", ".join(a.functions), when(a.deployed_at), a.source)
     out.print(table)
 
 
 @app_cli.command("logs")
-@_friendly
+@friendly
 def app_logs(
     name: str = typer.Argument(..., help="App name"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new calls' logs."),
@@ -310,7 +257,7 @@ def app_logs(
     apps = {a.name: a for a in _connection.ask(_connection.control(), "list_apps")}
     if name not in apps:
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
-    _dashboard_address()  # connects, and says so at once when there is no dashboard
+    dashboard_address()  # connects, and says so at once when there is no dashboard
     names = [f"{name}.{function}" for function in apps[name].functions]
     shown: set[str] = set()
     while True:
@@ -334,16 +281,8 @@ def app_logs(
         time.sleep(1.0)
 
 
-def _dashboard_address() -> str:
-    _connection.connect()
-    url = ray._private.worker.get_dashboard_url()
-    if not url:
-        raise InvalidError("This cluster runs no dashboard, which Ray's log API needs.")
-    return url if url.startswith("http") else f"http://{url}"
-
-
 @app_cli.command("stop")
-@_friendly
+@friendly
 def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
     """Stop (undeploy) an app; running calls finish. Example: rayfn app stop my-job-queue"""
     from rayfn.serve.deploy import delete_web_functions
@@ -358,7 +297,7 @@ def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
 
 
 @http_cli.command("start")
-@_friendly
+@friendly
 def http_start() -> None:
     """Run the built-in job API on Ray Serve. Example: rayfn http start"""
     from rayfn.serve.deploy import deploy_api
@@ -368,7 +307,7 @@ def http_start() -> None:
 
 
 @http_cli.command("stop")
-@_friendly
+@friendly
 def http_stop() -> None:
     """Remove the built-in job API from Ray Serve. Example: rayfn http stop"""
     from ray import serve as ray_serve
@@ -384,7 +323,7 @@ def http_stop() -> None:
 
 
 @call_cli.command("get")
-@_friendly
+@friendly
 def call_get(
     call_id: str = typer.Argument(..., help="Call id, fc-..."),
     timeout: float = typer.Option(0.0, "--timeout", help="Seconds to wait for it to finish."),
@@ -408,7 +347,7 @@ def call_get(
 
 
 @call_cli.command("list")
-@_friendly
+@friendly
 def call_list(
     app: str | None = typer.Option(None, "--app", help="Only this app's calls."),
     function: str | None = typer.Option(None, "--function", help="Only this function's."),
@@ -429,7 +368,7 @@ def call_list(
             f"{c.app}.{c.function}",
             c.status.value,
             str(len(c.attempts)),
-            _when(c.created_at),
+            when(c.created_at),
             c.error or "",
         )
     out.print(table)
@@ -438,7 +377,7 @@ def call_list(
 
 
 @call_cli.command("cancel")
-@_friendly
+@friendly
 def call_cancel(call_id: str = typer.Argument(..., help="Call id, fc-...")) -> None:
     """Cancel a call (a finished one is left as it is). Example: rayfn call cancel fc-..."""
     info = FunctionCall.from_id(call_id).cancel()
@@ -449,200 +388,6 @@ def _call_json(c: CallInfo) -> dict[str, Any]:
     record = dataclasses.asdict(c)
     record["status"] = c.status.value
     return record
-
-
-# -- cluster ------------------------------------------------------------------------------
-
-
-@cluster_cli.command("start")
-@_friendly
-def cluster_start(
-    num_cpus: int | None = typer.Option(None, help="CPUs to offer (default: all)."),
-    num_gpus: int | None = typer.Option(
-        None,
-        help="GPUs to offer (default: those Ray detects); more than the machine has "
-        "declares fake ones, for trying gpu= functions on a laptop.",
-    ),
-    gpu_type: str | None = typer.Option(
-        None, help='Accelerator type the GPUs are declared as, e.g. A100 (for gpu="A100").'
-    ),
-    port: int | None = typer.Option(None, help="GCS port (default: 6379 if free)."),
-    dashboard: bool = typer.Option(True, help="Run the Ray dashboard."),
-) -> None:
-    """Start a local Ray cluster in the background, if none is running.
-    Example: rayfn cluster start --num-cpus 2 --num-gpus 1 --gpu-type A100"""
-    home = settings().home
-    record = _local_cluster.read_record(home)
-    if record is not None:
-        out.print(f"A rayfn cluster is already running at {record.address}.", highlight=False)
-        return
-    started = time.monotonic()
-    resources = None
-    if gpu_type is not None:
-        if not num_gpus:
-            raise InvalidError("--gpu-type needs --num-gpus.")
-        try:
-            request = parse_gpu(gpu_type)
-        except ValueError as exc:
-            raise InvalidError(str(exc)) from None
-        if len(request.types) != 1 or request.count != 1:
-            raise InvalidError(f"--gpu-type takes one GPU type such as A100, got {gpu_type!r}.")
-        resources = {f"accelerator_type:{request.types[0]}": float(num_gpus)}
-    record = _local_cluster.start(
-        home,
-        port=port,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        resources=resources,
-        include_dashboard=dashboard,
-    )
-    out.print(
-        f"[green]✓[/green] Started a local Ray cluster at {record.address} in "
-        f"{time.monotonic() - started:.1f} s (dashboard: {record.dashboard_url or 'off'}). "
-        "Stop it with `rayfn cluster stop`.",
-        highlight=False,
-    )
-
-
-@cluster_cli.command("stop")
-@_friendly
-def cluster_stop() -> None:
-    """Stop the local cluster rayfn started (only that one). Example: rayfn cluster stop"""
-    record = _local_cluster.stop(settings().home)
-    if record is None:
-        out.print("No rayfn cluster is running.")
-    else:
-        out.print(f"Stopped the Ray cluster at {record.address}.", highlight=False)
-
-
-@cluster_cli.command("status")
-@_friendly
-def cluster_status() -> None:
-    """Say whether the local cluster runs, and where. Example: rayfn cluster status"""
-    record = _local_cluster.read_record(settings().home)
-    if record is None:
-        out.print("No rayfn cluster is running (start one with `rayfn cluster start`).")
-        raise typer.Exit(1)
-    out.print(
-        f"Running at {record.address} (pid {record.pid}, since {_when(record.started_at)}); "
-        f"dashboard: {record.dashboard_url or 'off'}; token: {record.token_file}; "
-        f"log: {record.log_file}",
-        highlight=False,
-    )
-
-
-@cluster_cli.command("up")
-@_friendly
-def cluster_up(
-    config: Path = typer.Argument(Path("cluster.yaml"), help="Ray cluster launcher config."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-) -> None:
-    """Create or update a cloud cluster from a launcher config (`ray up`), checked with
-    Ray's own validation first. Example: rayfn cluster up cluster.yaml -y"""
-    _run_ray("up", _checked_launcher_config(config), yes)
-
-
-@cluster_cli.command("down")
-@_friendly
-def cluster_down(
-    config: Path = typer.Argument(Path("cluster.yaml"), help="Ray cluster launcher config."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-) -> None:
-    """Tear down the cloud cluster of a launcher config (`ray down`).
-    Example: rayfn cluster down cluster.yaml -y"""
-    _run_ray("down", _checked_launcher_config(config), yes)
-
-
-def _checked_launcher_config(config: Path) -> Path:
-    import yaml
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    if not config.is_file():
-        raise InvalidError(f"No cluster config at {config} (see cluster.yaml in rayfn's repo).")
-    autoscaler_log = logging.getLogger("ray.autoscaler")
-    level = autoscaler_log.level
-    autoscaler_log.setLevel(logging.WARNING)  # its INFO notes are not the user's business
-    try:
-        loaded = yaml.safe_load(config.read_text())
-        validate_config(prepare_config(loaded))
-    except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidError(f"{config} is not a valid Ray cluster config: {first_line}") from None
-    finally:
-        autoscaler_log.setLevel(level)
-    return config
-
-
-def _run_ray(verb: str, config: Path, yes: bool) -> None:
-    import subprocess
-
-    command = [*_local_cluster._ray_command(), verb, str(config), *(["-y"] if yes else [])]
-    raise typer.Exit(subprocess.call(command))
-
-
-@secret_cli.command("create")
-@_friendly
-def secret_create(
-    name: str = typer.Argument(..., help="Secret name"),
-    pairs: list[str] = typer.Argument(..., help="KEY=VALUE pairs"),
-    force: bool = typer.Option(False, "--force", help="Replace a secret of that name."),
-) -> None:
-    """Create a secret that functions get as environment variables
-    (secrets=[rayfn.Secret.from_name(NAME)]). Example: rayfn secret create openai KEY=sk-1"""
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InvalidError(f"Give KEY=VALUE pairs; {key!r} has no '='.")
-        values[key] = value
-    check_secret_name(name)
-    check_secret_values(values)
-    control = _connection.control()
-    if not force and not _connection.ask(control, "missing_secrets", [name]):
-        raise InvalidError(f"Secret {name!r} exists; add --force to replace it.")
-    _connection.ask(control, "put_secret", name, values)
-    out.print(f"[green]✓[/green] Created secret {name} with keys {', '.join(sorted(values))}")
-
-
-@secret_cli.command("list")
-@_friendly
-def secret_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List secrets and their keys (never their values). Example: rayfn secret list"""
-    found = _connection.ask(_connection.control(), "list_secrets")
-    if as_json:
-        out.print_json(json.dumps([{"name": n, "keys": keys} for n, keys in found]))
-        return
-    table = Table("Secret", "Keys")
-    for name, keys in found:
-        table.add_row(name, ", ".join(keys))
-    out.print(table)
-
-
-@secret_cli.command("delete")
-@_friendly
-def secret_delete(name: str = typer.Argument(..., help="Secret name")) -> None:
-    """Delete a secret. Example: rayfn secret delete openai"""
-    if not _connection.ask(_connection.control(), "delete_secret", check_secret_name(name)):
-        raise InvalidError(f"No secret named {name!r} (see `rayfn secret list`).")
-    out.print(f"Deleted secret {name}.")
-
-
-@cli.command()
-@_friendly
-def dashboard() -> None:
-    """Print the Ray dashboard's URL: rayfn's tasks show there as app.function, its
-    actors as rayfn:registry:0 and rayfn:control. Example: rayfn dashboard"""
-    record = _local_cluster.read_record(settings().home)
-    if record is not None and os.environ.get("RAY_ADDRESS") is None:
-        if record.dashboard_url is None:
-            raise InvalidError("The local cluster runs without a dashboard (--no-dashboard).")
-        out.print(record.dashboard_url, highlight=False)
-        return
-    out.print(_dashboard_address(), highlight=False)
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def main() -> None:

@@ -1,0 +1,64 @@
+"""``rayfn secret ...``: secrets functions get as environment variables."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from rayfn import _connection
+from rayfn._cli_common import friendly, out
+from rayfn._secret import check_secret_name, check_secret_values
+from rayfn.exception import InvalidError
+
+secret_cli = typer.Typer(
+    no_args_is_help=True, help="Secrets for functions. Example: rayfn secret list"
+)
+
+
+@secret_cli.command("create")
+@friendly
+def secret_create(
+    name: str = typer.Argument(..., help="Secret name"),
+    pairs: list[str] = typer.Argument(..., help="KEY=VALUE pairs"),
+    force: bool = typer.Option(False, "--force", help="Replace a secret of that name."),
+) -> None:
+    """Create a secret that functions get as environment variables
+    (secrets=[rayfn.Secret.from_name(NAME)]). Example: rayfn secret create openai KEY=sk-1"""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidError(f"Give KEY=VALUE pairs; {key!r} has no '='.")
+        values[key] = value
+    check_secret_name(name)
+    check_secret_values(values)
+    control = _connection.control()
+    if not force and not _connection.ask(control, "missing_secrets", [name]):
+        raise InvalidError(f"Secret {name!r} exists; add --force to replace it.")
+    _connection.ask(control, "put_secret", name, values)
+    out.print(f"[green]✓[/green] Created secret {name} with keys {', '.join(sorted(values))}")
+
+
+@secret_cli.command("list")
+@friendly
+def secret_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List secrets and their keys (never their values). Example: rayfn secret list"""
+    found = _connection.ask(_connection.control(), "list_secrets")
+    if as_json:
+        out.print_json(json.dumps([{"name": n, "keys": keys} for n, keys in found]))
+        return
+    table = Table("Secret", "Keys")
+    for name, keys in found:
+        table.add_row(name, ", ".join(keys))
+    out.print(table)
+
+
+@secret_cli.command("delete")
+@friendly
+def secret_delete(name: str = typer.Argument(..., help="Secret name")) -> None:
+    """Delete a secret. Example: rayfn secret delete openai"""
+    if not _connection.ask(_connection.control(), "delete_secret", check_secret_name(name)):
+        raise InvalidError(f"No secret named {name!r} (see `rayfn secret list`).")
+    out.print(f"Deleted secret {name}.")
