@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
-from rayfn.runtime.records import AttemptMeta, ContainerOptions, FunctionOptions
+from rayfn.runtime.records import AttemptMeta, ContainerOptions
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _marked(cls: type, mark: str) -> list[str]:
     ]
 
 
-_RemoteContainer = ray.remote(Container)
+RemoteContainer = ray.remote(Container)
 
 
 @dataclass
@@ -80,36 +81,26 @@ class Pool:
         self.slots: list[Slot] = []
         self.retired = False  # its app was redeployed or stopped: no minimum to keep
 
-    def acquire(
-        self,
-        options: FunctionOptions,
-        ray_options: dict[str, Any],
-        code_key: str,
-        label: str,
-        secrets: str,
-    ) -> Slot | None:
-        """A container with a free input slot (the least busy), a new one while under
-        ``max_containers``, or None: the call waits in the queue."""
+    def acquire(self, start: Callable[[], Any]) -> Slot | None:
+        """A container with a free input slot (the least busy), a new one made by
+        ``start()`` while under ``max_containers``, or None: the call waits."""
         spec = self.container
         free = [s for s in self.slots if s.in_flight < spec.max_inputs]
         if free:
             slot = min(free, key=lambda s: s.in_flight)
         elif spec.max_containers is None or len(self.slots) < spec.max_containers:
-            slot = self._start(ray_options, code_key, label, secrets)
+            slot = self._add(start)
         else:
             return None
         slot.in_flight += 1
         return slot
 
-    def warm(self, ray_options: dict[str, Any], code_key: str, label: str, secrets: str) -> None:
+    def warm(self, start: Callable[[], Any]) -> None:
         while len(self.slots) < self.container.min_containers:
-            self._start(ray_options, code_key, label, secrets)
+            self._add(start)
 
-    def _start(self, ray_options: dict[str, Any], code_key: str, label: str, secrets: str) -> Slot:
-        handle = _RemoteContainer.options(
-            max_concurrency=self.container.max_inputs, max_restarts=0, **ray_options
-        ).remote(code_key, label, secrets, self.container.max_inputs)
-        slot = Slot(handle)
+    def _add(self, start: Callable[[], Any]) -> Slot:
+        slot = Slot(start())
         self.slots.append(slot)
         return slot
 

@@ -10,7 +10,7 @@ from typing import Any
 import ray
 
 from rayfn.runtime import code
-from rayfn.runtime.containers import Slot
+from rayfn.runtime.containers import RemoteContainer, Slot
 from rayfn.runtime.executor import execute_call, task_header
 from rayfn.runtime.records import FunctionOptions
 
@@ -59,13 +59,20 @@ class LoadedFunction:
         header = self.header(call_id, attempt)
         return method.remote(self.options.container.method, header, args_blob)
 
-    def container_options(self) -> dict[str, Any]:
-        """Ray options of this class's container actors."""
+    def start_container(self) -> Any:
+        """A new container actor of this method's class (it runs ``@enter`` as it
+        starts); the registry owns it."""
+        container = self.options.container
+        assert container is not None
         resources = ray.cluster_resources() if self.picks_gpu_per_call else None
         options = self.options.ray_task_options(resources)
         if self.runtime_env is not None:
             options["runtime_env"] = self.runtime_env
-        return options
+        return RemoteContainer.options(
+            max_concurrency=container.max_inputs, max_restarts=0, **options
+        ).remote(
+            self.code_key, self.task_name, ",".join(self.options.secrets), container.max_inputs
+        )
 
     def _task_with_options(self) -> Any:
         resources = ray.cluster_resources() if self.picks_gpu_per_call else None

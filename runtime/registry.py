@@ -390,13 +390,7 @@ class CallRegistry:
             if queue[0].status is not CallStatus.QUEUED:
                 queue.popleft()  # cancelled while it waited
                 continue
-            slot = pool.acquire(
-                loaded.options,
-                loaded.container_options(),
-                loaded.code_key,
-                loaded.task_name,
-                ",".join(loaded.options.secrets),
-            )
+            slot = pool.acquire(loaded.start_container)
             if slot is None:
                 break
             self._launch(queue.popleft(), loaded, slot)
@@ -631,12 +625,7 @@ class CallRegistry:
         loaded = LoadedFunction.build((app, function, version), options, runtime_env)
         self._functions[(app, function)] = loaded
         if options.container is not None:  # keep min_containers warm from now on
-            self._pool(loaded).warm(
-                loaded.container_options(),
-                loaded.code_key,
-                loaded.task_name,
-                ",".join(options.secrets),
-            )
+            self._pool(loaded).warm(loaded.start_container)
         return loaded
 
     def _gone(self, call_id: str) -> CallStatus | None:
