@@ -64,6 +64,7 @@ class Call:
         "function",
         "inline",
         "interrupt",
+        "packed",
         "payload",
         "result_ttl",
         "status",
@@ -90,6 +91,7 @@ class Call:
         self.container: Any = None  # the pool slot running it, for @app.cls methods
         self.timer: asyncio.TimerHandle | None = None  # startup, timeout or backoff
         self.interrupt: FailureKind | None = None  # why rayfn is killing the attempt
+        self.packed = False  # its attempt shares a task with other calls (a pack)
         self.done: asyncio.Event | None = None  # made only when somebody waits
 
     @property
@@ -102,6 +104,14 @@ class Call:
 
     def expired(self, now: float) -> bool:
         return self.finished_at is not None and now >= expires_at(self.finished_at, self.result_ttl)
+
+    def is_open(self, attempt: int) -> bool:
+        """Whether attempt number ``attempt`` is this call's latest and still on."""
+        return (
+            len(self.attempts) == attempt
+            and self.attempts[-1].outcome is None
+            and not self.status.is_terminal
+        )
 
     def stop_timer(self) -> None:
         if self.timer is not None:

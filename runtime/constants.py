@@ -80,3 +80,17 @@ REPORT_RUNNING_AFTER_S = 0.05
 
 # How long a caller of rayfn's own actors waits out their restart before giving up.
 CONTROL_RESTART_WAIT_S = 60.0
+
+# Packing: when a function's calls are short (they ran under PACK_MAX_RUN_S on
+# average) and many are queued, the registry hands up to PACK_MAX_CALLS of them to Ray
+# as one task that runs them in turn, so Ray's per-task cost is paid once per pack. A
+# pack keeps at least PACK_SPREAD packs' worth of work per pack in the queue (so a
+# short queue is still spread over many workers), and stops taking new calls after
+# PACK_BUDGET_S.
+PACK_MAX_RUN_S = 0.01
+PACK_MAX_CALLS = 32
+PACK_SPREAD = 8
+PACK_BUDGET_S = 0.1
+# Calls with a timeout shorter than this are never packed: a packed call's timeout
+# clock starts when it reports RUNNING (after REPORT_RUNNING_AFTER_S).
+PACK_MIN_TIMEOUT_S = 1.0

@@ -10,8 +10,9 @@ from typing import Any
 import ray
 
 from rayfn.runtime import code
+from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
-from rayfn.runtime.executor import execute_call, task_header
+from rayfn.runtime.executor import execute_call, execute_pack, task_header
 from rayfn.runtime.records import FunctionOptions
 
 
@@ -25,6 +26,7 @@ class LoadedFunction:
     runtime_env: dict[str, Any] | None
     task_name: str  # "app.function", as the Ray dashboard shows it
     task: Any  # execute_call with this function's Ray options, built once
+    pack_task: Any  # execute_pack likewise, where calls may be packed (can_pack)
 
     @classmethod
     def build(
@@ -35,10 +37,26 @@ class LoadedFunction:
     ) -> LoadedFunction:
         task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
         code_key = code.code_key(key[0], key[2], key[1])
-        loaded = cls(key, code_key, options, runtime_env, task_name, None)
+        loaded = cls(key, code_key, options, runtime_env, task_name, None, None)
         if not loaded.picks_gpu_per_call and options.container is None:
-            object.__setattr__(loaded, "task", loaded._task_with_options())
+            object.__setattr__(loaded, "task", loaded._task_with_options(execute_call))
+        if loaded.can_pack:
+            object.__setattr__(loaded, "pack_task", loaded._task_with_options(execute_pack))
         return loaded
+
+    @property
+    def can_pack(self) -> bool:
+        """Whether several calls may share a task (runtime/constants.py, PACK_*): not
+        a class's method (its container is the unit), no per-call GPU choice, no
+        startup timeout (it would run from the pack's hand-off, not the call's), and no
+        timeout too short to start from a RUNNING report."""
+        options = self.options
+        return (
+            options.container is None
+            and not self.picks_gpu_per_call
+            and options.startup_timeout is None
+            and (options.timeout is None or options.timeout >= PACK_MIN_TIMEOUT_S)
+        )
 
     @property
     def picks_gpu_per_call(self) -> bool:
@@ -49,8 +67,13 @@ class LoadedFunction:
         return task_header(call_id, attempt, self.code_key, self.task_name, self.options.secrets)
 
     def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
-        task = self._task_with_options() if self.picks_gpu_per_call else self.task
+        task = self._task_with_options(execute_call) if self.picks_gpu_per_call else self.task
         return task.remote(self.header(call_id, attempt), args_blob)
+
+    def submit_pack(self, calls: list[tuple[str, int, bytes]]) -> Any:
+        """Run several calls ``(call id, attempt, args)`` in turn in one task."""
+        headers = [self.header(call_id, attempt) for call_id, attempt, _ in calls]
+        return self.pack_task.remote(headers, [blob for _, _, blob in calls])
 
     def submit_to(self, slot: Slot, call_id: str, attempt: int, args_blob: bytes) -> Any:
         """Send a method call to a container of its class."""
@@ -74,12 +97,12 @@ class LoadedFunction:
             self.code_key, self.task_name, ",".join(self.options.secrets), container.max_inputs
         )
 
-    def _task_with_options(self) -> Any:
+    def _task_with_options(self, task: Any) -> Any:
         resources = ray.cluster_resources() if self.picks_gpu_per_call else None
         options = self.options.ray_task_options(resources)
         if self.runtime_env is not None:
             options["runtime_env"] = self.runtime_env
-        return execute_call.options(name=self.task_name, **options)
+        return task.options(name=self.task_name, **options)
 
 
 def describe_needs(options: FunctionOptions) -> str:

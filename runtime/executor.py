@@ -27,6 +27,7 @@ from rayfn.runtime.constants import (
     DEFAULT_MAX_RESULT_BYTES,
     INLINE_RESULT_BYTES,
     NAMESPACE,
+    PACK_BUDGET_S,
     REGISTRY_ACTOR_NAME,
     REPORT_RUNNING_AFTER_S,
 )
@@ -47,42 +48,59 @@ def current_call_id() -> str | None:
     return _current_call_id.get()
 
 
+# A pack's calls that have finished, as the start report hands them over:
+# (call id, attempt, how it went).
+Finished = tuple[tuple[str, int, AttemptMeta], ...]
+
+
 class StartReporter:
     """Tells the registry that a call has started (RUNNING; its timeout clock starts
     from the real start time) once it has run for ``REPORT_RUNNING_AFTER_S``. Calls
     that finish sooner never send the message: it would cost the registry an actor
     call per call for a state that lasted less than a blink. One thread per worker
-    process, which runs one call at a time."""
+    process, which runs one call at a time; it ticks while calls run and sleeps while
+    none does, so a stream of short calls costs it no wake-up per call.
+
+    In a pack (``run_pack``), the report also carries the pack's calls that finished
+    before this one: once a call runs long enough to be timed out or cancelled, and
+    so to take its pack down, nothing before it is lost.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._current: tuple[str, int, float] | None = None
+        self._current: tuple[str, int, float, Finished] | None = None
+        self._parked = False
         threading.Thread(target=self._run, name="rayfn-start-reporter", daemon=True).start()
 
-    def running(self, call_id: str, attempt: int, started_at: float) -> None:
+    def running(
+        self, call_id: str, attempt: int, started_at: float, finished: Finished = ()
+    ) -> None:
         with self._lock:
-            self._current = (call_id, attempt, started_at)
-            self._lock.notify()
+            self._current = (call_id, attempt, started_at, finished)
+            if self._parked:
+                self._lock.notify()
 
     def done(self) -> None:
         with self._lock:
             self._current = None
-            self._lock.notify()
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 while self._current is None:
+                    self._parked = True
                     self._lock.wait()
-                current = self._current
-                self._lock.wait(REPORT_RUNNING_AFTER_S)
-                if self._current is not current:
-                    continue  # it finished (or another started) meanwhile
-                self._current = None
-            call_id, attempt, started_at = current
+                self._parked = False
+                seen = self._current
+            time.sleep(REPORT_RUNNING_AFTER_S)
+            with self._lock:
+                if self._current is not seen:
+                    continue  # it finished (and maybe another started) meanwhile
+                self._current = None  # report each call once
+            call_id, attempt, started_at, finished = seen
             # A registry that is restarting misses the report; the call still runs.
             with contextlib.suppress(Exception):
-                _registry().attempt_started.remote(call_id, attempt, started_at)
+                _registry().attempt_started.remote(call_id, attempt, started_at, finished)
 
 
 _reporter: StartReporter | None = None
@@ -251,6 +269,31 @@ def _max_result_bytes() -> int:
         return DEFAULT_MAX_RESULT_BYTES
 
 
-# The plain function stays importable as `run_call`, so Ray ships it by reference.
-# max_retries=0: rayfn's own retry policy is the one source of truth, never Ray's.
+def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta], Any]:
+    """Run several short calls of one function in turn, in one task: how each went,
+    in order, and the large result of the last one, if it had one. It stops early
+    after a large result (a task has one slot for it) or once it has run for
+    ``PACK_BUDGET_S``; calls it did not start have no entry, and the registry queues
+    them again."""
+    reporter = _start_reporter()
+    metas: list[AttemptMeta] = []
+    finished: list[tuple[str, int, AttemptMeta]] = []
+    deadline = time.monotonic() + PACK_BUDGET_S
+    try:
+        for header, blob in zip(headers, blobs, strict=True):
+            call_id, attempt, _ = header.split("\n", 2)
+            reporter.running(call_id, int(attempt), time.time(), tuple(finished))
+            meta, payload = run_call(header, blob, report_start=False)
+            metas.append(meta)
+            finished.append((call_id, int(attempt), meta))
+            if payload is not None or time.monotonic() > deadline:
+                return metas, payload
+        return metas, None
+    finally:
+        reporter.done()
+
+
+# The plain functions stay importable as `run_call` and `run_pack`, so Ray ships them
+# by reference. max_retries=0: rayfn's own retry policy is the one source of truth.
 execute_call = ray.remote(num_returns=2, max_retries=0)(run_call)
+execute_pack = ray.remote(num_returns=2, max_retries=0)(run_pack)

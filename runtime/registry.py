@@ -32,10 +32,14 @@ from rayfn.runtime.constants import (
     EXPIRY_TICK_S,
     KV_REGISTRY_EPOCH_PREFIX,
     NAMESPACE,
+    PACK_MAX_CALLS,
+    PACK_MAX_RUN_S,
+    PACK_SPREAD,
     REGISTRY_SHARD,
 )
 from rayfn.runtime.containers import Pool, Slot, stop_container
 from rayfn.runtime.dispatch import LoadedFunction, describe_needs
+from rayfn.runtime.executor import Finished
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import new_call_id, parse_call_id
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
@@ -93,6 +97,7 @@ class CallRegistry:
         self._shard = shard
         self._epoch = _next_epoch(shard)
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
+        self._packs = 0  # tasks that ran several calls, for stats()
         self._metrics = CallMetrics()
         # parent call id -> the calls spawned from inside it (only for calls that did).
         self._children: defaultdict[str, list[str]] = defaultdict(list)
@@ -101,7 +106,12 @@ class CallRegistry:
         self._calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
         self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
-        self._running: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._running: defaultdict[tuple[str, str], int] = defaultdict(int)  # tasks
+        # How long each function's calls run, smoothed: short ones are packed.
+        self._run_time: dict[tuple[str, str], float] = {}
+        # Versions whose pack crashed a worker: one call per task from then on, so the
+        # call that crashes does so alone.
+        self._unpackable: set[tuple[str, str, int]] = set()
         self._expiry = ExpiryQueue()
         self._tombstones = Tombstones(max_tombstones)
         self._background: set[asyncio.Task[None]] = set()
@@ -148,6 +158,18 @@ class CallRegistry:
         for loaded in touched.values():
             self._pump_soon(loaded)
         return answers
+
+    async def spawn_and_get(
+        self, app: str, function: str, blob: bytes, parent: str | None, timeout: float | None
+    ) -> tuple[str, CallOutcome] | NotDeployed:
+        """``spawn`` and then ``get`` in one round trip: what ``f.spawn(...).get()``
+        and ``f.remote(...)`` send when no other call of the client is ahead of it."""
+        loaded = await self._function(app, function)
+        if isinstance(loaded, NotDeployed):
+            return loaded
+        call_id = self._accept(loaded, blob, parent)
+        self._pump(loaded)  # now: the answer waits for the call anyway
+        return call_id, await self.get(call_id, timeout)
 
     def _accept(self, loaded: LoadedFunction, blob: bytes, parent: str | None = None) -> str:
         app, function, _ = loaded.key
@@ -288,7 +310,11 @@ class CallRegistry:
         if call is None:
             return self._gone(call_id)
         if not call.status.is_terminal:
-            if call.task is not None:  # handed to Ray: stop it; the watcher frees the slot
+            # Handed to Ray: stop it; the watcher frees the slot. A packed call that has
+            # not reported RUNNING may be waiting behind others of its pack: its pack
+            # runs on, and whatever it does is not recorded.
+            waiting_in_pack = call.packed and call.status is not CallStatus.RUNNING
+            if call.task is not None and not waiting_in_pack:
                 call.interrupt = FailureKind.CANCELLED
                 self._stop_attempt(call)
             # A queued call stays in its deque and is skipped when its turn comes.
@@ -301,9 +327,18 @@ class CallRegistry:
                 call.current.end(FailureKind.CANCELLED.value)
         return call.info()
 
-    async def attempt_started(self, call_id: str, attempt: int, started_at: float) -> None:
-        """Called by the executor as the function starts: RUNNING, and the timeout
-        clock starts."""
+    async def attempt_started(
+        self, call_id: str, attempt: int, started_at: float, finished: Finished = ()
+    ) -> None:
+        """Called by the executor once a call has run a little while: RUNNING, and
+        the timeout clock starts. In a pack, ``finished`` are the calls of the pack
+        that ended before this one: recorded now, so a timeout or cancel that takes
+        the pack down cannot lose them."""
+        for other_id, number, meta in finished:
+            other = self._calls.get(other_id)
+            loaded = self._functions.get(other.key) if other is not None else None
+            if other is not None and loaded is not None and other.is_open(number):
+                self._record(other, loaded, number, meta, None)
         call = self._calls.get(call_id)
         if call is None or call.status is not CallStatus.PENDING or len(call.attempts) != attempt:
             return  # stale: that attempt already ended, or the call did
@@ -336,6 +371,7 @@ class CallRegistry:
             "expiry_queue": len(self._expiry),
             "tombstones": len(self._tombstones),
             "spawn_batches": self._spawn_batches,
+            "packs": self._packs,
         }
 
     # -- for benchmarks/bench.py: scale and expiry without running a million tasks --------
@@ -378,11 +414,34 @@ class CallRegistry:
             return
         limit = loaded.options.max_containers
         while queue and (limit is None or self._running[key] < limit):
-            call = queue.popleft()
-            if call.status is CallStatus.QUEUED:
-                self._launch(call, loaded)
+            size = self._pack_size(loaded, len(queue))
+            if size == 1:
+                call = queue.popleft()
+                if call.status is CallStatus.QUEUED:
+                    self._launch(call, loaded)
+                continue
+            pack: list[Call] = []
+            while queue and len(pack) < size:
+                call = queue.popleft()
+                if call.status is CallStatus.QUEUED:
+                    pack.append(call)
+            if pack:
+                self._launch_pack(pack, loaded)
         if not queue:
             del self._queues[key]
+
+    def _pack_size(self, loaded: LoadedFunction, queued: int) -> int:
+        """How many queued calls go in the next task: one, unless the function's
+        calls are known to be short and enough of them wait (runtime/constants.py)."""
+        run_time = self._run_time.get(loaded.key[:2])
+        if (
+            run_time is None
+            or run_time > PACK_MAX_RUN_S
+            or not loaded.can_pack
+            or loaded.key in self._unpackable
+        ):
+            return 1
+        return max(1, min(PACK_MAX_CALLS, queued // PACK_SPREAD))
 
     def _pump_method(self, loaded: LoadedFunction, queue: deque[Call]) -> None:
         pool = self._pool(loaded)
@@ -439,6 +498,27 @@ class CallRegistry:
             )
         self._start(self._watch(call, loaded, attempt, meta_ref, payload_ref))
 
+    def _launch_pack(self, calls: list[Call], loaded: LoadedFunction) -> None:
+        """Hand several calls to Ray as one task that runs them in turn."""
+        numbered = [(c.call_id, len(c.attempts) + 1, c.args or b"") for c in calls]
+        try:
+            metas_ref, payload_ref = loaded.submit_pack(numbered)
+        except Exception as exc:  # as in _launch
+            logger.warning("a pack of %d calls could not be submitted: %s", len(calls), exc)
+            for call in calls:
+                self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
+            return
+        for call, (_, attempt, _) in zip(calls, numbered, strict=True):
+            call.attempts.append(Attempt(attempt))
+            call.status = CallStatus.PENDING
+            call.task = metas_ref
+            call.packed = True
+            call.interrupt = None
+        self._running[call.key] += 1
+        self._packs += 1
+        pack = [(call, attempt) for call, (_, attempt, _) in zip(calls, numbered, strict=True)]
+        self._start(self._watch_pack(pack, loaded, metas_ref, payload_ref))
+
     def _interrupt(self, call: Call, attempt: int, why: FailureKind) -> None:
         """Kill a running attempt (timeout) or a still-pending one (startup timeout)."""
         call.timer = None
@@ -491,20 +571,7 @@ class CallRegistry:
             if call.status.is_terminal:  # cancelled while it ran: nothing more to record
                 return
             if meta is not None:
-                attempt.started_at = attempt.started_at or meta.started_at
-                if attempt_number == 1:
-                    wait = attempt.started_at - call.created_at
-                    self._metrics.queue_wait(call.app, call.function, wait)
-                if meta.ok:
-                    attempt.end("succeeded", at=meta.finished_at)
-                    call.inline = meta.inline
-                    call.payload = None if meta.inline is not None else payload_ref
-                    self._finish(call, CallStatus.SUCCEEDED, at=meta.finished_at)
-                    return
-                failure = meta.failure
-                assert failure is not None
-                attempt.end(failure.kind.value, failure.summary, at=meta.finished_at)
-                self._failed(call, loaded, failure.kind, failure.type_name, failure)
+                self._record(call, loaded, attempt_number, meta, payload_ref)
                 return
             assert failure is not None
             attempt.end(failure.kind.value, failure.summary)
@@ -516,6 +583,96 @@ class CallRegistry:
                 self._pump_class(call.app, container.class_name)
             else:
                 self._pump(current)
+
+    async def _watch_pack(
+        self,
+        pack: list[tuple[Call, int]],
+        loaded: LoadedFunction,
+        metas_ref: ray.ObjectRef,
+        payload_ref: ray.ObjectRef,
+    ) -> None:
+        metas: list[AttemptMeta] | None = None
+        error: ray.exceptions.RayError | None = None
+        try:
+            (metas,) = [await metas_ref]
+        except ray.exceptions.RayError as exc:  # killed (timeout, cancel) or crashed
+            error = exc
+        finally:
+            self._running[pack[0][0].key] -= 1
+        try:
+            unstarted = []
+            interrupted = False
+            for index, (call, number) in enumerate(pack):
+                if call.task is metas_ref:
+                    call.task = None
+                    call.packed = False
+                if not call.is_open(number):  # recorded from a report, or cancelled
+                    continue
+                if metas is not None and index < len(metas):
+                    last = index == len(metas) - 1
+                    self._record(call, loaded, number, metas[index], payload_ref if last else None)
+                elif metas is None and call.interrupt is not None:
+                    interrupted = True
+                    call.stop_timer()
+                    failure = self._interrupted(call, loaded, error or Exception())
+                    call.attempts[-1].end(failure.kind.value, failure.summary)
+                    self._failed(call, loaded, failure.kind, None, failure)
+                elif metas is None and call.status is CallStatus.RUNNING:
+                    # It was the one running when the pack's worker died.
+                    call.stop_timer()
+                    failure = RemoteFailure.from_ray_error(error or Exception())
+                    call.attempts[-1].end(failure.kind.value, failure.summary)
+                    self._failed(call, loaded, failure.kind, None, failure)
+                else:
+                    unstarted.append(call)
+            if metas is None and not interrupted:
+                logger.warning(
+                    "a pack of %s died (%s): its calls run one per task from now on",
+                    loaded.task_name,
+                    error,
+                )
+                self._unpackable.add(loaded.key)
+            self._requeue_unstarted(unstarted)
+        finally:
+            self._pump(self._functions.get(loaded.key[:2], loaded))
+
+    def _requeue_unstarted(self, calls: list[Call]) -> None:
+        """Queue again, first in line and in order, packed calls their pack never got
+        to (it stopped early, or died first): their attempt did not happen."""
+        for call in reversed(calls):
+            call.attempts.pop()
+            call.status = CallStatus.QUEUED
+            self._queues[call.key].appendleft(call)
+
+    def _record(
+        self,
+        call: Call,
+        loaded: LoadedFunction,
+        number: int,
+        meta: AttemptMeta,
+        payload_ref: ray.ObjectRef | None,
+    ) -> None:
+        """How attempt ``number`` went, as its executor said."""
+        call.stop_timer()
+        attempt = call.attempts[number - 1]
+        attempt.started_at = attempt.started_at or meta.started_at
+        if number == 1:
+            self._metrics.queue_wait(call.app, call.function, attempt.started_at - call.created_at)
+        run_time = meta.finished_at - meta.started_at
+        smoothed = self._run_time.get(call.key)
+        self._run_time[call.key] = (
+            run_time if smoothed is None else smoothed + (run_time - smoothed) * 0.2
+        )
+        if meta.ok:
+            attempt.end("succeeded", at=meta.finished_at)
+            call.inline = meta.inline
+            call.payload = None if meta.inline is not None else payload_ref
+            self._finish(call, CallStatus.SUCCEEDED, at=meta.finished_at)
+            return
+        failure = meta.failure
+        assert failure is not None
+        attempt.end(failure.kind.value, failure.summary, at=meta.finished_at)
+        self._failed(call, loaded, failure.kind, failure.type_name, failure)
 
     def _interrupted(self, call: Call, loaded: LoadedFunction, exc: Exception) -> RemoteFailure:
         why = call.interrupt

@@ -1,0 +1,53 @@
+"""run_pack, the task body of a pack, in this process: it runs calls in turn and stops
+early where the registry must take over. No cluster needed."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from rayfn.runtime import executor
+from rayfn.runtime.constants import INLINE_RESULT_BYTES
+from rayfn.runtime.executor import run_pack, task_header
+
+
+def _pack(code_key: str, inputs: list[int]) -> tuple[list[str], list[bytes]]:
+    headers = [task_header(f"fc-0-1-call{i}", 1, code_key, "test.f") for i in inputs]
+    blobs = [ray.cloudpickle.dumps(((i,), {})) for i in inputs]
+    return headers, blobs
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A function as if loaded from the code store: returns a large result for 3."""
+
+    def f(i: int) -> object:
+        if i == 4:
+            raise ValueError("four")
+        return bytes(INLINE_RESULT_BYTES + 1) if i == 3 else i * 10
+
+    monkeypatch.setitem(executor._loaded, "unit:f", f)
+    return "unit:f"
+
+
+def test_runs_every_call_in_order_with_its_own_outcome(loaded: str) -> None:
+    metas, payload = run_pack(*_pack(loaded, [0, 1, 4, 2]))
+    assert payload is None
+    assert [m.ok for m in metas] == [True, True, False, True]
+    assert [ray.cloudpickle.loads(m.inline) for m in metas if m.ok] == [0, 10, 20]
+    assert metas[2].failure is not None and metas[2].failure.type_name.endswith("ValueError")
+
+
+def test_stops_after_a_large_result_which_is_the_second_return(loaded: str) -> None:
+    metas, payload = run_pack(*_pack(loaded, [1, 3, 2, 0]))
+    assert len(metas) == 2  # 2 and 0 did not start: the registry queues them again
+    assert metas[1].ok and metas[1].inline is None
+    assert payload == bytes(INLINE_RESULT_BYTES + 1)
+
+
+def test_stops_taking_calls_once_its_time_budget_is_spent(
+    loaded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "PACK_BUDGET_S", 0.0)
+    metas, payload = run_pack(*_pack(loaded, [0, 1, 2]))
+    assert len(metas) == 1 and payload is None
