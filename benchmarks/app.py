@@ -15,3 +15,12 @@ def noop(x=None):
 @ray.remote
 def raw_noop(x=None):
     return None
+
+
+@ray.remote(num_cpus=0)
+class TaskOwner:
+    """The floor for any design where an actor owns the call's task (as rayfn's
+    registry does): one actor round trip around a task submitted and awaited there."""
+
+    async def run(self):
+        return await raw_noop.remote()

@@ -11,6 +11,7 @@ import ray
 
 from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method
+from rayfn._spawner import spawner
 from rayfn.exception import (
     CallLostError,
     CancelledError,
@@ -31,6 +32,7 @@ from rayfn.runtime.records import (
     CallOutcome,
     CallStatus,
     FailureKind,
+    NotDeployed,
     RemoteFailure,
 )
 
@@ -91,9 +93,13 @@ class FunctionCall:
                 its notes (``RemoteError`` when its type cannot be rebuilt here).
         """
         _check_timeout(timeout)
-        outcome = _prefetch.take(self._call_id)
+        client_timeout = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
+        claimed = self._claim()
+        if claimed is not None:
+            outcome = self._spawn_and_get(claimed, timeout, client_timeout)
+        else:
+            outcome = _prefetch.take(self._call_id)
         if outcome is None:
-            client_timeout = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
             others = _prefetch.others(self._call_id)
             outcome, finished = _connection.ask(
                 _connection.registry(),
@@ -181,6 +187,35 @@ class FunctionCall:
             >>> a, b = rayfn.FunctionCall.gather(f.spawn(1), f.spawn(2))
         """
         return fetch_results([c.object_id for c in calls], False)
+
+    def _claim(self) -> tuple[str, str, bytes, str | None] | None:
+        """This call, taken back from the spawner if it has not been sent yet."""
+        if isinstance(self._accepted, Future):
+            return spawner().claim(self._accepted)
+        return None
+
+    def _spawn_and_get(
+        self,
+        claimed: tuple[str, str, bytes, str | None],
+        timeout: float | None,
+        client_timeout: float | None,
+    ) -> CallOutcome:
+        """Send a claimed call with its get: one round trip for both."""
+        accepted = self._accepted
+        assert isinstance(accepted, Future)
+        try:
+            answer = _connection.ask(
+                _connection.registry(), "spawn_and_get", *claimed, timeout, timeout=client_timeout
+            )
+            if isinstance(answer, NotDeployed):
+                raise NotFoundError(answer.message())
+        except BaseException as exc:
+            accepted.set_exception(exc)  # anybody else holding the call learns it too
+            raise
+        call_id, outcome = answer
+        accepted.set_result(call_id)
+        self._accepted = call_id
+        return outcome
 
     async def _accepted_aio(self) -> None:
         if isinstance(self._accepted, Future):

@@ -44,6 +44,16 @@ class Spawner:
             self._lock.notify_all()
         return future
 
+    def claim(self, future: Future[str]) -> tuple[str, str, bytes, str | None] | None:
+        """Take back the call ``future`` stands for, for its caller to send along with
+        its ``get`` (one round trip for both): only while it is next in line and no
+        batch is on its way, so it cannot overtake calls spawned before it."""
+        with self._lock:
+            if self._in_flight or not self._queued or self._queued[0][4] is not future:
+                return None
+            target, function, blob, parent, _ = self._queued.pop(0)
+            return target, function, blob, parent
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far has been answered."""
         with self._lock:

@@ -262,3 +262,37 @@ def test_a_call_refused_after_spawn_returned_raises_when_its_id_is_read(
         refused.object_id  # noqa: B018  # reading it is the test
     with pytest.raises(NotFoundError, match="not deployed"):
         refused.get(timeout=0)
+
+
+def test_get_right_after_spawn_sends_both_in_one_round_trip(cluster: Cluster) -> None:
+    """A get on a call the spawner has not sent yet takes it back and sends it with
+    the get (spawn_and_get): no separate spawn round trip. The sender thread may win
+    the race for a call now and then; it never wins them all."""
+    jobs.echo.spawn(-1).get(timeout=60)  # a handle's first spawn waits for the registry
+    registry = _connection.registry()
+    before = ray.get(registry.stats.remote())["spawn_batches"]
+    for i in range(20):
+        call = jobs.echo.spawn(i)
+        assert call.get(timeout=60) == {"args": [i], "kwargs": {}}
+        assert rayfn.FunctionCall.from_id(call.object_id).get(timeout=0)["args"] == [i]
+    batches = ray.get(registry.stats.remote())["spawn_batches"] - before
+    assert batches <= 10, f"{batches} spawn round trips for 20 spawn-then-get"
+
+
+def test_a_call_refused_when_sent_with_its_get_raises_there_and_on_its_id(
+    cluster: Cluster,
+) -> None:
+    app = rayfn.App("test-refused-with-get")
+
+    @app.function()
+    def one() -> int:
+        return 1
+
+    app.deploy()
+    assert one.remote() == 1
+    assert ray.get(_connection.control().stop.remote("test-refused-with-get"))
+    refused = one.spawn()
+    with pytest.raises(NotFoundError, match="not deployed"):
+        refused.get(timeout=0)
+    with pytest.raises(NotFoundError, match="not deployed"):
+        refused.object_id  # noqa: B018  # reading it is the test
