@@ -105,6 +105,17 @@ class Call:
     def expired(self, now: float) -> bool:
         return self.finished_at is not None and now >= expires_at(self.finished_at, self.result_ttl)
 
+    def dispatched(
+        self, attempt: int, task: ray.ObjectRef, container: Any = None, packed: bool = False
+    ) -> None:
+        """Attempt number ``attempt`` was handed to Ray as ``task``."""
+        self.attempts.append(Attempt(attempt))
+        self.status = CallStatus.PENDING
+        self.task = task
+        self.container = container
+        self.packed = packed
+        self.interrupt = None
+
     def is_open(self, attempt: int) -> bool:
         """Whether attempt number ``attempt`` is this call's latest and still on."""
         return (

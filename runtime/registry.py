@@ -23,7 +23,7 @@ import psutil
 import ray
 from ray.experimental import internal_kv
 
-from rayfn.runtime.calls import Attempt, Call
+from rayfn.runtime.calls import Call
 from rayfn.runtime.constants import (
     CONTROL_RESTART_WAIT_S,
     DEFAULT_MAX_TOMBSTONES,
@@ -485,11 +485,7 @@ class CallRegistry:
                 self._pool(loaded).release(slot)
             self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
             return
-        call.attempts.append(Attempt(attempt))
-        call.status = CallStatus.PENDING
-        call.task = meta_ref
-        call.container = slot
-        call.interrupt = None
+        call.dispatched(attempt, meta_ref, container=slot)
         self._running[call.key] += 1
         startup = loaded.options.startup_timeout
         if startup is not None:
@@ -509,11 +505,7 @@ class CallRegistry:
                 self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
             return
         for call, (_, attempt, _) in zip(calls, numbered, strict=True):
-            call.attempts.append(Attempt(attempt))
-            call.status = CallStatus.PENDING
-            call.task = metas_ref
-            call.packed = True
-            call.interrupt = None
+            call.dispatched(attempt, metas_ref, packed=True)
         self._running[call.key] += 1
         self._packs += 1
         pack = [(call, attempt) for call, (_, attempt, _) in zip(calls, numbered, strict=True)]
@@ -611,16 +603,14 @@ class CallRegistry:
                 if metas is not None and index < len(metas):
                     last = index == len(metas) - 1
                     self._record(call, loaded, number, metas[index], payload_ref if last else None)
-                elif metas is None and call.interrupt is not None:
-                    interrupted = True
+                elif metas is None and (
+                    call.interrupt is not None or call.status is CallStatus.RUNNING
+                ):
+                    # Timed out or cancelled, or the one running when the worker died.
+                    assert error is not None
+                    interrupted = interrupted or call.interrupt is not None
                     call.stop_timer()
-                    failure = self._interrupted(call, loaded, error or Exception())
-                    call.attempts[-1].end(failure.kind.value, failure.summary)
-                    self._failed(call, loaded, failure.kind, None, failure)
-                elif metas is None and call.status is CallStatus.RUNNING:
-                    # It was the one running when the pack's worker died.
-                    call.stop_timer()
-                    failure = RemoteFailure.from_ray_error(error or Exception())
+                    failure = self._interrupted(call, loaded, error)
                     call.attempts[-1].end(failure.kind.value, failure.summary)
                     self._failed(call, loaded, failure.kind, None, failure)
                 else:
