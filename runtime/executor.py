@@ -197,7 +197,9 @@ def run_call(
         env = secret_env(secret_names) if secret_names else {}
         with environment(env):
             fn = resolve() if resolve is not None else load_code(code_key, label)
-            return _run(fn, label, args_blob, started_at)
+            # The function's own start, after its code was loaded (once per worker):
+            # what the registry's measure of how long calls run (for packing) sees.
+            return _run(fn, label, args_blob, time.time())
     except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
         return _failed(started_at, RemoteFailure.capture(exc, None))
     finally:

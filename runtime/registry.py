@@ -107,8 +107,9 @@ class CallRegistry:
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
         self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
         self._running: defaultdict[tuple[str, str], int] = defaultdict(int)  # tasks
-        # How long each function's calls run, smoothed: short ones are packed.
-        self._run_time: dict[tuple[str, str], float] = {}
+        # How long each function version's calls run, smoothed: short ones are packed.
+        # Per version, so a redeploy that made a function slow starts unmeasured.
+        self._run_time: dict[tuple[str, str, int], float] = {}
         # Versions whose pack crashed a worker: one call per task from then on, so the
         # call that crashes does so alone.
         self._unpackable: set[tuple[str, str, int]] = set()
@@ -359,6 +360,8 @@ class CallRegistry:
         containers finish what they run, then go once idle."""
         for key in [k for k in self._functions if k[0] == app]:
             del self._functions[key]
+        for version in [v for v in self._run_time if v[0] == app]:
+            del self._run_time[version]
         for pool_key, pool in self._pools.items():
             if pool_key[0] == app:
                 pool.retired = True
@@ -433,7 +436,7 @@ class CallRegistry:
     def _pack_size(self, loaded: LoadedFunction, queued: int) -> int:
         """How many queued calls go in the next task: one, unless the function's
         calls are known to be short and enough of them wait (runtime/constants.py)."""
-        run_time = self._run_time.get(loaded.key[:2])
+        run_time = self._run_time.get(loaded.key)
         if (
             run_time is None
             or run_time > PACK_MAX_RUN_S
@@ -649,8 +652,8 @@ class CallRegistry:
         if number == 1:
             self._metrics.queue_wait(call.app, call.function, attempt.started_at - call.created_at)
         run_time = meta.finished_at - meta.started_at
-        smoothed = self._run_time.get(call.key)
-        self._run_time[call.key] = (
+        smoothed = self._run_time.get(loaded.key)
+        self._run_time[loaded.key] = (
             run_time if smoothed is None else smoothed + (run_time - smoothed) * 0.2
         )
         if meta.ok:
