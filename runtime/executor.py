@@ -283,11 +283,12 @@ def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta],
     deadline = time.monotonic() + PACK_BUDGET_S
     try:
         for header, blob in zip(headers, blobs, strict=True):
-            call_id, attempt, _ = header.split("\n", 2)
-            reporter.running(call_id, int(attempt), time.time(), tuple(finished))
+            call_id, attempt_text, _ = header.split("\n", 2)
+            attempt = int(attempt_text)
+            reporter.running(call_id, attempt, time.time(), tuple(finished))
             meta, payload = run_call(header, blob, report_start=False)
             metas.append(meta)
-            finished.append((call_id, int(attempt), meta))
+            finished.append((call_id, attempt, meta))
             if payload is not None or time.monotonic() > deadline:
                 return metas, payload
         return metas, None

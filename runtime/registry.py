@@ -32,9 +32,6 @@ from rayfn.runtime.constants import (
     EXPIRY_TICK_S,
     KV_REGISTRY_EPOCH_PREFIX,
     NAMESPACE,
-    PACK_MAX_CALLS,
-    PACK_MAX_RUN_S,
-    PACK_SPREAD,
     REGISTRY_SHARD,
 )
 from rayfn.runtime.containers import Pool, Slot, stop_container
@@ -43,6 +40,7 @@ from rayfn.runtime.executor import Finished
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import new_call_id, parse_call_id
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
+from rayfn.runtime.packing import PackPolicy
 from rayfn.runtime.records import (
     AttemptMeta,
     CallGraphNode,
@@ -107,12 +105,8 @@ class CallRegistry:
         self._functions: dict[tuple[str, str], LoadedFunction] = {}
         self._queues: defaultdict[tuple[str, str], deque[Call]] = defaultdict(deque)
         self._running: defaultdict[tuple[str, str], int] = defaultdict(int)  # tasks
-        # How long each function version's calls run, smoothed: short ones are packed.
-        # Per version, so a redeploy that made a function slow starts unmeasured.
-        self._run_time: dict[tuple[str, str, int], float] = {}
-        # Versions whose pack crashed a worker: one call per task from then on, so the
-        # call that crashes does so alone.
-        self._unpackable: set[tuple[str, str, int]] = set()
+        # How long each function version's calls run: short ones are packed.
+        self._packing = PackPolicy()
         self._expiry = ExpiryQueue()
         self._tombstones = Tombstones(max_tombstones)
         self._background: set[asyncio.Task[None]] = set()
@@ -360,8 +354,7 @@ class CallRegistry:
         containers finish what they run, then go once idle."""
         for key in [k for k in self._functions if k[0] == app]:
             del self._functions[key]
-        for version in [v for v in self._run_time if v[0] == app]:
-            del self._run_time[version]
+        self._packing.forget(app)
         for pool_key, pool in self._pools.items():
             if pool_key[0] == app:
                 pool.retired = True
@@ -417,7 +410,7 @@ class CallRegistry:
             return
         limit = loaded.options.max_containers
         while queue and (limit is None or self._running[key] < limit):
-            size = self._pack_size(loaded, len(queue))
+            size = self._packing.size(loaded.key, loaded.can_pack, len(queue))
             if size == 1:
                 call = queue.popleft()
                 if call.status is CallStatus.QUEUED:
@@ -432,19 +425,6 @@ class CallRegistry:
                 self._launch_pack(pack, loaded)
         if not queue:
             del self._queues[key]
-
-    def _pack_size(self, loaded: LoadedFunction, queued: int) -> int:
-        """How many queued calls go in the next task: one, unless the function's
-        calls are known to be short and enough of them wait (runtime/constants.py)."""
-        run_time = self._run_time.get(loaded.key)
-        if (
-            run_time is None
-            or run_time > PACK_MAX_RUN_S
-            or not loaded.can_pack
-            or loaded.key in self._unpackable
-        ):
-            return 1
-        return max(1, min(PACK_MAX_CALLS, queued // PACK_SPREAD))
 
     def _pump_method(self, loaded: LoadedFunction, queue: deque[Call]) -> None:
         pool = self._pool(loaded)
@@ -499,19 +479,20 @@ class CallRegistry:
 
     def _launch_pack(self, calls: list[Call], loaded: LoadedFunction) -> None:
         """Hand several calls to Ray as one task that runs them in turn."""
-        numbered = [(c.call_id, len(c.attempts) + 1, c.args or b"") for c in calls]
+        pack = [(call, len(call.attempts) + 1) for call in calls]
         try:
-            metas_ref, payload_ref = loaded.submit_pack(numbered)
+            metas_ref, payload_ref = loaded.submit_pack(
+                [(call.call_id, attempt, call.args or b"") for call, attempt in pack]
+            )
         except Exception as exc:  # as in _launch
             logger.warning("a pack of %d calls could not be submitted: %s", len(calls), exc)
             for call in calls:
                 self._finish(call, CallStatus.FAILED, failure=RemoteFailure.from_ray_error(exc))
             return
-        for call, (_, attempt, _) in zip(calls, numbered, strict=True):
+        for call, attempt in pack:
             call.dispatched(attempt, metas_ref, packed=True)
-        self._running[call.key] += 1
+        self._running[calls[0].key] += 1
         self._packs += 1
-        pack = [(call, attempt) for call, (_, attempt, _) in zip(calls, numbered, strict=True)]
         self._start(self._watch_pack(pack, loaded, metas_ref, payload_ref))
 
     def _interrupt(self, call: Call, attempt: int, why: FailureKind) -> None:
@@ -589,7 +570,7 @@ class CallRegistry:
         metas: list[AttemptMeta] | None = None
         error: ray.exceptions.RayError | None = None
         try:
-            (metas,) = [await metas_ref]
+            metas = await metas_ref
         except ray.exceptions.RayError as exc:  # killed (timeout, cancel) or crashed
             error = exc
         finally:
@@ -624,7 +605,7 @@ class CallRegistry:
                     loaded.task_name,
                     error,
                 )
-                self._unpackable.add(loaded.key)
+                self._packing.crashed(loaded.key)
             self._requeue_unstarted(unstarted)
         finally:
             self._pump(self._functions.get(loaded.key[:2], loaded))
@@ -651,11 +632,7 @@ class CallRegistry:
         attempt.started_at = attempt.started_at or meta.started_at
         if number == 1:
             self._metrics.queue_wait(call.app, call.function, attempt.started_at - call.created_at)
-        run_time = meta.finished_at - meta.started_at
-        smoothed = self._run_time.get(loaded.key)
-        self._run_time[loaded.key] = (
-            run_time if smoothed is None else smoothed + (run_time - smoothed) * 0.2
-        )
+        self._packing.observe(loaded.key, meta.finished_at - meta.started_at)
         if meta.ok:
             attempt.end("succeeded", at=meta.finished_at)
             call.inline = meta.inline

@@ -243,12 +243,10 @@ def test_spawns_in_a_loop_share_round_trips_and_keep_their_order(cluster: Cluste
     assert [c.get(timeout=60)["args"] for c in calls[::50]] == [[i] for i in range(0, 300, 50)]
 
 
-def test_a_call_refused_after_spawn_returned_raises_when_its_id_is_read(
-    cluster: Cluster,
-) -> None:
-    """Once a handle's first call was accepted, spawn() returns before the registry
-    answers; a refusal (the app was stopped meanwhile) surfaces where the id is used."""
-    app = rayfn.App("test-refused-later")
+def _spawned_after_its_app_stopped(app_name: str) -> rayfn.FunctionCall:
+    """A call spawned through a handle whose first call was accepted, after the app
+    was stopped: spawn() returns before the registry refuses it."""
+    app = rayfn.App(app_name)
 
     @app.function()
     def one() -> int:
@@ -256,8 +254,16 @@ def test_a_call_refused_after_spawn_returned_raises_when_its_id_is_read(
 
     app.deploy()
     assert one.remote() == 1
-    assert ray.get(_connection.control().stop.remote("test-refused-later"))
-    refused = one.spawn()
+    assert ray.get(_connection.control().stop.remote(app_name))
+    return one.spawn()
+
+
+def test_a_call_refused_after_spawn_returned_raises_when_its_id_is_read(
+    cluster: Cluster,
+) -> None:
+    """Once a handle's first call was accepted, spawn() returns before the registry
+    answers; a refusal (the app was stopped meanwhile) surfaces where the id is used."""
+    refused = _spawned_after_its_app_stopped("test-refused-later")
     with pytest.raises(NotFoundError, match="not deployed"):
         refused.object_id  # noqa: B018  # reading it is the test
     with pytest.raises(NotFoundError, match="not deployed"):
@@ -282,16 +288,7 @@ def test_get_right_after_spawn_sends_both_in_one_round_trip(cluster: Cluster) ->
 def test_a_call_refused_when_sent_with_its_get_raises_there_and_on_its_id(
     cluster: Cluster,
 ) -> None:
-    app = rayfn.App("test-refused-with-get")
-
-    @app.function()
-    def one() -> int:
-        return 1
-
-    app.deploy()
-    assert one.remote() == 1
-    assert ray.get(_connection.control().stop.remote("test-refused-with-get"))
-    refused = one.spawn()
+    refused = _spawned_after_its_app_stopped("test-refused-with-get")
     with pytest.raises(NotFoundError, match="not deployed"):
         refused.get(timeout=0)
     with pytest.raises(NotFoundError, match="not deployed"):

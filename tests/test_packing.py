@@ -43,6 +43,12 @@ def _warm(function: rayfn.Function, folder: Path) -> None:
     list(function.map([str(folder)] * 10, range(-10, 0)))
 
 
+def _spawn_with_a_hang(folder: Path, hang: int, n: int = 60) -> list[rayfn.FunctionCall]:
+    """``n`` short calls of which call ``hang`` runs past its timeout (or until
+    cancelled), spawned at once so they are packed."""
+    return packing.tally_or_hang.spawn_map([str(folder)] * n, range(n), [hang] * n)
+
+
 def test_short_calls_share_tasks_and_each_runs_once(tmp_path: Path) -> None:
     _warm(packing.tally, tmp_path)
     before = _packs()
@@ -78,7 +84,7 @@ def test_a_packed_call_past_its_timeout_fails_alone(tmp_path: Path) -> None:
     _warm(packing.tally_or_hang, tmp_path)
     before = _packs()
     n = 60
-    calls = packing.tally_or_hang.spawn_map([str(tmp_path)] * n, range(n), [20] * n)
+    calls = _spawn_with_a_hang(tmp_path, 20, n)
     with pytest.raises(FunctionTimeoutError):
         calls[20].get(timeout=60)
     others = [c.get(timeout=60) for i, c in enumerate(calls) if i != 20]
@@ -93,7 +99,7 @@ def test_cancelling_a_running_packed_call_stops_only_that_call(tmp_path: Path) -
     _warm(packing.tally_or_hang, tmp_path)
     before = _packs()
     n = 60
-    calls = packing.tally_or_hang.spawn_map([str(tmp_path)] * n, range(n), [30] * n)
+    calls = _spawn_with_a_hang(tmp_path, 30, n)
     deadline = time.monotonic() + 30
     while calls[30].status().status is not rayfn.CallStatus.RUNNING:
         assert time.monotonic() < deadline, "the hanging call never reported RUNNING"
