@@ -94,8 +94,12 @@ def test_max_containers_caps_concurrency_in_submit_order(tmp_path: Path) -> None
         running += delta
         peak = max(peak, running)
     assert peak <= 2
+    # Handed to Ray in submit order; the first two then run at once, so which of them
+    # starts first is a race between two workers, not an ordering rayfn promises.
     order = [int(i) for _, _, i in sorted(spans)]
-    assert order[:2] == sorted(order[:2]) and set(order[:2]) == {0, 1}
+    assert set(order[:2]) == {0, 1}
+    submitted = [c.status().attempts[0].submitted_at for c in calls]
+    assert submitted == sorted(submitted)
 
 
 def test_cancel_queued_running_and_finished(tmp_path: Path) -> None:
