@@ -56,6 +56,10 @@ EXPIRY_PAUSE_S = 0.001
 # Calls an async rayfn actor serves at once; each waiting get() holds one slot.
 ACTOR_MAX_CONCURRENCY = 10_000
 
+# The longest wait a caller may ask for (get, Queue.get...): one year is past any real
+# wait, and far inside what Ray's and asyncio's timers can represent.
+MAX_WAIT_S = 365 * 24 * 3600.0
+
 # Extra seconds a client waits for the registry beyond the get() timeout it asked for,
 # so a slow round trip is not mistaken for a pending call.
 GET_ROUND_TRIP_MARGIN_S = 30.0

@@ -16,9 +16,10 @@ from typing import NamedTuple
 
 from rayfn.runtime.constants import CALL_ID_PREFIX, CALL_ID_RANDOM_BYTES
 
-# 16 random bytes encode to 26 base32 characters (after stripping the padding).
+# 16 random bytes encode to 26 base32 characters (after stripping the padding). Matched
+# whole (fullmatch): "$" would also accept an id ending in a newline.
 _CALL_ID_RE = re.compile(
-    rf"^{re.escape(CALL_ID_PREFIX)}(0|[1-9][0-9]{{0,2}})-([1-9][0-9]{{0,17}})-[a-z2-7]{{26}}$"
+    rf"{re.escape(CALL_ID_PREFIX)}(0|[1-9][0-9]{{0,2}})-([1-9][0-9]{{0,17}})-[a-z2-7]{{26}}"
 )
 CALL_ID_EXAMPLE = "fc-0-1-mfrggzdfmztwq2lknnwg23tpoa"
 
@@ -40,7 +41,7 @@ def parse_call_id(value: object) -> CallIdOrigin | None:
     """The shard and epoch an id names, or None if ``value`` is not shaped like one."""
     if not isinstance(value, str):
         return None
-    found = _CALL_ID_RE.match(value)
+    found = _CALL_ID_RE.fullmatch(value)
     if found is None:
         return None
     return CallIdOrigin(int(found.group(1)), int(found.group(2)))

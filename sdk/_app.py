@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from rayfn import _connection, _progress
+from rayfn._checks import check_name
 from rayfn._cls import MAX_INPUTS_MARK, Cls, methods_of
 from rayfn._config import settings
-from rayfn._function import Function, check_name
+from rayfn._function import Function
 from rayfn._image import Image
 from rayfn._options import check_pool, function_options
 from rayfn._retries import Retries

@@ -12,6 +12,7 @@ from typing import Any
 import ray
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rayfn import _connection, _progress
@@ -52,7 +53,8 @@ def friendly(command: Callable[..., None]) -> Callable[..., None]:
         try:
             command(*args, **kwargs)
         except Error as exc:
-            err.print(f"[red]Error:[/red] {exc}", highlight=False)
+            # Escaped: a message quotes user input, which may look like rich markup.
+            err.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper

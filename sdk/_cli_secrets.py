@@ -8,8 +8,9 @@ import typer
 from rich.table import Table
 
 from rayfn import _connection
+from rayfn._checks import check_name
 from rayfn._cli_common import friendly, out
-from rayfn._secret import check_secret_name, check_secret_values
+from rayfn._secret import check_secret_values
 from rayfn.exception import InvalidError
 
 secret_cli = typer.Typer(
@@ -32,7 +33,7 @@ def secret_create(
         if not sep:
             raise InvalidError(f"Give KEY=VALUE pairs; {key!r} has no '='.")
         values[key] = value
-    check_secret_name(name)
+    check_name("secret", name)
     check_secret_values(values)
     control = _connection.control()
     if not force and not _connection.ask(control, "missing_secrets", [name]):
@@ -59,6 +60,6 @@ def secret_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 @friendly
 def secret_delete(name: str = typer.Argument(..., help="Secret name")) -> None:
     """Delete a secret. Example: rayfn secret delete openai"""
-    if not _connection.ask(_connection.control(), "delete_secret", check_secret_name(name)):
+    if not _connection.ask(_connection.control(), "delete_secret", check_name("secret", name)):
         raise InvalidError(f"No secret named {name!r} (see `rayfn secret list`).")
     out.print(f"Deleted secret {name}.")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rayfn import _connection, _progress
 from rayfn._aio import aio_method
 from rayfn._arguments import check_arguments, parameters_of
+from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, fetch_results
 from rayfn._serialization import dumps_args
 from rayfn._spawner import spawner
@@ -30,22 +30,6 @@ if TYPE_CHECKING:
 
 # Results fetched per registry round trip when map() yields in order.
 _RESULT_CHUNK = 256
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def check_name(kind: str, name: object) -> str:
-    """Check an app or function name.
-
-    Raises:
-        InvalidError: the name is empty, too long, or has characters other than
-            letters, digits, ``_``, ``.`` and ``-``.
-    """
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InvalidError(
-            f"Invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit."
-        )
-    return name
 
 
 class Function:

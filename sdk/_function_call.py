@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from concurrent.futures import Future
 from typing import Any
 
@@ -11,6 +10,7 @@ import ray
 
 from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method
+from rayfn._checks import check_wait
 from rayfn._spawner import spawner
 from rayfn.exception import (
     CallLostError,
@@ -92,7 +92,7 @@ class FunctionCall:
             Exception: whatever the function raised, with the remote traceback in
                 its notes (``RemoteError`` when its type cannot be rebuilt here).
         """
-        _check_timeout(timeout)
+        timeout = check_wait("timeout", timeout)
         client_timeout = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
         claimed = self._claim()
         if claimed is not None:
@@ -116,7 +116,7 @@ class FunctionCall:
 
     @get.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
     async def get(self, timeout: float | None = None) -> Any:
-        _check_timeout(timeout)
+        timeout = check_wait("timeout", timeout)
         await self._accepted_aio()
         outcome = _prefetch.take(self._call_id)
         if outcome is None:
@@ -339,15 +339,3 @@ def rebuild_exception(failure: RemoteFailure) -> BaseException:
     exc.add_note(f"\nRemote traceback:\n{failure.traceback}")
     exc.remote_traceback = failure.traceback  # type: ignore[attr-defined]
     return exc
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is None:
-        return
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout < 0
-    ):
-        raise InvalidError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}.")

@@ -13,10 +13,11 @@ import json
 import re
 from collections.abc import Sequence
 
+from rayfn._checks import check_name
 from rayfn.exception import InvalidError
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Matched whole (fullmatch): "$" would also accept a key ending in a newline.
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Secret:
@@ -30,7 +31,7 @@ class Secret:
     def from_name(cls, name: str) -> Secret:
         """The secret created with ``rayfn secret create NAME KEY=VALUE ...``; checked
         at deploy."""
-        return cls(check_secret_name(name))
+        return cls(check_name("secret", name))
 
     @classmethod
     def from_dict(cls, env: dict[str, str]) -> Secret:
@@ -52,19 +53,11 @@ def inline_secrets(secrets: Sequence[Secret]) -> dict[str, dict[str, str]]:
     return {x.name: x.inline_values for x in secrets if x.inline_values is not None}
 
 
-def check_secret_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InvalidError(
-            f"Invalid secret name {name!r}: use 1-128 letters, digits, '_', '.' or '-'."
-        )
-    return name
-
-
 def check_secret_values(env: object) -> dict[str, str]:
     if not isinstance(env, dict) or not env:
         raise InvalidError("A secret is a non-empty dict of environment variable names to strings.")
     for key, value in env.items():
-        if not isinstance(key, str) or not _ENV_RE.match(key):
+        if not isinstance(key, str) or not _ENV_RE.fullmatch(key):
             raise InvalidError(f"Secret keys must be environment variable names, got {key!r}.")
         if not isinstance(value, str):
             # The key, never the value, goes in the message.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import secrets
 from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
@@ -20,11 +19,11 @@ import ray
 from ray.actor import ActorHandle
 
 from rayfn import _connection
+from rayfn._checks import check_name
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.constants import NAMESPACE
 from rayfn.runtime.stores import DictStore, QueueStore
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MISSING = object()
 S = TypeVar("S", bound="_Store")
 
@@ -52,12 +51,7 @@ class _Store:
     def from_name(cls: type[S], name: str, *, create_if_missing: bool = False) -> S:
         """The store called ``name``; lazy: a missing one raises ``NotFoundError`` on
         first use unless ``create_if_missing``."""
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise InvalidError(
-                f"Invalid {cls._kind} name {name!r}: use 1-128 letters, digits, '_', '.' "
-                "or '-', starting with a letter or digit."
-            )
-        return cls(name, create_if_missing)
+        return cls(check_name(cls._kind, name), create_if_missing)
 
     @classmethod
     @contextlib.contextmanager

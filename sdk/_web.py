@@ -15,7 +15,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WEB_ATTRIBUTE = "__rayfn_web__"
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+# Matched whole (fullmatch): "$" would also accept a prefix ending in a newline.
+_PREFIX_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 
 
 def asgi_app(*, label: str | None = None, route_prefix: str | None = None) -> Callable[[F], F]:
@@ -67,7 +68,7 @@ def _prefix(label: str | None, route_prefix: str | None) -> str | None:
     if label is not None and route_prefix is not None:
         raise InvalidError("Give label or route_prefix, not both.")
     prefix = f"/{label}" if label is not None else route_prefix
-    if prefix is not None and (not isinstance(prefix, str) or not _PREFIX_RE.match(prefix)):
+    if prefix is not None and (not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix)):
         raise InvalidError(
             f"Invalid route prefix {prefix!r}: use a path like '/jobs' or '/team/jobs' "
             "(letters, digits, '.', '_', '~', '-'; no trailing slash)."
