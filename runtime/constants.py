@@ -24,6 +24,8 @@ KV_CODE_PREFIX = "rayfn:code:"
 
 # Prefix of the GCS key-value entries holding secrets (name -> pickled dict of env vars).
 KV_SECRET_PREFIX = "rayfn:secret:"
+# The settings the running job API was deployed with (JSON; the token only as a digest).
+KV_API_CONFIG = "rayfn:api-config"
 
 # How often the control actor looks for scheduled functions that are due, in seconds.
 SCHEDULE_TICK_S = 0.2
@@ -84,6 +86,8 @@ REPORT_RUNNING_AFTER_S = 0.05
 
 # How long a caller of rayfn's own actors waits out their restart before giving up.
 CONTROL_RESTART_WAIT_S = 60.0
+# How long a deploy waits for the registry to confirm it dropped the app's old version.
+REGISTRY_NOTICE_WAIT_S = 10.0
 
 # Packing: when a function's calls are short (they ran under PACK_MAX_RUN_S on
 # average) and many are queued, the registry hands up to PACK_MAX_CALLS of them to Ray

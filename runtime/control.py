@@ -23,6 +23,7 @@ from rayfn.runtime.constants import (
     KV_APP_PREFIX,
     NAMESPACE,
     REGISTRY_ACTOR_NAME,
+    REGISTRY_NOTICE_WAIT_S,
     SCHEDULE_TICK_S,
 )
 from rayfn.runtime.environment import runtime_env_for
@@ -102,7 +103,7 @@ class ControlActor:
             )
         self._apps[spec.name] = deployment
         self._last_version[spec.name] = version
-        self._tell_registry_app_changed(spec.name)
+        await self._tell_registry_app_changed(spec.name)
         return deployment.info(), previous.info() if previous else None
 
     async def stop(self, app: str) -> bool:
@@ -115,7 +116,7 @@ class ControlActor:
             return False
         drop_code(app, below_version=None if stopped.spec.ephemeral else stopped.version)
         internal_kv._internal_kv_del(_kv_key(app), namespace=NAMESPACE)
-        self._tell_registry_app_changed(app)
+        await self._tell_registry_app_changed(app)
         return True
 
     async def missing_secrets(self, names: list[str]) -> list[str]:
@@ -214,12 +215,18 @@ class ControlActor:
         info = await _registry().describe.remote(call_id)
         return isinstance(info, CallInfo) and not info.status.is_terminal
 
-    def _tell_registry_app_changed(self, app: str) -> None:
+    @staticmethod
+    async def _tell_registry_app_changed(app: str) -> None:
+        """Waited for, so that a spawn made after ``deploy`` returns runs the new version
+        (a registry that does not answer soon learns it when it reloads the function)."""
         try:
             registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE)
         except ValueError:
             return  # no registry yet: nothing cached to forget
-        registry.forget_app.remote(app)
+        try:
+            await asyncio.wait_for(registry.forget_app.remote(app), REGISTRY_NOTICE_WAIT_S)
+        except (TimeoutError, ray.exceptions.RayError) as exc:
+            logger.warning("the registry did not confirm that %s changed: %s", app, exc)
 
 
 # A scheduled tick calls the function with no arguments.

@@ -352,12 +352,19 @@ class CallRegistry:
     async def forget_app(self, app: str) -> None:
         """Drop cached code of ``app`` (it was redeployed or stopped); its class
         containers finish what they run, then go once idle."""
-        for key in [k for k in self._functions if k[0] == app]:
-            del self._functions[key]
+        stale = {k: self._functions.pop(k) for k in [k for k in self._functions if k[0] == app]}
         self._packing.forget(app)
         for pool_key, pool in self._pools.items():
             if pool_key[0] == app:
                 pool.retired = True
+        # The redeploy rule: a call that has not started runs the version deployed when
+        # it starts, so the queues move to the new version now, not at the next spawn.
+        for key in [k for k, queue in self._queues.items() if k[0] == app and queue]:
+            loaded = await self._function(*key)
+            if not isinstance(loaded, NotDeployed):
+                self._pump(loaded)
+            elif key in stale:  # stopped: its calls run the last version's code
+                self._pump(stale[key])
 
     async def stats(self) -> dict[str, int]:
         return {
@@ -425,6 +432,23 @@ class CallRegistry:
                 self._launch_pack(pack, loaded)
         if not queue:
             del self._queues[key]
+
+    def _pump_latest(self, known: LoadedFunction) -> None:
+        """Pump ``known``'s function with its current version: the cached one, else
+        (its app was redeployed meanwhile) the one the control actor has now, else
+        (the app was stopped) ``known``."""
+        key = (known.key[0], known.key[1])
+        current = self._functions.get(key)
+        if current is None:
+            self._start(self._reload_and_pump(known))
+        elif current.options.container is not None:
+            self._pump_class(current.key[0], current.options.container.class_name)
+        else:
+            self._pump(current)
+
+    async def _reload_and_pump(self, known: LoadedFunction) -> None:
+        loaded = await self._function(known.key[0], known.key[1])
+        self._pump(known if isinstance(loaded, NotDeployed) else loaded)
 
     def _pump_method(self, loaded: LoadedFunction, queue: deque[Call]) -> None:
         pool = self._pool(loaded)
@@ -553,12 +577,7 @@ class CallRegistry:
             attempt.end(failure.kind.value, failure.summary)
             self._failed(call, loaded, failure.kind, None, failure)
         finally:
-            current = self._functions.get(call.key, loaded)
-            container = current.options.container
-            if container is not None:
-                self._pump_class(call.app, container.class_name)
-            else:
-                self._pump(current)
+            self._pump_latest(loaded)
 
     async def _watch_pack(
         self,
@@ -608,7 +627,7 @@ class CallRegistry:
                 self._packing.crashed(loaded.key)
             self._requeue_unstarted(unstarted)
         finally:
-            self._pump(self._functions.get(loaded.key[:2], loaded))
+            self._pump_latest(loaded)
 
     def _requeue_unstarted(self, calls: list[Call]) -> None:
         """Queue again, first in line and in order, packed calls their pack never got
@@ -691,7 +710,7 @@ class CallRegistry:
         call.status = CallStatus.QUEUED
         # A retry keeps its place ahead of calls submitted after it.
         self._queues[call.key].appendleft(call)
-        self._pump(self._functions.get(call.key, loaded))
+        self._pump_latest(loaded)
 
     def _finish(
         self,

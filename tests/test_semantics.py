@@ -192,3 +192,32 @@ def test_call_list_cli(cluster: Cluster) -> None:
 
     (record,) = json.loads(listed.stdout)
     assert record["status"] == "SUCCEEDED" and record["function"] == "square"
+
+
+def _versioned(tag: str, gate: Path) -> tuple[rayfn.App, rayfn.Function]:
+    app = rayfn.App("test-redeploy-rule")
+
+    @app.function(name="job", max_containers=1)
+    def job(i: int) -> str:
+        while i == 0 and not gate.exists():  # the first call holds the only slot
+            time.sleep(0.02)
+        return tag
+
+    return app, job
+
+
+def test_queued_calls_run_the_version_deployed_when_they_start(tmp_path: Path) -> None:
+    """The redeploy rule: a running call finishes on its version; calls still queued
+    when the new version is deployed run the new one, whether or not anything is
+    spawned after the deploy."""
+    gate = tmp_path / "go"
+    old_app, old_job = _versioned("v1", gate)
+    old_app.deploy()
+    calls = [old_job.spawn(i) for i in range(4)]
+    wait_for(lambda: calls[0].status().status is S.RUNNING, what="the first call to run")
+    assert [c.status().status for c in calls[1:]] == [S.QUEUED] * 3
+    new_app, new_job = _versioned("v2", gate)
+    new_app.deploy()
+    gate.touch()
+    assert [c.get(timeout=60) for c in calls] == ["v1", "v2", "v2", "v2"]
+    assert new_job.remote(5) == "v2"
