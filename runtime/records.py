@@ -7,6 +7,7 @@ Records are frozen dataclasses; they hold no handles to live objects except the
 from __future__ import annotations
 
 import enum
+import os
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -221,13 +222,56 @@ class RemoteFailure:
     def capture(cls, exc: BaseException, tb: TracebackType | None = None) -> RemoteFailure:
         """Record ``exc``; ``tb`` is the traceback to show (default: the whole one)."""
         tb = tb if tb is not None else exc.__traceback__
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        text = user_traceback(exc, tb)
         try:
             pickled: bytes | None = ray.cloudpickle.dumps(exc)
         except Exception:
             pickled = None
         kind = type(exc)
         return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), text, pickled)
+
+
+def _internal_folders() -> tuple[str, ...]:
+    """Where rayfn's and Ray's own code is installed (frames from there are ours)."""
+    import sys
+
+    names = ("rayfn", "rayfn.runtime", "rayfn.serve", "ray")
+    found = (getattr(sys.modules.get(name), "__file__", None) for name in names)
+    return tuple(os.path.dirname(path) + os.sep for path in found if path)
+
+
+def user_traceback(
+    exc: BaseException, tb: TracebackType | None, _seen: set[int] | None = None
+) -> str:
+    """``exc``'s traceback as text (with the exceptions it was raised from), without
+    the frames of rayfn, Ray or Python's import machinery: what a caller sees of a
+    remote failure is about their code, and shows no paths of where rayfn is
+    installed."""
+    seen = _seen if _seen is not None else set()
+    seen.add(id(exc))
+    chained = ""
+    if exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        chained = user_traceback(exc.__cause__, exc.__cause__.__traceback__, seen)
+        chained += "\nThe above exception was the direct cause of the following exception:\n\n"
+    elif (
+        exc.__context__ is not None
+        and not exc.__suppress_context__
+        and id(exc.__context__) not in seen
+    ):
+        chained = user_traceback(exc.__context__, exc.__context__.__traceback__, seen)
+        chained += "\nDuring handling of the above exception, another exception occurred:\n\n"
+    internal = _internal_folders()
+    frames = [
+        frame
+        for frame in traceback.extract_tb(tb)
+        if not frame.filename.startswith(internal) and not frame.filename.startswith("<frozen")
+    ]
+    text = "".join(traceback.format_exception_only(type(exc), exc))
+    if frames:
+        text = (
+            "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + text
+        )
+    return chained + text
 
 
 @dataclass(frozen=True)

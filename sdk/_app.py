@@ -276,19 +276,24 @@ class App:
         functions go on Ray Serve (``Function.get_web_url()`` says where).
 
         Raises:
-            InvalidError: the app has no name.
+            InvalidError: the app has no name, or a web function would be served
+                under a path the job API reserves (``/v1``, ``/docs``...).
         """
         app_name = check_name("app", name or self._name)
         if self._name is None:
             self._name = app_name
         spec = self._spec(app_name)
         _check_secrets(spec)
-        registered = _progress.step(f"register {app_name}", 1)
-        info, previous = _connection.ask(_connection.control(), "deploy", spec)
-        registered(1)
         web = [f for f in self._functions.values() if f.web is not None]
         if web:
             # Imported here: a process that only submits work never loads Ray Serve.
+            from rayfn.serve.deploy import check_routes
+
+            check_routes(app_name, self._functions)  # before anything is deployed
+        registered = _progress.step(f"register {app_name}", 1)
+        info, previous = _connection.ask(_connection.control(), "deploy", spec)
+        registered(1)
+        if web:
             from rayfn.serve.deploy import deploy_web_functions
 
             served = _progress.step(f"serve {len(web)} web functions", 1)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rayfn.exception import InvalidError
 from rayfn.runtime.constants import DEFAULT_RESULT_TTL_S
+
+_MIB = 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -19,15 +23,36 @@ class Settings(BaseSettings):
     # Where rayfn keeps its local cluster's address, pid, logs and auth token.
     home: Path = Field(default_factory=lambda: Path.home() / ".rayfn")
     # Default result_ttl of functions that do not set one, in seconds.
-    result_ttl: float = Field(default=DEFAULT_RESULT_TTL_S, gt=0)
+    result_ttl: float = Field(default=DEFAULT_RESULT_TTL_S, gt=0, allow_inf_nan=False)
     # Where Ray Serve listens for rayfn's HTTP side (the job API and web functions).
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     # Request bodies over this many bytes get 413 from the job API.
-    http_max_body: int = Field(default=16 * 1024 * 1024, gt=0)
+    http_max_body: int = Field(default=16 * _MIB, gt=0)
+    # Results whose JSON answer would be over this many bytes get 413 from the job API.
+    http_max_result: int = Field(default=16 * _MIB, gt=0)
+    # Seconds the job API waits for each piece of a request body before answering 408.
+    http_body_timeout: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
     # Bearer token the job API requires on every route but /healthz (None: no token).
     api_token: SecretStr | None = None
 
 
 def settings() -> Settings:
-    return Settings()
+    """The settings now in force.
+
+    Raises:
+        InvalidError: a ``RAYFN_*`` variable has a value rayfn cannot use (one line
+            naming it, never pydantic's report).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise InvalidError(f"Bad rayfn setting: {problems}.") from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    field = ".".join(str(part) for part in error.get("loc", ())) or "?"
+    value = error.get("input")
+    shown = "(hidden)" if field == "api_token" else repr(value)
+    return f"RAYFN_{field.upper()}={shown}: {error.get('msg', 'invalid').lower()}"

@@ -17,6 +17,24 @@ WEB_ATTRIBUTE = "__rayfn_web__"
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Matched whole (fullmatch): "$" would also accept a prefix ending in a newline.
 _PREFIX_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+# The job API's paths (and /ui, the console's): no web function may be served there, or
+# it would take the API's requests, and their Authorization headers.
+RESERVED_PREFIXES = ("/v1", "/healthz", "/docs", "/redoc", "/openapi.json", "/ui")
+
+
+def check_route_free(prefix: str, where: str) -> None:
+    """Refuse a web function's route prefix that overlaps the job API's paths.
+
+    Raises:
+        InvalidError: ``prefix`` is or lies under one of ``RESERVED_PREFIXES``.
+    """
+    for reserved in RESERVED_PREFIXES:
+        if prefix == reserved or prefix.startswith(reserved + "/"):
+            raise InvalidError(
+                f"{where} would be served at {prefix}, under {reserved}, which the rayfn "
+                f"job API reserves ({', '.join(RESERVED_PREFIXES)}): give it another "
+                "label= or route_prefix=, or the app another name."
+            )
 
 
 def asgi_app(*, label: str | None = None, route_prefix: str | None = None) -> Callable[[F], F]:
@@ -73,6 +91,8 @@ def _prefix(label: str | None, route_prefix: str | None) -> str | None:
             f"Invalid route prefix {prefix!r}: use a path like '/jobs' or '/team/jobs' "
             "(letters, digits, '.', '_', '~', '-'; no trailing slash)."
         )
+    if prefix is not None:
+        check_route_free(prefix, "This web endpoint")
     return prefix
 
 

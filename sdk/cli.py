@@ -310,12 +310,10 @@ def http_start() -> None:
 @friendly
 def http_stop() -> None:
     """Remove the built-in job API from Ray Serve. Example: rayfn http stop"""
-    from ray import serve as ray_serve
-
-    from rayfn.serve.deploy import API_APP_NAME
+    from rayfn.serve.deploy import stop_api
 
     _connection.connect()
-    ray_serve.delete(API_APP_NAME)
+    stop_api()
     out.print("Stopped the job API.", highlight=False)
 
 

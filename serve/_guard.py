@@ -1,9 +1,11 @@
-"""The job API's front gate, as plain ASGI middleware: bearer token, body size cap, and
-JSON-only bodies, answered before any route runs (FastAPI itself answers 500 to a body
-that is not UTF-8, and would read an unbounded body)."""
+"""The job API's front gate, as plain ASGI middleware: bearer token, body size cap, a
+deadline on every piece of the body, and JSON-only bodies, answered before any route
+runs (FastAPI itself answers 500 to a body that is not UTF-8, or nested past Python's
+recursion limit, and would wait for ever on a body that stalls)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -18,6 +20,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Bodies nested deeper than this are refused: arguments are data, not recursion tests.
+MAX_JSON_DEPTH = 128
 
 
 def token_digest(token: str) -> str:
@@ -26,10 +30,13 @@ def token_digest(token: str) -> str:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, token_sha256: str | None, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, token_sha256: str | None, max_body: int, body_timeout_s: float
+    ) -> None:
         self.app = app
         self.token_sha256 = token_sha256
         self.max_body = max_body
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +65,18 @@ class RequestGuard:
             return
         body = bytearray()
         while True:
-            message = await receive()
+            try:
+                # A client that stalls mid-body must not hold a slot of the API for ever.
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                await _answer(
+                    send,
+                    408,
+                    "body_timeout",
+                    f"No part of the body came for {self.body_timeout_s:g} s.",
+                    extra=[(b"connection", b"close")],
+                )
+                return
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -68,15 +86,16 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         if body:
-            content_type = headers.get("content-type", b"").split(b";")[0].strip()
+            content_type = headers.get("content-type", b"").split(b";")[0].strip().lower()
             if content_type not in (b"application/json", b""):
                 await _answer(send, 415, "unsupported_media_type", "Send application/json.")
                 return
-            try:
-                json.loads(bytes(body).decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                await _answer(send, 422, "invalid_json", f"The body is not UTF-8 JSON: {exc}.")
+            problem = _json_problem(bytes(body))
+            if problem is not None:
+                await _answer(send, 422, "invalid_json", problem)
                 return
+            if not content_type:  # JSON sent without saying so: let FastAPI read it as such
+                scope = {**scope, "headers": [*scope["headers"], _JSON_CONTENT_TYPE]}
         await self.app(scope, _replay(bytes(body), receive), send)
 
     def _authorized(self, header: bytes) -> bool:
@@ -85,6 +104,41 @@ class RequestGuard:
             return False
         assert self.token_sha256 is not None
         return hmac.compare_digest(token_digest(token.strip()), self.token_sha256)
+
+
+_JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
+def _json_problem(body: bytes) -> str | None:
+    """Why ``body`` is not acceptable JSON, or None."""
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"The body is not UTF-8 JSON: {exc}."
+    except RecursionError:
+        return f"The body is nested deeper than {MAX_JSON_DEPTH} levels."
+    if json_depth(parsed) > MAX_JSON_DEPTH:
+        return f"The body is nested deeper than {MAX_JSON_DEPTH} levels."
+    return None
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in parsed JSON (a scalar is 0), without
+    recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, depth) for child in item)
+    return deepest
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

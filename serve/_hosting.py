@@ -4,6 +4,8 @@ pickled code crosses from the deploying process."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import ray
@@ -13,16 +15,35 @@ from ray import serve
 from rayfn.serve.api import build_api
 
 
+@dataclass(frozen=True)
+class ApiConfig:
+    """What the job API runs with; a running API whose config differs is redeployed."""
+
+    token_sha256: str | None  # hex SHA-256 of the bearer token, never the token
+    max_body: int
+    max_result: int
+    body_timeout_s: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ApiConfig | None:
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):
+            return None  # written by another version of rayfn: treat as unknown
+
+
 @serve.ingress()
 class JobAPI:
     """Hosts the built-in job API."""
 
-    def __init__(self, token_sha256: str | None, max_body: int) -> None:
-        self._token_sha256 = token_sha256
-        self._max_body = max_body
+    def __init__(self, config: ApiConfig) -> None:
+        self._config = config
 
     def __serve_build_asgi_app__(self) -> Any:
-        return build_api(token_sha256=self._token_sha256, max_body=self._max_body)
+        return build_api(**asdict(self._config))
 
 
 @serve.ingress()

@@ -10,13 +10,17 @@ when ``RAYFN_API_TOKEN`` is set):
                                                        404 unknown | 410 expired or
                                                        lost (registry restarted) |
                                                        422 malformed id | 424 failed |
-                                                       409 cancelled
+                                                       409 cancelled | 406 no JSON
+                                                       form | 413 result too large
     DELETE /v1/calls/{call_id}                         200 status record (cancelled, or
                                                        as it was if it had finished)
     GET    /healthz                                    200 {"status": "ok"}
 
 A failed call answers 424 (Failed Dependency: the request was fine, the function it
-depends on failed) with the function's error type, message and traceback.
+depends on failed) with the function's error type, message and traceback. How results
+become JSON (bytes, NaN...) is in ``rayfn.serve._results``. Every error, Starlette's
+own 404 and 405 included, is ``{"error": code, "message": ...}``; a body that stalls
+answers 408, and a full API 503 with ``Retry-After`` (from Serve, see ``deploy``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ import time
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import rayfn
 from rayfn.exception import (
@@ -45,8 +49,13 @@ from rayfn.exception import (
 )
 from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.serve._guard import RequestGuard
+from rayfn.serve._results import NoJsonForm, TooLarge, result_body
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_RESULT = 16 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT_S = 10.0
+# What Starlette's own errors (no such route, wrong method...) are called in our bodies.
+_HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 # -- bodies -------------------------------------------------------------------------------
@@ -82,9 +91,13 @@ class PendingResponse(BaseModel):
 
 
 class ResultResponse(BaseModel):
+    """bytes in the result are base64 text; a bytes result has ``encoding: base64``.
+    NaN and infinities are the strings "NaN", "Infinity", "-Infinity"."""
+
     call_id: str
     status: CallStatus = CallStatus.SUCCEEDED
     result: Any = None
+    encoding: str | None = None
 
 
 class RemoteErrorBody(BaseModel):
@@ -182,6 +195,8 @@ def build_api(
     *,
     token_sha256: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    max_result: int = DEFAULT_MAX_RESULT,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The job API as a FastAPI app.
 
@@ -190,6 +205,8 @@ def build_api(
         token_sha256: hex SHA-256 of the bearer token every route but ``/healthz``
             needs; None: no token (only for loopback).
         max_body: request bodies over this many bytes get 413.
+        max_result: results whose JSON answer is over this many bytes get 413.
+        body_timeout_s: a request body that stalls this long between pieces gets 408.
     """
     api = FastAPI(
         title="rayfn job API",
@@ -197,12 +214,16 @@ def build_api(
         description="Submit calls to deployed rayfn functions and fetch their results.",
         responses={
             401: {"model": ErrorResponse},
+            408: {"model": ErrorResponse},
             413: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
         },
     )
     api.state.backend = backend or ClusterBackend()
-    api.add_middleware(RequestGuard, token_sha256=token_sha256, max_body=max_body)
+    api.add_middleware(
+        RequestGuard, token_sha256=token_sha256, max_body=max_body, body_timeout_s=body_timeout_s
+    )
     _add_error_handlers(api)
 
     @api.get("/healthz", tags=["health"])
@@ -242,8 +263,10 @@ def build_api(
         responses={
             202: {"model": PendingResponse},
             404: {"model": ErrorResponse},
+            406: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
             410: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
             424: {"model": FailedResponse},
         },
         tags=["calls"],
@@ -252,6 +275,8 @@ def build_api(
         """A call's result: 200 when done, 202 while it runs, 424 when it failed."""
         try:
             value = await backend.result(call_id)
+        except SerializationError as exc:  # its result could not be pickled, or was too big
+            return _failed(call_id, _qualname(exc), exc)
         except TimeoutError:
             info = await backend.describe(call_id)
             return JSONResponse(
@@ -271,15 +296,21 @@ def build_api(
         except Exception as exc:  # the function's own exception: the call failed
             return _failed(call_id, _qualname(exc), exc)
         try:
-            encoded = jsonable_encoder(value)
-        except Exception:
+            body = result_body(call_id, value, max_result)
+        except NoJsonForm as exc:
             return _error(
                 406,
                 "not_json",
-                f"The result of {call_id} is a {type(value).__name__}, "
-                "which has no JSON form; fetch it with the Python SDK.",
+                f"The result of {call_id} has no JSON form ({exc}); fetch it with the Python SDK.",
             )
-        return ResultResponse(call_id=call_id, result=encoded)
+        except TooLarge as exc:
+            return _error(
+                413,
+                "result_too_large",
+                f"The result of {call_id} is {exc} for HTTP (RAYFN_HTTP_MAX_RESULT); "
+                "fetch it with the Python SDK.",
+            )
+        return Response(body, media_type="application/json")
 
     @api.delete(
         "/v1/calls/{call_id}",
@@ -345,5 +376,13 @@ def _add_error_handlers(api: FastAPI) -> None:
         # Never a traceback of rayfn's internals in a response; it goes to the log.
         return _error(500, "internal", "Internal error; see the Serve replica's log.")
 
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+        answer = _error(exc.status_code, code, f"{exc.detail}: {request.method} {request.url.path}")
+        answer.headers.update(exc.headers or {})
+        return answer
+
+    api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(RequestValidationError, invalid_request)
     api.add_exception_handler(Exception, internal)

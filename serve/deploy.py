@@ -12,15 +12,20 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 from ray import serve
+from ray.experimental import internal_kv
+from ray.serve.config import BackpressureConfig
 
 from rayfn._config import settings
 from rayfn._function import Function
 from rayfn._serialization import dumps_function
+from rayfn._web import check_route_free
 from rayfn.exception import InvalidError
+from rayfn.runtime.constants import KV_API_CONFIG, NAMESPACE
 from rayfn.runtime.records import FunctionOptions, WebEndpoint
 from rayfn.serve._guard import token_digest
-from rayfn.serve._hosting import JobAPI, WebFunction
+from rayfn.serve._hosting import ApiConfig, JobAPI, WebFunction
 
 logger = logging.getLogger(__name__)
 # Serve logs each of our calls at INFO ("Connecting to existing Serve app..."); the CLI
@@ -29,6 +34,15 @@ logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 API_APP_NAME = "rayfn-api"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Requests one API replica serves at once (Serve's default of 5 let five stalled
+# clients freeze the API), and how many more may wait at the proxies before 503.
+API_MAX_ONGOING_REQUESTS = 512
+API_MAX_QUEUED_REQUESTS = 512
+# What a 503 tells clients to wait before trying again, in seconds.
+API_RETRY_AFTER_S = 1.0
+# The API adds a replica per this many cores of the cluster, up to API_MAX_REPLICAS.
+API_CPUS_PER_REPLICA = 8
+API_MAX_REPLICAS = 8
 
 
 @dataclass(frozen=True)
@@ -49,25 +63,73 @@ def start_http() -> None:
 
 
 def deploy_api() -> str:
-    """Run the job API on Serve (once per cluster); returns its base URL."""
+    """Run the job API on Serve with the settings now in force; returns its base URL.
+
+    A running API with the same settings is left alone; one with other settings (a
+    new ``RAYFN_API_TOKEN``, body or result limits) is redeployed, and this returns
+    once the new one answers. Without ``RAYFN_API_TOKEN`` a running API keeps the
+    token it has: removing it takes ``rayfn http stop`` first, never a forgotten
+    variable.
+    """
     start_http()
-    if API_APP_NAME not in serve.status().applications:
-        s = settings()
-        token = s.api_token.get_secret_value() if s.api_token else None
-        if token is None and s.http_host not in _LOOPBACK:
-            logger.warning(
-                "The rayfn job API listens on %s without a token: anyone who reaches it "
-                "can run your functions. Set RAYFN_API_TOKEN.",
-                s.http_host,
-            )
-        deployment = serve.deployment(name="JobAPI", ray_actor_options={"num_cpus": 0})(JobAPI)
-        serve.run(
-            deployment.bind(token and token_digest(token), s.http_max_body),
-            name=API_APP_NAME,
-            route_prefix="/",
-            blocking=False,
+    s = settings()
+    running = _running_api_config()
+    token = s.api_token.get_secret_value() if s.api_token else None
+    digest = token_digest(token) if token else (running and running.token_sha256)
+    config = ApiConfig(digest or None, s.http_max_body, s.http_max_result, s.http_body_timeout)
+    if config == running:
+        return base_url()
+    if config.token_sha256 is None and s.http_host not in _LOOPBACK:
+        logger.warning(
+            "The rayfn job API listens on %s without a token: anyone who reaches it "
+            "can run your functions. Set RAYFN_API_TOKEN.",
+            s.http_host,
         )
+    deployment = serve.deployment(
+        name="JobAPI",
+        ray_actor_options={"num_cpus": 0},
+        # The API mostly waits on rayfn's actors: many requests share a replica, and
+        # past that many more wait at the proxy; beyond both, Serve answers 503 with
+        # Retry-After instead of queueing without bound.
+        max_ongoing_requests=API_MAX_ONGOING_REQUESTS,
+        max_queued_requests=API_MAX_QUEUED_REQUESTS,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=API_RETRY_AFTER_S),
+        **_api_replicas(),
+    )(JobAPI)
+    serve.run(deployment.bind(config), name=API_APP_NAME, route_prefix="/")
+    internal_kv._internal_kv_put(KV_API_CONFIG, config.to_json(), namespace=NAMESPACE)
     return base_url()
+
+
+def stop_api() -> None:
+    """Remove the job API from Serve (and what it ran with)."""
+    serve.delete(API_APP_NAME)
+    internal_kv._internal_kv_del(KV_API_CONFIG, namespace=NAMESPACE)
+
+
+def _running_api_config() -> ApiConfig | None:
+    """The settings the running job API was deployed with; None if none runs (or an
+    older rayfn deployed it without saying)."""
+    if API_APP_NAME not in serve.status().applications:
+        return None
+    stored = internal_kv._internal_kv_get(KV_API_CONFIG, namespace=NAMESPACE)
+    return None if stored is None else ApiConfig.from_json(stored)
+
+
+def _api_replicas() -> dict[str, Any]:
+    """One API replica per API_CPUS_PER_REPLICA cores the cluster may have, started at
+    one and added by Serve's autoscaler as requests pile up."""
+    cores = int(ray.cluster_resources().get("CPU", 1))
+    most = max(1, min(API_MAX_REPLICAS, cores // API_CPUS_PER_REPLICA))
+    if most == 1:
+        return {"num_replicas": 1}
+    return {
+        "autoscaling_config": {
+            "min_replicas": 1,
+            "max_replicas": most,
+            "target_ongoing_requests": API_MAX_ONGOING_REQUESTS // 4,
+        }
+    }
 
 
 def deploy_web_functions(
@@ -80,7 +142,7 @@ def deploy_web_functions(
     """Run each web function of an app on Serve, replacing what the app ran there
     before; returns their URLs. ``dev`` (``rayfn serve``) serves under
     ``/<app>-dev/...`` so it does not collide with the deployed app."""
-    web = {name: f for name, f in functions.items() if f.web is not None}
+    web = check_routes(app_name, functions, dev=dev)
     if not web:
         return []
     start_http()
@@ -110,6 +172,23 @@ def deploy_web_functions(
             raise InvalidError(f"Serving {app_name}.{name} at {prefix} failed: {exc}") from exc
         endpoints.append(Endpoint(name, base_url() + prefix))
     return endpoints
+
+
+def check_routes(
+    app_name: str, functions: dict[str, Function], *, dev: bool = False
+) -> dict[str, Function]:
+    """The app's web functions, once none of their routes is the job API's.
+
+    Raises:
+        InvalidError: a web function would be served under a path the job API
+            reserves (``/v1``, ``/healthz``, ``/docs``...).
+    """
+    web = {name: f for name, f in functions.items() if f.web is not None}
+    for name, function in web.items():
+        assert function.web is not None
+        prefix = _route_prefix(app_name, name, function.web, dev)
+        check_route_free(prefix, f"Web function {app_name}.{name}")
+    return web
 
 
 def web_url(app_name: str, function: str, web: WebEndpoint, *, dev: bool = False) -> str:

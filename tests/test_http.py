@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,14 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fastapi
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from ray import serve
 
+import rayfn
 from rayfn._loader import find_app, import_file
-from rayfn.serve.deploy import API_APP_NAME, deploy_api
+from rayfn.exception import InvalidError, NotFoundError
+from rayfn.serve.deploy import deploy_api, stop_api
 from tests.apps import api_jobs, http_worker
 from tests.conftest import ROOT, Cluster, free_port
 
@@ -31,6 +36,8 @@ def base(cluster: Cluster) -> Iterator[str]:
     """Serve on a free loopback port, with the job API and the test apps deployed."""
     port = free_port()
     os.environ["RAYFN_HTTP_PORT"] = str(port)
+    os.environ["RAYFN_HTTP_MAX_RESULT"] = str(64 * 1024)
+    os.environ["RAYFN_HTTP_BODY_TIMEOUT"] = "3"
     try:
         http_worker.app.deploy()
         api_jobs.app.deploy()
@@ -38,7 +45,8 @@ def base(cluster: Cluster) -> Iterator[str]:
         assert url == f"http://127.0.0.1:{port}"
         yield url
     finally:
-        os.environ.pop("RAYFN_HTTP_PORT", None)
+        for name in ("RAYFN_HTTP_PORT", "RAYFN_HTTP_MAX_RESULT", "RAYFN_HTTP_BODY_TIMEOUT"):
+            os.environ.pop(name, None)
 
 
 def poll(url: str, until: int, *, seconds: float = 30) -> httpx.Response:
@@ -90,8 +98,14 @@ def test_job_api_pending_expired_unknown_malformed(base: str) -> None:
     napping = httpx.post(
         f"{base}/v1/apps/api-jobs/functions/nap/calls", json={"args": [30]}, timeout=30
     ).json()["call_id"]
-    pending = httpx.get(f"{base}/v1/calls/{napping}/result", timeout=10)
-    assert (pending.status_code, pending.json()["status"]) == (202, "RUNNING")
+    deadline = time.monotonic() + 30
+    while True:  # PENDING until the nap has run for a moment, then RUNNING
+        pending = httpx.get(f"{base}/v1/calls/{napping}/result", timeout=10)
+        assert pending.status_code == 202 and pending.json()["status"] in ("PENDING", "RUNNING")
+        if pending.json()["status"] == "RUNNING" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert pending.json()["status"] == "RUNNING"
 
     fleeting = httpx.post(
         f"{base}/v1/apps/api-jobs/functions/fleeting/calls", json={"args": ["x"]}, timeout=30
@@ -123,6 +137,125 @@ def test_job_api_failed_call_and_non_json_result(base: str) -> None:
     odd = httpx.post(f"{base}/v1/apps/api-jobs/functions/not_json/calls", timeout=30)
     answer = poll(f"{base}/v1/calls/{odd.json()['call_id']}/result", 406)
     assert (answer.status_code, answer.json()["error"]) == (406, "not_json")
+
+
+def test_job_api_bytes_results_are_base64_up_to_the_cap(base: str) -> None:
+    """RAYFN_HTTP_MAX_RESULT is 64 KiB for this module's API."""
+    url = f"{base}/v1/apps/api-jobs/functions/binary/calls"
+    small = httpx.post(url, json={"args": [1000]}, timeout=30).json()["call_id"]
+    answer = poll(f"{base}/v1/calls/{small}/result", 200)
+    assert answer.json()["encoding"] == "base64"
+    assert base64.b64decode(answer.json()["result"]) == b"\xff\xfe" * 500
+    big = httpx.post(url, json={"args": [1_000_000]}, timeout=30).json()["call_id"]
+    answer = poll(f"{base}/v1/calls/{big}/result", 413)
+    assert (answer.status_code, answer.json()["error"]) == (413, "result_too_large")
+
+
+def test_job_api_code_that_cannot_load_fails_without_rayfn_frames(
+    base: str, tmp_path: Path
+) -> None:
+    """The function's code refers to a module only this process has: loading it on the
+    worker fails, and the 424 shows the error, not rayfn's frames or install paths."""
+    (tmp_path / "only_on_the_client.py").write_text("class Thing:\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import only_on_the_client  # type: ignore[import-not-found]
+
+        thing = only_on_the_client.Thing()
+        app = rayfn.App("http-cannot-load")
+
+        @app.function(name="job")
+        def job() -> str:
+            return type(thing).__name__
+
+        app.deploy()
+    finally:
+        sys.path.remove(str(tmp_path))
+    call_id = httpx.post(f"{base}/v1/apps/http-cannot-load/functions/job/calls", timeout=30).json()[
+        "call_id"
+    ]
+    answer = poll(f"{base}/v1/calls/{call_id}/result", 424)
+    assert answer.status_code == 424, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "builtins.ModuleNotFoundError"
+    assert "only_on_the_client" in error["message"]
+    for internal in ("site-packages", "executor.py", "rayfn/runtime", str(ROOT)):
+        assert internal not in answer.text, internal
+
+
+def test_web_apps_cannot_take_the_job_api_paths(base: str) -> None:
+    app = rayfn.App("v1")
+
+    @app.function(name="calls")
+    @rayfn.asgi_app()
+    def calls() -> Any:
+        return fastapi.FastAPI()
+
+    with pytest.raises(InvalidError, match=r"/v1/calls.*reserves"):
+        app.deploy()
+    with pytest.raises(NotFoundError):  # refused before anything was deployed
+        rayfn.Function.from_name("v1", "calls").hydrate()
+    with pytest.raises(InvalidError, match="reserves"):
+        rayfn.asgi_app(route_prefix="/docs")
+    assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
+
+
+def test_clients_that_give_up_mid_submit_leave_the_api_working(base: str) -> None:
+    """Submits whose clients give up after a few ms cancel their handlers while the
+    spawn is on its way; later submits and every route still answer."""
+    url = f"{base}/v1/apps/api-jobs/functions/add/calls"
+    given_up = 0
+    for i in range(50):
+        try:
+            httpx.post(url, json={"args": [i]}, timeout=0.002 + 0.001 * (i % 10))
+        except httpx.TimeoutException:
+            given_up += 1
+    assert given_up > 0
+    with httpx.Client(timeout=10) as client:
+        ids = []
+        for i in range(100):
+            answer = client.post(url, json={"args": [i, 1]})
+            assert answer.status_code == 201, answer.text
+            ids.append(answer.json()["call_id"])
+        for i, call_id in enumerate(ids):
+            assert poll(f"{base}/v1/calls/{call_id}/result", 200).json()["result"] == i + 1
+        assert client.get(f"{base}/healthz").status_code == 200
+
+
+def test_stalled_bodies_do_not_hold_up_other_requests(base: str) -> None:
+    """Five clients send headers and half a body, then stall; 100 other requests are
+    each answered within 2 s meanwhile, and the stalled ones get 408 once their body
+    is late (RAYFN_HTTP_BODY_TIMEOUT is 3 s here)."""
+    host, port = base.removeprefix("http://").split(":")
+    stalled = []
+    for path in ["/healthz", "/v1/apps/api-jobs/functions/add/calls"] * 2 + ["/healthz"]:
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            'Content-Length: 100\r\n\r\n{"args": ['.encode()
+        )
+        stalled.append(sock)
+    try:
+        with httpx.Client(timeout=2) as client:
+            for i in range(100):
+                if i % 3 == 0:
+                    answer = client.get(f"{base}/healthz")
+                    assert answer.status_code == 200
+                elif i % 3 == 1:
+                    answer = client.post(
+                        f"{base}/v1/apps/api-jobs/functions/add/calls", json={"args": [i]}
+                    )
+                    assert answer.status_code == 201
+                else:
+                    answer = client.get(f"{base}/v1/calls/fc-0-1-{'a' * 26}")
+                    assert answer.status_code == 404
+        for sock in stalled:
+            head = sock.recv(4096).decode("latin-1")
+            assert head.startswith("HTTP/1.1 408"), head
+            assert "body_timeout" in head
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_job_api_bodies_are_json_only_and_capped(base: str) -> None:
@@ -219,12 +352,17 @@ def test_rayfn_deploy_stays_up_until_app_stop(cluster: Cluster, base: str, tmp_p
 
 
 def test_token_protects_every_route_but_healthz(cluster: Cluster, base: str) -> None:
-    serve.delete(API_APP_NAME)
+    """A token set while the API already runs is applied to it; a later deploy
+    without the variable keeps it (removing a token takes `rayfn http stop`)."""
+    assert httpx.post(
+        f"{base}/v1/apps/api-jobs/functions/add/calls", json={"args": [1]}, timeout=30
+    ).is_success
     os.environ["RAYFN_API_TOKEN"] = "t0ken"
     try:
         deploy_api()
     finally:
         os.environ.pop("RAYFN_API_TOKEN")
+    deploy_api()
     try:
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
         denied = httpx.post(
@@ -240,7 +378,7 @@ def test_token_protects_every_route_but_healthz(cluster: Cluster, base: str) -> 
         )
         assert allowed.status_code == 201
     finally:
-        serve.delete(API_APP_NAME)
+        stop_api()
         deploy_api()
 
 

@@ -30,7 +30,12 @@ def explode(message):
 
 @app.function()
 def not_json():
-    return b"\xff\xfe binary"
+    return "a lone \ud800 surrogate"
+
+
+@app.function()
+def binary(size):
+    return b"\xff\xfe" * (size // 2)
 
 
 @app.function()

@@ -3,6 +3,10 @@ overridden with an in-memory one."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import math
 from typing import Any
 
 import pytest
@@ -15,10 +19,11 @@ from rayfn.exception import (
     NotFoundError,
     OutputExpiredError,
     RemoteError,
+    SerializationError,
 )
 from rayfn.runtime.ids import is_call_id, new_call_id
 from rayfn.runtime.records import CallInfo, CallStatus
-from rayfn.serve._guard import token_digest
+from rayfn.serve._guard import MAX_JSON_DEPTH, RequestGuard, token_digest
 from rayfn.serve.api import build_api, get_backend
 
 
@@ -221,3 +226,120 @@ def test_cancel_answers_the_status_record(client: TestClient, backend: MemoryBac
 def _with_traceback(exc: BaseException, text: str) -> BaseException:
     exc.remote_traceback = text  # type: ignore[attr-defined]
     return exc
+
+
+# -- results as JSON, errors in one shape, bodies that stall or nest (issue 13) ---------------
+
+
+def _result(client: TestClient, backend: MemoryBackend, value: Any) -> Any:
+    call_id = new_call_id()
+    backend.outcomes[call_id] = value
+    return client.get(f"/v1/calls/{call_id}/result")
+
+
+def test_bytes_results_are_base64_and_capped(backend: MemoryBackend) -> None:
+    api = build_api(max_result=1000)
+    api.dependency_overrides[get_backend] = lambda: backend
+    client = TestClient(api)
+    answer = _result(client, backend, b"\x00\xffdata")
+    assert answer.status_code == 200
+    assert answer.json()["result"] == base64.b64encode(b"\x00\xffdata").decode()
+    assert answer.json()["encoding"] == "base64"
+    nested = _result(client, backend, {"blob": b"ab", "n": 1})
+    assert nested.json()["result"] == {"blob": "YWI=", "n": 1}
+    assert "encoding" not in nested.json()
+    for too_big in (b"x" * 2000, "y" * 2000, ["z" * 100] * 20):
+        answer = _result(client, backend, too_big)
+        assert answer.status_code == 413, too_big
+        assert answer.json()["error"] == "result_too_large"
+
+
+def test_result_json_rules(client: TestClient, backend: MemoryBackend) -> None:
+    answer = _result(client, backend, [math.nan, math.inf, -math.inf, 1.5])
+    assert answer.status_code == 200
+    assert answer.json()["result"] == ["NaN", "Infinity", "-Infinity", 1.5]
+    assert _result(client, backend, (1, 2)).json()["result"] == [1, 2]
+    assert _result(client, backend, {1: "a", None: "b"}).json()["result"] == {
+        "1": "a",
+        "null": "b",
+    }
+    for no_json in ("lone \ud800 surrogate", {(1, 2): "tuple key"}, object()):
+        answer = _result(client, backend, no_json)
+        assert answer.status_code == 406, no_json
+        assert answer.json()["error"] == "not_json"
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    answer = _result(client, backend, deep)
+    assert (answer.status_code, answer.json()["error"]) == (406, "not_json")
+
+
+def test_a_result_too_large_to_keep_is_a_failed_call(
+    client: TestClient, backend: MemoryBackend
+) -> None:
+    answer = _result(client, backend, SerializationError("The result of f is 2 GiB: too large"))
+    assert answer.status_code == 424
+    assert answer.json()["error"]["type"] == "rayfn.exception.SerializationError"
+
+
+def test_starlette_errors_have_the_documented_shape(client: TestClient) -> None:
+    missing = client.get("/no/such/route")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found" and "/no/such/route" in missing.json()["message"]
+    wrong = client.put(f"/v1/calls/{new_call_id()}")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == "method_not_allowed"
+    assert "allow" in wrong.headers
+
+
+@pytest.mark.parametrize(
+    "headers", [{"content-type": "application/JSON"}, {"content-type": "Application/Json; x=1"}, {}]
+)
+def test_json_bodies_with_any_spelling_or_no_content_type_are_read(
+    client: TestClient, backend: MemoryBackend, headers: dict[str, str]
+) -> None:
+    answer = client.post(
+        "/v1/apps/jobs/functions/echo/calls", content=b'{"args": [7]}', headers=headers
+    )
+    assert answer.status_code == 201, answer.text
+    assert backend.spawned == [("jobs", "echo", [7], {})]
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 10_000])
+def test_deeply_nested_bodies_get_422(client: TestClient, depth: int) -> None:
+    body = b'{"args": ' + b"[" * depth + b"]" * depth + b"}"
+    api = build_api(max_body=len(body) + 1)
+    answer = TestClient(api).post(
+        "/v1/apps/jobs/functions/echo/calls",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert (answer.status_code, answer.json()["error"]) == (422, "invalid_json")
+
+
+def test_a_stalled_body_gets_408_instead_of_holding_the_api() -> None:
+    """The client sends part of a body and then nothing: the guard answers 408 once
+    the piece it waits for is late, without the route ever running."""
+    reached: list[str] = []
+
+    async def route(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+
+    guard = RequestGuard(route, token_sha256=None, max_body=1024, body_timeout_s=0.05)
+    pieces = [{"type": "http.request", "body": b'{"args": [', "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if pieces:
+            return pieces.pop()
+        await asyncio.sleep(3600)  # the client stalls
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/healthz", "headers": []}
+    asyncio.run(asyncio.wait_for(guard(scope, receive, send), 5))
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"])["error"] == "body_timeout"
+    assert reached == []
