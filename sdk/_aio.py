@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 R = TypeVar("R")
@@ -54,3 +56,12 @@ class _Bound(Generic[R]):
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
         return self._method.__doc__
+
+
+async def wait_uncancelled(future: Future[R]) -> R:
+    """The outcome of a ``concurrent.futures.Future``, awaited without blocking the
+    event loop. Cancelling the awaiting task (``asyncio.wait_for``, an HTTP client
+    that gave up) does not cancel ``future``, which others may hold: a ``get.aio``
+    that times out must not un-send a call its ``spawn()`` already returned.
+    ``asyncio.wrap_future`` alone would cancel it."""
+    return await asyncio.shield(asyncio.wrap_future(future))

@@ -165,7 +165,9 @@ class Function:
         check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
         _connection.connect()
-        # Concurrent spawns (an HTTP server's requests) share round trips.
+        # Concurrent spawns (an HTTP server's requests) share round trips. This is the
+        # future's only holder, so cancelling the await (a client gave up) may cancel
+        # it: a call the sender has not taken yet is then never sent.
         call_id = await asyncio.wrap_future(spawner().submit(self._target, self._name, blob))
         return FunctionCall(call_id)
 

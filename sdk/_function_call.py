@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import Future
 from typing import Any
 
 import ray
 
 from rayfn import _connection, _prefetch
-from rayfn._aio import aio_method
+from rayfn._aio import aio_method, wait_uncancelled
 from rayfn._checks import check_wait
-from rayfn._spawner import spawner
+from rayfn._spawner import Request, spawner
 from rayfn.exception import (
     CallLostError,
     CancelledError,
@@ -188,7 +187,7 @@ class FunctionCall:
         """
         return fetch_results([c.object_id for c in calls], False)
 
-    def _claim(self) -> tuple[str, str, bytes, str | None] | None:
+    def _claim(self) -> Request | None:
         """This call, taken back from the spawner if it has not been sent yet."""
         if isinstance(self._accepted, Future):
             return spawner().claim(self._accepted)
@@ -196,7 +195,7 @@ class FunctionCall:
 
     def _spawn_and_get(
         self,
-        claimed: tuple[str, str, bytes, str | None],
+        claimed: Request,
         timeout: float | None,
         client_timeout: float | None,
     ) -> CallOutcome:
@@ -219,7 +218,7 @@ class FunctionCall:
 
     async def _accepted_aio(self) -> None:
         if isinstance(self._accepted, Future):
-            self._accepted = await asyncio.wrap_future(self._accepted)
+            self._accepted = await wait_uncancelled(self._accepted)
 
     def __repr__(self) -> str:
         return f"FunctionCall({self._call_id!r})"

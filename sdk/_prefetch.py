@@ -46,14 +46,16 @@ def take(call_id: str) -> CallOutcome | None:
 
 
 def others(call_id: str) -> list[str]:
-    """Spawned calls to ask about along with ``call_id``."""
+    """Spawned calls to ask about along with ``call_id``. Nothing changes until
+    ``keep``: a get that never comes back (cancelled, or its round trip failed)
+    leaves ``call_id`` to be asked about by the next one."""
     with _lock:
-        _unfetched.pop(call_id, None)
         picked: list[str] = []
         for other in _unfetched:
             if len(picked) == BATCH:
                 break
-            picked.append(other)
+            if other != call_id:
+                picked.append(other)
         return picked
 
 
@@ -61,8 +63,9 @@ def keep(call_id: str, outcome: CallOutcome, finished: dict[str, CallOutcome]) -
     """Remember what a get brought back; ``call_id`` itself stays unfetched while pending."""
     now = time.time()
     with _lock:
+        _unfetched.pop(call_id, None)
         if outcome.status is not None and not outcome.status.is_terminal:
-            _unfetched[call_id] = None
+            _unfetched[call_id] = None  # asked about again, after the others
         for other, answer in finished.items():
             _unfetched.pop(other, None)
             _answers[other] = (answer, now)

@@ -1,20 +1,29 @@
 """Spawns coalesced behind the scenes: ``spawn()`` hands its call to one sender
 thread per process and returns; the sender ships everything queued meanwhile to the
 registry in one ``spawn_batch`` round trip, one batch in flight at a time, so a
-process's calls reach the registry in the order it spawned them.
+process's calls reach the registry in the order they were spawned.
 
 A call's id exists once the registry has accepted it, and a ``FunctionCall`` only
 lets its id out (``object_id``, ``get``, pickling...) after that; so an id anybody
 holds is never lost. The process flushes what it queued before it exits normally.
+
+Each call's ``Future`` follows the ``concurrent.futures`` protocol: whoever takes a
+call to send it (the sender, or ``claim`` for a ``get`` that sends it along) first
+marks it running, which fails for a call cancelled while queued (an abandoned
+``spawn.aio``): that call is dropped, never sent. A running call cannot be cancelled,
+so every call sent gets its answer. One failed batch fails its own calls only; a
+sender thread that dies anyway is replaced by the next ``submit``.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
 import threading
-from concurrent.futures import Future
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 
 from rayfn import _connection, _prefetch
 from rayfn.exception import NotFoundError
@@ -22,72 +31,135 @@ from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.records import NotDeployed
 
+logger = logging.getLogger(__name__)
+
 # How long interpreter exit waits for queued spawns to be accepted.
 _EXIT_FLUSH_S = 60.0
 
+# One call as the registry takes it: target deployment, function, pickled arguments,
+# and the call it was spawned from (for the call graph).
+Request = tuple[str, str, bytes, str | None]
+# Sends a batch and returns the registry's answer for each: an id, or a refusal.
+Send = Callable[[list[Request]], list[str | NotDeployed]]
+
+
+def send_to_registry(requests: list[Request]) -> list[str | NotDeployed]:
+    """One ``spawn_batch`` round trip to the registry."""
+    answers: list[str | NotDeployed] = _connection.ask(
+        _connection.registry(), "spawn_batch", requests
+    )
+    _prefetch.spawned([a for a in answers if isinstance(a, str)])
+    return answers
+
 
 class Spawner:
-    def __init__(self) -> None:
+    """This process's queue of spawned calls and the thread that sends them.
+
+    Args:
+        send: what ships a batch (the registry round trip; tests pass their own).
+    """
+
+    def __init__(self, send: Send = send_to_registry) -> None:
+        self._send = send
         self._lock = threading.Condition()
-        self._queued: list[tuple[str, str, bytes, str | None, Future[str]]] = []
+        self._queued: list[tuple[Request, Future[str]]] = []
         self._in_flight = False
         self._pid = os.getpid()
-        threading.Thread(target=self._run, name="rayfn-spawner", daemon=True).start()
+        self._replaced = False  # a sender thread died and was replaced (warned once)
+        self._thread = self._start_sender()
 
     def submit(self, target: str, function: str, blob: bytes) -> Future[str]:
         """Queue a call; the future gets its id once the registry has accepted it (or
-        the error that refused it)."""
+        the error that refused it). Cancelling the future before the sender takes it
+        drops the call."""
         future: Future[str] = Future()
         parent = current_call_id()  # spawned from inside a call: for the call graph
         with self._lock:
-            self._queued.append((target, function, blob, parent, future))
+            self._revive_sender()
+            self._queued.append(((target, function, blob, parent), future))
             self._lock.notify_all()
         return future
 
-    def claim(self, future: Future[str]) -> tuple[str, str, bytes, str | None] | None:
+    def claim(self, future: Future[str]) -> Request | None:
         """Take back the call ``future`` stands for, for its caller to send along with
         its ``get`` (one round trip for both): only while it is next in line and no
-        batch is on its way, so it cannot overtake calls spawned before it."""
+        batch is on its way, so it cannot overtake calls spawned before it. The caller
+        must then settle ``future`` (result or exception)."""
         with self._lock:
-            if self._in_flight or not self._queued or self._queued[0][4] is not future:
+            if self._in_flight or not self._queued or self._queued[0][1] is not future:
                 return None
-            target, function, blob, parent, _ = self._queued.pop(0)
-            return target, function, blob, parent
+            request, _ = self._queued.pop(0)
+        if not future.set_running_or_notify_cancel():
+            return None  # cancelled while queued: dropped, as the sender would
+        return request
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far has been answered."""
         with self._lock:
+            self._revive_sender()
             return self._lock.wait_for(lambda: not self._queued and not self._in_flight, timeout)
+
+    def _start_sender(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="rayfn-spawner", daemon=True)
+        thread.start()
+        return thread
+
+    def _revive_sender(self) -> None:
+        """Start a new sender thread if the last one died (call with the lock held);
+        it takes over the queued calls."""
+        if self._thread.is_alive():
+            return
+        if not self._replaced:
+            logger.warning(
+                "rayfn: this process's spawn sender thread died; starting a new one, which "
+                "sends the %d calls still queued.",
+                len(self._queued),
+            )
+            self._replaced = True
+        self._thread = self._start_sender()
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 self._lock.wait_for(lambda: bool(self._queued))
-                batch = self._queued[:SPAWN_BATCH_SIZE]
+                taken = self._queued[:SPAWN_BATCH_SIZE]
                 del self._queued[:SPAWN_BATCH_SIZE]
                 self._in_flight = True
             try:
-                self._send(batch)
+                # Running from here on: cancel() now fails, and the call gets its answer.
+                batch = [(r, f) for r, f in taken if f.set_running_or_notify_cancel()]
+                if batch:
+                    self._deliver(batch)
+            except Exception as exc:  # one bad batch must not stop every later spawn
+                logger.warning(
+                    "rayfn: sending %d spawned calls failed (%s: %s); reading their ids raises it.",
+                    len(taken),
+                    type(exc).__name__,
+                    exc,
+                )
+                _fail(taken, exc)
+            except BaseException as exc:  # the thread is going down: nobody waits forever
+                _fail(taken, exc)
+                raise
             finally:
                 with self._lock:
                     self._in_flight = False
                     self._lock.notify_all()
 
-    @staticmethod
-    def _send(batch: list[tuple[str, str, bytes, str | None, Future[str]]]) -> None:
-        items = [item[:4] for item in batch]
-        try:
-            answers: list[Any] = _connection.ask(_connection.registry(), "spawn_batch", items)
-        except BaseException as exc:  # the registry is gone for good: every call says so
-            for *_, future in batch:
-                future.set_exception(exc)
-            return
-        _prefetch.spawned([a for a in answers if isinstance(a, str)])
-        for (*_, future), answer in zip(batch, answers, strict=True):
+    def _deliver(self, batch: list[tuple[Request, Future[str]]]) -> None:
+        answers = self._send([request for request, _ in batch])
+        for (_, future), answer in zip(batch, answers, strict=True):
             if isinstance(answer, NotDeployed):
                 future.set_exception(NotFoundError(answer.message()))
             else:
                 future.set_result(answer)
+
+
+def _fail(batch: list[tuple[Request, Future[str]]], exc: BaseException) -> None:
+    """Settle with ``exc`` each future of ``batch`` that has no outcome yet."""
+    for _, future in batch:
+        with contextlib.suppress(InvalidStateError):  # answered, or cancelled meanwhile
+            future.set_exception(exc)
 
 
 _spawner: Spawner | None = None

@@ -3,8 +3,11 @@ exceptions, nested calls, redeploys and ephemeral apps."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
+from concurrent.futures import Future
 
 import pytest
 import ray
@@ -293,3 +296,48 @@ def test_a_call_refused_when_sent_with_its_get_raises_there_and_on_its_id(
         refused.get(timeout=0)
     with pytest.raises(NotFoundError, match="not deployed"):
         refused.object_id  # noqa: B018  # reading it is the test
+
+
+def test_cancelled_async_spawns_leave_the_process_able_to_spawn(cluster: Cluster) -> None:
+    """Abandoned spawn.aio calls (a timeout, a client that gave up) are either never
+    sent or sent and answered; they used to kill the sender thread, after which every
+    spawn of the process hung."""
+
+    async def scenario() -> list[rayfn.FunctionCall]:
+        for i in range(25):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(jobs.echo.spawn.aio(i), timeout=1e-6)
+        tasks = [asyncio.create_task(jobs.echo.spawn.aio(i)) for i in range(25)]
+        await asyncio.sleep(0)  # each is waiting for its call to be accepted
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        spawns = [jobs.echo.spawn.aio(1000 + i) for i in range(100)]
+        return await asyncio.wait_for(asyncio.gather(*spawns), timeout=60)
+
+    calls = asyncio.run(scenario())
+    assert len({c.object_id for c in calls}) == 100
+    results = rayfn.FunctionCall.gather(*calls)
+    assert [r["args"] for r in results] == [[1000 + i] for i in range(100)]
+
+
+def test_a_cancelled_get_aio_does_not_unsend_its_call(cluster: Cluster) -> None:
+    """A get.aio that gives up while its call waits in the sender's queue leaves the
+    call alone: spawn() returned it, so it must run."""
+    jobs.echo.spawn(-1).get(timeout=60)  # a handle's first spawn waits for the registry
+
+    async def scenario() -> rayfn.FunctionCall:
+        calls = [jobs.echo.spawn(i) for i in range(1100)]  # the sender is busy with these
+        last = calls[-1]
+        waiting = asyncio.create_task(last.get.aio(timeout=60))
+        await asyncio.sleep(0)  # the get waits for the registry to accept the call
+        accepted = last._accepted  # the future the sender answers once the registry has it
+        assert isinstance(accepted, Future) and not accepted.done(), "answered too soon"
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        return last
+
+    last = asyncio.run(scenario())
+    assert last.get(timeout=60) == {"args": [1099], "kwargs": {}}
+    assert jobs.echo.spawn(7).get(timeout=60)["args"] == [7]  # the sender lives on

@@ -43,3 +43,11 @@ def test_answers_past_expiry_are_not_served() -> None:
 def test_batches_are_bounded() -> None:
     _prefetch.spawned([f"id{i}" for i in range(1000)])
     assert len(_prefetch.others("id0")) == _prefetch.BATCH
+
+
+def test_a_get_that_never_came_back_leaves_its_call_to_be_asked_about() -> None:
+    """A cancelled get.aio (or a failed round trip) asked for others, then got nothing
+    to keep: its own call stays on the list for the next get."""
+    _prefetch.spawned(["a", "b"])
+    assert _prefetch.others("a") == ["b"]  # ... and the get is cancelled here
+    assert _prefetch.others("b") == ["a"]
