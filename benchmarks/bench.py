@@ -48,10 +48,15 @@ class Sizes:
     http_clients: int
     scale_steps: tuple[int, ...]  # registry_scale: tracked finished calls
     expire_burst: int
+    load_clients: tuple[int, int]  # http_load: a few clients, then many, all at once
+    load_requests: int  # http_load: submits per client count
 
 
-FULL = Sizes(5000, 500, 3, 2000, 8, (0, 100_000, 1_000_000), 100_000)
-QUICK = Sizes(200, 20, 1, 60, 4, (0, 2_000), 2_000)
+FULL = Sizes(5000, 500, 3, 2000, 8, (0, 100_000, 1_000_000), 100_000, (8, 200), 2000)
+QUICK = Sizes(200, 20, 1, 60, 4, (0, 2_000), 2_000, (4, 20), 60)
+# Submits/s of 200 concurrent clients before issue 13 (Serve's default of 5 requests per
+# replica): what http_load's target multiplies.
+LOAD_BEFORE_PER_S = 5.3
 
 
 def _median_pair(
@@ -211,6 +216,58 @@ def http_submit_result(sizes: Sizes) -> Result:
     )
 
 
+def http_load(sizes: Sizes) -> Result:
+    """Many HTTP clients submitting at once, each as fast as it is answered: the job
+    API's throughput, and how long requests wait (every answer counts, 503s too)."""
+    import asyncio
+
+    import httpx
+
+    from rayfn.serve.deploy import deploy_api
+
+    submit_url = f"{deploy_api()}/v1/apps/rayfn-bench/functions/noop/calls"
+
+    async def run(clients: int) -> dict[str, Any]:
+        per_client = max(1, sizes.load_requests // clients)
+        waits: list[float] = []
+        statuses: dict[int, int] = {}
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as session:
+
+            async def client() -> None:
+                for _ in range(per_client):
+                    start = time.perf_counter()
+                    answer = await session.post(submit_url, json={})
+                    waits.append(time.perf_counter() - start)
+                    statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+                    if answer.status_code == 503:  # as asked: wait, then go on
+                        await asyncio.sleep(float(answer.headers.get("retry-after", 1)))
+
+            start = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(clients)))
+            elapsed = time.perf_counter() - start
+        return {
+            "clients": clients,
+            "submits_per_s": statuses.get(201, 0) / elapsed,
+            "p50_s": _pct(waits, 50),
+            "p99_s": _pct(waits, 99),
+            "max_s": max(waits),
+            "statuses": statuses,
+        }
+
+    few, many = (asyncio.run(run(n)) for n in sizes.load_clients)
+    rate = many["submits_per_s"]
+    return Result(
+        "http_load",
+        "submits/s",
+        rate,
+        LOAD_BEFORE_PER_S,
+        rate / LOAD_BEFORE_PER_S,
+        f">= 4 (vs {LOAD_BEFORE_PER_S}/s at 200 clients before), no request over 10 s",
+        {"few": few, "many": many},
+    )
+
+
 def registry_scale(sizes: Sizes) -> Result:
     from benchmarks.app import noop
     from rayfn import _connection
@@ -267,6 +324,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     "spawn_map_throughput": spawn_map_throughput,
     "spawn_get_latency": spawn_get_latency,
     "http_submit_result": http_submit_result,
+    "http_load": http_load,
     "registry_scale": registry_scale,
 }
 

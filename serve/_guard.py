@@ -1,7 +1,8 @@
-"""The job API's front gate, as plain ASGI middleware: bearer token, body size cap, a
-deadline on every piece of the body, and JSON-only bodies, answered before any route
-runs (FastAPI itself answers 500 to a body that is not UTF-8, or nested past Python's
-recursion limit, and would wait for ever on a body that stalls)."""
+"""The job API's front gate, as plain ASGI middleware: admission in arrival order
+with a bounded wait (503 beyond), bearer token, body size cap, a deadline on every piece
+of the body, and JSON-only bodies, answered before any route runs (FastAPI itself
+answers 500 to a body that is not UTF-8, or nested past Python's recursion limit, and
+would wait for ever on a body that stalls)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Requests of one replica that do their work at once; the others wait their turn, in
+# arrival order, for up to ADMISSION_WAIT_S seconds, then get 503 + Retry-After.
+MAX_ACTIVE = 48
+ADMISSION_WAIT_S = 4.0
 # Bodies nested deeper than this are refused: arguments are data, not recursion tests.
 MAX_JSON_DEPTH = 128
 
@@ -31,17 +36,48 @@ def token_digest(token: str) -> str:
 
 class RequestGuard:
     def __init__(
-        self, app: ASGIApp, *, token_sha256: str | None, max_body: int, body_timeout_s: float
+        self,
+        app: ASGIApp,
+        *,
+        token_sha256: str | None,
+        max_body: int,
+        body_timeout_s: float,
+        max_active: int = MAX_ACTIVE,
+        admission_wait_s: float = ADMISSION_WAIT_S,
     ) -> None:
         self.app = app
         self.token_sha256 = token_sha256
         self.max_body = max_body
         self.body_timeout_s = body_timeout_s
+        self.admission_wait_s = admission_wait_s
+        self._active = asyncio.Semaphore(max_active)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] in OPEN_PATHS:  # /healthz answers however busy the API is
+            await self._guarded(scope, receive, send)
+            return
+        try:
+            # In arrival order; a request that cannot start soon is told to come back,
+            # so no request waits without bound behind a crowd.
+            await asyncio.wait_for(self._active.acquire(), self.admission_wait_s)
+        except TimeoutError:
+            await _answer(
+                send,
+                503,
+                "busy",
+                "The job API is at capacity; try again shortly.",
+                extra=[(b"retry-after", b"1")],
+            )
+            return
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self._active.release()
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
         if (
             self.token_sha256 is not None

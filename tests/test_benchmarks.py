@@ -34,6 +34,7 @@ def test_quick_benchmarks_run_and_report_every_benchmark() -> None:
         "spawn_map_throughput",
         "spawn_get_latency",
         "http_submit_result",
+        "http_load",
         "registry_scale",
     ]
     for result in report["results"]:

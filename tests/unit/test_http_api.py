@@ -343,3 +343,51 @@ def test_a_stalled_body_gets_408_instead_of_holding_the_api() -> None:
     assert sent[0]["status"] == 408
     assert json.loads(sent[1]["body"])["error"] == "body_timeout"
     assert reached == []
+
+
+def test_a_crowd_beyond_capacity_gets_503_while_healthz_answers() -> None:
+    """With every slot busy, a request waits its turn for a bounded time, then gets 503
+    with Retry-After; /healthz skips the line."""
+    release = asyncio.Event()
+
+    async def route(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] != "/healthz":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = RequestGuard(
+        route,
+        token_sha256=None,
+        max_body=1024,
+        body_timeout_s=1,
+        max_active=1,
+        admission_wait_s=0.05,
+    )
+
+    async def request(path: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+        await guard(scope, receive, send)
+        return sent
+
+    async def crowd() -> tuple[list[dict[str, Any]], ...]:
+        busy = asyncio.create_task(request("/v1/calls/x"))
+        await asyncio.sleep(0.01)
+        turned_away = await request("/v1/calls/y")
+        health = await request("/healthz")
+        release.set()
+        return await busy, turned_away, health
+
+    busy, turned_away, health = asyncio.run(asyncio.wait_for(crowd(), 5))
+    assert busy[0]["status"] == 200 and health[0]["status"] == 200
+    assert turned_away[0]["status"] == 503
+    assert (b"retry-after", b"1") in turned_away[0]["headers"]
+    assert json.loads(turned_away[1]["body"])["error"] == "busy"
