@@ -3,8 +3,12 @@ actor (``rayfn:dict:<name>``, ``rayfn:queue:<name>`` in the ``rayfn`` namespace)
 
 Keys and values are pickled here (cloudpickle), so they can be anything picklable and
 the actor never imports user code. A handle pickles as its name: pass it to functions
-as an argument and they talk to the same object. Contents live in the actor's memory:
-they last while the cluster does, and are lost if that actor's process dies.
+as an argument and they talk to the same object.
+
+Contents live in the actor's memory, for as long as the cluster runs. Ray restarts an
+actor whose process dies, and handles wait out the restart, but the store comes back
+*empty* for now (durability is a later issue). A deleted store is gone: its old
+handles raise ``NotFoundError``.
 """
 
 from __future__ import annotations
@@ -12,24 +16,34 @@ from __future__ import annotations
 import contextlib
 import queue
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import ray
 from ray.actor import ActorHandle
 
 from rayfn import _connection
-from rayfn._checks import check_name
-from rayfn.exception import InvalidError, NotFoundError
-from rayfn.runtime.constants import NAMESPACE
+from rayfn._checks import check_name, check_wait
+from rayfn.exception import ClusterError, InvalidError, NotFoundError, SerializationError
+from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S, NAMESPACE
 from rayfn.runtime.stores import DictStore, QueueStore
 
 _MISSING = object()
 S = TypeVar("S", bound="_Store")
+# Pause between tries while a store's actor restarts.
+_RETRY_PAUSE_S = 0.2
 
 
 def _dumps(value: Any) -> bytes:
-    return ray.cloudpickle.dumps(value)
+    try:
+        return ray.cloudpickle.dumps(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"Cannot pickle a {type(value).__name__} for a Dict or Queue: {type(exc).__name__}: "
+            f"{exc}. Keys and values must be picklable (plain data, not locks, sockets or "
+            "open files)."
+        ) from exc
 
 
 def _loads(blob: bytes) -> Any:
@@ -76,32 +90,84 @@ class _Store:
     def _actor(self) -> ActorHandle:
         if self._handle is None:
             _connection.connect()
-            actor_name = f"rayfn:{self._kind.lower()}:{self.name}"
             if self._create:
                 self._handle = (
                     ray.remote(self._actor_class)
                     .options(
-                        name=actor_name,
+                        name=self._actor_name,
                         namespace=NAMESPACE,
                         lifetime="detached",
                         get_if_exists=True,
+                        max_restarts=-1,  # it comes back, empty (see the module docstring)
                         num_cpus=0,
                         max_concurrency=1000,
                     )
                     .remote()
                 )
             else:
-                try:
-                    self._handle = ray.get_actor(actor_name, namespace=NAMESPACE)
-                except ValueError:
-                    raise NotFoundError(
-                        f"No {self._kind} named {self.name!r}; create it with "
-                        f"{self._kind}.from_name({self.name!r}, create_if_missing=True)."
-                    ) from None
+                self._handle = self._find()
         return self._handle
 
-    def _ask(self, method: str, *args: Any) -> Any:
-        return ray.get(getattr(self._actor(), method).remote(*args))
+    @property
+    def _actor_name(self) -> str:
+        return f"rayfn:{self._kind.lower()}:{self.name}"
+
+    def _find(self) -> ActorHandle:
+        """The actor registered under this store's name.
+
+        Raises:
+            NotFoundError: there is none (never created, or deleted).
+        """
+        try:
+            return ray.get_actor(self._actor_name, namespace=NAMESPACE)
+        except ValueError:
+            raise NotFoundError(
+                f"No {self._kind} named {self.name!r} (never created, or deleted since); "
+                f"create it with {self._kind}.from_name({self.name!r}, create_if_missing=True)."
+            ) from None
+
+    def _ask(self, method: str, *args: Any, repeatable: bool = True) -> Any:
+        """Call the store's actor and wait for the answer, waiting out a restart of
+        the actor (up to ``CONTROL_RESTART_WAIT_S`` from the first failure).
+        ``repeatable``: whether sending the call twice to a live store does no harm
+        (reads, plain puts, clear).
+
+        Raises:
+            NotFoundError: the store was deleted.
+            ClusterError: it did not come back in time, or a call that is not
+                repeatable may or may not have been applied.
+        """
+        deadline: float | None = None  # counted from the first failure
+        while True:
+            try:
+                return ray.get(getattr(self._actor(), method).remote(*args))
+            except ray.exceptions.ActorDiedError:
+                # Dead for good: deleted (NotFoundError), or re-created under its name
+                # since, which this handle then talks to. Whatever the call did died
+                # with that actor's memory, so sending it again duplicates nothing.
+                self._handle = self._find()
+            except ray.exceptions.ActorUnavailableError:
+                # The call was on its way when the actor restarted, or could not be
+                # reached: Ray cannot say whether it ran. Repeating a read or a plain
+                # put is harmless. Repeating a put_many (twice in the queue), a pop or
+                # get (what the first try took is lost) or a put-if-absent (a lock we
+                # may already hold looks taken) is not, so those raise instead. Calls
+                # sent while the actor restarts wait for it and never land here.
+                if not repeatable:
+                    raise ClusterError(
+                        f"{self!r} restarted, or could not be reached, while its {method} "
+                        "was on the way: it may or may not have been applied (a restarted "
+                        f"{self._kind} starts empty). The handle works again once the "
+                        f"{self._kind} is back."
+                    ) from None
+            if deadline is None:
+                deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
+            elif time.monotonic() > deadline:
+                raise ClusterError(
+                    f"{self!r} has not answered for {CONTROL_RESTART_WAIT_S:.0f} s: its actor "
+                    "is restarting, or its node cannot be reached."
+                )
+            time.sleep(_RETRY_PAUSE_S)
 
     def __reduce__(self) -> tuple[Any, tuple[str, bool]]:
         # Passed to a function, a handle is its name; it is there already (created here).
@@ -145,7 +211,10 @@ class Dict(_Store):
     def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
         """Store ``value`` under ``key``; with ``skip_if_exists``, only if the key is
         absent. Returns whether it was written (atomic: usable as a lock)."""
-        return bool(self._ask("put", _dumps(key), _dumps(value), skip_if_exists))
+        if not isinstance(skip_if_exists, bool):
+            raise InvalidError(f"skip_if_exists must be True or False, got {skip_if_exists!r}.")
+        blobs = (_dumps(key), _dumps(value))
+        return bool(self._ask("put", *blobs, skip_if_exists, repeatable=not skip_if_exists))
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         pairs = dict(other, **kwargs)
@@ -153,7 +222,7 @@ class Dict(_Store):
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value (``default``, or KeyError, if absent)."""
-        found, blob = self._ask("pop", _dumps(key))
+        found, blob = self._ask("pop", _dumps(key), repeatable=False)
         if found:
             return _loads(blob)
         if default is _MISSING:
@@ -198,8 +267,15 @@ class Queue(_Store):
     def put(self, value: Any) -> None:
         self.put_many([value])
 
-    def put_many(self, values: list[Any]) -> None:
-        self._ask("put_many", [_dumps(v) for v in values])
+    def put_many(self, values: Iterable[Any]) -> None:
+        """Append each of ``values``, in order, in one round trip."""
+        try:
+            each = iter(values)
+        except TypeError:
+            raise TypeError(
+                f"put_many takes an iterable of values, got {type(values).__name__}."
+            ) from None
+        self._ask("put_many", [_dumps(v) for v in each], repeatable=False)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """The next value, waiting up to ``timeout`` seconds (None: forever) when
@@ -211,14 +287,20 @@ class Queue(_Store):
         self, n_values: int, block: bool = True, timeout: float | None = None
     ) -> list[Any]:
         """Up to ``n_values`` values, waiting (as ``get``) for at least one; raises
-        ``queue.Empty`` if none came."""
+        ``queue.Empty`` if none came.
+
+        Raises:
+            InvalidError: ``n_values`` is not a whole number >= 1, ``block`` not a
+                bool, or ``timeout`` not None or 0 to ``MAX_WAIT_S`` seconds.
+        """
         if not isinstance(n_values, int) or isinstance(n_values, bool) or n_values < 1:
             raise InvalidError(f"n_values must be a whole number >= 1, got {n_values!r}.")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
+        if not isinstance(block, bool):
             raise InvalidError(
-                f"timeout must be None or a number of seconds >= 0, got {timeout!r}."
+                f"block must be True or False, got {block!r} (a wait in seconds goes in timeout=)."
             )
-        blobs = self._ask("get_many", n_values, timeout if block else 0)
+        wait = check_wait("timeout", timeout)
+        blobs = self._ask("get_many", n_values, wait if block else 0, repeatable=False)
         if not blobs:
             raise queue.Empty(f"Queue {self.name!r} had nothing within the timeout.")
         return [_loads(b) for b in blobs]

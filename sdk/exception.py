@@ -11,7 +11,8 @@
     │   └── CallLostError         the registry that held it died (its id is from before)
     ├── FunctionTimeoutError  its last attempt ran past the function's timeout
     ├── CancelledError        it was cancelled
-    └── ClusterError          no Ray cluster to connect to, or it refused us
+    └── ClusterError          no Ray cluster to connect to, or it refused us; a Dict
+                              or Queue that did not answer
 
 A call still running raises the builtin ``TimeoutError`` from ``get(timeout=...)``.
 ``OutputExpiredError`` and ``FunctionTimeoutError`` are deliberately *not*
@@ -106,4 +107,7 @@ class CancelledError(Error):
 
 
 class ClusterError(Error):
-    """Raised when rayfn cannot reach a Ray cluster, or the cluster refuses it."""
+    """Raised when rayfn cannot reach a Ray cluster, or the cluster refuses it; and by a
+    ``Dict``/``Queue`` whose actor did not come back from a restart in time, or
+    restarted while a call that is unsafe to repeat (``put_many``, ``get``, ``pop``,
+    ``put(skip_if_exists=True)``) was on its way."""

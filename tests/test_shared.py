@@ -7,8 +7,10 @@ import itertools
 import json
 import queue
 import time
+from collections.abc import Callable
 
 import pytest
+import ray
 
 import rayfn
 from rayfn.exception import NotFoundError
@@ -155,3 +157,39 @@ def test_period_schedule_fires_skips_overlaps_and_stops_with_the_app(cluster: Cl
     assert 1 <= len(slow) <= 4
     for earlier, later in itertools.pairwise(slow):
         assert earlier.finished_at is not None and later.created_at >= earlier.finished_at
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_a_dict_whose_actor_died_comes_back_empty_and_old_handles_reconnect(
+    cluster: Cluster,
+) -> None:
+    store = rayfn.Dict.from_name("test-restarting-dict", create_if_missing=True)
+    store["before"] = 1
+    ray.kill(store._actor(), no_restart=False)  # its process dies; Ray restarts it
+    _wait_until(lambda: len(store) == 0)  # through the old handle: back, and empty
+    store["after"] = 2
+    assert store["after"] == 2 and "before" not in store
+    assert rayfn.Dict.from_name("test-restarting-dict")["after"] == 2
+    rayfn.Dict.delete("test-restarting-dict")
+    with pytest.raises(NotFoundError, match="deleted since"):
+        store["after"]
+
+
+def test_a_queue_whose_actor_died_comes_back_empty_and_old_handles_reconnect(
+    cluster: Cluster,
+) -> None:
+    jobs = rayfn.Queue.from_name("test-restarting-queue", create_if_missing=True)
+    jobs.put("before")
+    ray.kill(jobs._actor(), no_restart=False)
+    _wait_until(lambda: len(jobs) == 0)
+    jobs.put("after")
+    assert jobs.get(timeout=10) == "after"
+    rayfn.Queue.delete("test-restarting-queue")
+    with pytest.raises(NotFoundError, match="deleted since"):
+        jobs.put("gone")
