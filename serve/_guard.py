@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -56,6 +57,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = _timed(send)
         if scope["path"] in OPEN_PATHS:  # /healthz answers however busy the API is
             await self._guarded(scope, receive, send)
             return
@@ -143,6 +145,24 @@ class RequestGuard:
 
 
 _JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
+def _timed(send: Send) -> Send:
+    """``send`` that adds ``Server-Timing: api;dur=<ms>`` to the answer: how long the
+    request spent in the API, waiting for admission included (the rest of what a
+    client waits is Serve's proxy and the network)."""
+    started = time.perf_counter()
+
+    async def timed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            spent = f"api;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+            message = {
+                **message,
+                "headers": [*message.get("headers", []), (b"server-timing", spent)],
+            }
+        await send(message)
+
+    return timed
 
 
 def _json_problem(body: bytes) -> str | None:

@@ -388,6 +388,8 @@ def test_a_crowd_beyond_capacity_gets_503_while_healthz_answers() -> None:
 
     busy, turned_away, health = asyncio.run(asyncio.wait_for(crowd(), 5))
     assert busy[0]["status"] == 200 and health[0]["status"] == 200
+    timing = dict(busy[0]["headers"])[b"server-timing"]  # the time it spent in the API
+    assert timing.startswith(b"api;dur=") and float(timing[8:]) >= 10
     assert turned_away[0]["status"] == 503
     assert (b"retry-after", b"1") in turned_away[0]["headers"]
     assert json.loads(turned_away[1]["body"])["error"] == "busy"
