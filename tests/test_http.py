@@ -273,6 +273,16 @@ def test_job_api_bodies_are_json_only_and_capped(base: str) -> None:
     assert (huge.status_code, huge.json()["error"]) == (413, "too_large")
     wrong_shape = httpx.post(url, json={"args": "not a list"}, timeout=10)
     assert (wrong_shape.status_code, wrong_shape.json()["error"]) == (422, "invalid_request")
+    deep = httpx.post(url, content=b'{"args": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", timeout=10)
+    assert (deep.status_code, deep.json()["error"]) == (422, "invalid_json")  # was a 500
+    unlabelled = httpx.post(url, content=b'{"args": [20, 22]}', timeout=30)  # no Content-Type
+    assert unlabelled.status_code == 201, unlabelled.text
+    shouting = httpx.post(
+        url, json={"args": [1]}, headers={"content-type": "Application/JSON"}, timeout=30
+    )
+    assert shouting.status_code == 201, shouting.text
+    missing = httpx.get(f"{base}/v1/no-such-route", timeout=10)
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
 
 
 def test_openapi_docs_health_and_cancel(base: str) -> None:

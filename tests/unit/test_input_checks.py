@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import rayfn
 from rayfn._checks import check_name, check_wait
+from rayfn._config import settings
 from rayfn.cli import cli
 from rayfn.exception import InvalidError
 from rayfn.runtime.constants import MAX_WAIT_S
@@ -77,3 +78,29 @@ def test_the_cli_prints_an_error_that_looks_like_markup_as_one_plain_line(call_i
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     assert lines[0].startswith(f"Error: {call_id!r} is not a call id"), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("RAYFN_HTTP_PORT", "abc"), ("RAYFN_RESULT_TTL", "-1"), ("RAYFN_HTTP_BODY_TIMEOUT", "nan")],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidError) as raised:
+        settings()
+    message = str(raised.value)
+    assert f"{variable}={value!r}" in message and "\n" not in message
+    result = CliRunner().invoke(cli, ["http", "start"])  # the CLI: one line, exit 1
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0, result.output
+    assert variable in result.output
+
+
+def test_the_token_is_never_echoed_in_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAYFN_API_TOKEN", "s3cret")
+    monkeypatch.setenv("RAYFN_HTTP_PORT", "0")
+    with pytest.raises(InvalidError) as raised:
+        settings()
+    assert "s3cret" not in str(raised.value)
