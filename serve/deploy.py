@@ -94,7 +94,7 @@ def deploy_api() -> str:
         max_ongoing_requests=API_MAX_ONGOING_REQUESTS,
         max_queued_requests=API_MAX_QUEUED_REQUESTS,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=API_RETRY_AFTER_S),
-        **_api_replicas(),
+        **api_replicas(int(ray.cluster_resources().get("CPU", 1))),
     )(JobAPI)
     serve.run(deployment.bind(config), name=API_APP_NAME, route_prefix="/")
     internal_kv._internal_kv_put(KV_API_CONFIG, config.to_json(), namespace=NAMESPACE)
@@ -116,10 +116,10 @@ def _running_api_config() -> ApiConfig | None:
     return None if stored is None else ApiConfig.from_json(stored)
 
 
-def _api_replicas() -> dict[str, Any]:
-    """One API replica per API_CPUS_PER_REPLICA cores the cluster may have, started at
-    one and added by Serve's autoscaler as requests pile up."""
-    cores = int(ray.cluster_resources().get("CPU", 1))
+def api_replicas(cores: int) -> dict[str, Any]:
+    """The API's replica options on a cluster of ``cores`` CPUs: one replica per
+    API_CPUS_PER_REPLICA cores, started at one and added by Serve's autoscaler as
+    requests pile up."""
     most = max(1, min(API_MAX_REPLICAS, cores // API_CPUS_PER_REPLICA))
     if most == 1:
         return {"num_replicas": 1}

@@ -25,6 +25,7 @@ from rayfn.runtime.ids import is_call_id, new_call_id
 from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.serve._guard import MAX_JSON_DEPTH, RequestGuard, token_digest
 from rayfn.serve.api import build_api, get_backend
+from rayfn.serve.deploy import API_MAX_REPLICAS, api_replicas
 
 
 class Boom(Exception):
@@ -393,3 +394,15 @@ def test_a_crowd_beyond_capacity_gets_503_while_healthz_answers() -> None:
     assert turned_away[0]["status"] == 503
     assert (b"retry-after", b"1") in turned_away[0]["headers"]
     assert json.loads(turned_away[1]["body"])["error"] == "busy"
+
+
+@pytest.mark.parametrize(
+    ("cores", "most"), [(1, 1), (2, 1), (15, 1), (16, 2), (64, 8), (1000, API_MAX_REPLICAS)]
+)
+def test_the_api_scales_to_a_replica_per_eight_cores(cores: int, most: int) -> None:
+    options = api_replicas(cores)
+    if most == 1:
+        assert options == {"num_replicas": 1}
+    else:
+        assert options["autoscaling_config"]["min_replicas"] == 1
+        assert options["autoscaling_config"]["max_replicas"] == most
