@@ -6,6 +6,11 @@ NAMESPACE = "rayfn"
 # The control actor keeps deployed apps; one per cluster.
 CONTROL_ACTOR_NAME = "rayfn:control"
 
+# rayfn's own actors (control, registry, Dict/Queue stores) ask for a sliver of the
+# resource only the head node has, as Ray Serve pins its controller: an actor that asks
+# for nothing may land on a worker node, which the autoscaler removes once it is idle.
+ON_HEAD_NODE = {"node:__internal_head__": 0.001}
+
 # The call registry owns every call; the trailing number is its shard.
 REGISTRY_SHARD = 0
 REGISTRY_ACTOR_NAME = f"rayfn:registry:{REGISTRY_SHARD}"

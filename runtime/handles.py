@@ -1,5 +1,5 @@
 """Get-or-create handles to rayfn's detached actors (the Ray Serve controller recipe:
-named, namespaced, detached, restarted forever, holding no CPU)."""
+named, namespaced, detached, restarted forever, holding no CPU, on the head node)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rayfn.runtime.constants import (
     ACTOR_MAX_CONCURRENCY,
     CONTROL_ACTOR_NAME,
     NAMESPACE,
+    ON_HEAD_NODE,
     REGISTRY_ACTOR_NAME,
 )
 from rayfn.runtime.control import ControlActor
@@ -24,6 +25,7 @@ _DETACHED: dict[str, Any] = {
     "max_restarts": -1,
     # An actor that asks for a CPU holds it for life; rayfn's actors only wait.
     "num_cpus": 0,
+    "resources": ON_HEAD_NODE,
     "max_concurrency": ACTOR_MAX_CONCURRENCY,
 }
 

@@ -26,7 +26,7 @@ from ray.actor import ActorHandle
 from rayfn import _connection
 from rayfn._checks import check_name, check_wait
 from rayfn.exception import ClusterError, InvalidError, NotFoundError, SerializationError
-from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S, NAMESPACE
+from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S, NAMESPACE, ON_HEAD_NODE
 from rayfn.runtime.stores import DictStore, QueueStore
 
 _MISSING = object()
@@ -100,6 +100,7 @@ class _Store:
                         get_if_exists=True,
                         max_restarts=-1,  # it comes back, empty (see the module docstring)
                         num_cpus=0,
+                        resources=ON_HEAD_NODE,  # never on a node the autoscaler removes
                         max_concurrency=1000,
                     )
                     .remote()

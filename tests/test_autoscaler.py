@@ -120,13 +120,16 @@ def _alive_nodes() -> list[dict[str, Any]]:
     return [n for n in ray.nodes() if n["Alive"]]
 
 
-def test_gpu_call_makes_the_autoscaler_add_a_gpu_node_that_goes_when_idle(
+def test_gpu_call_makes_the_autoscaler_add_a_gpu_node_that_goes_when_idle_taking_no_rayfn_actor(
     autoscaling_head: Cluster,
 ) -> None:
     app = rayfn.App("test-autoscaling")
 
     @app.function(gpu="A100", cpu=1, startup_timeout=120)
     def where() -> dict[str, Any]:
+        # Created from the GPU node: a store actor asking for nothing would land here
+        # (its creator's node) and die with the node once the autoscaler removes it.
+        rayfn.Dict.from_name("made-on-the-gpu-node", create_if_missing=True)["x"] = 42
         return {
             "node": ray.get_runtime_context().get_node_id(),
             "gpus": ray.get_gpu_ids(),
@@ -148,6 +151,10 @@ def test_gpu_call_makes_the_autoscaler_add_a_gpu_node_that_goes_when_idle(
     while any(n["NodeID"] == ran["node"] for n in _alive_nodes()):
         assert time.monotonic() < deadline, "the idle GPU node was never removed"
         time.sleep(1)
+    # rayfn's actors live on the head, so the node took none of them with it.
+    assert rayfn.Dict.from_name("made-on-the-gpu-node")["x"] == 42
+    assert rayfn.list_calls(app="test-autoscaling", limit=1)  # the registry still answers
+    assert rayfn.Function.from_name("test-autoscaling", "where").hydrate()  # and control
 
 
 def test_cluster_up_refuses_an_invalid_config_in_one_line(tmp_path: Path) -> None:
