@@ -29,6 +29,11 @@ KV_CODE_PREFIX = "rayfn:code:"
 
 # Prefix of the GCS key-value entries holding secrets (name -> pickled dict of env vars).
 KV_SECRET_PREFIX = "rayfn:secret:"
+# Prefix of the GCS key-value entries holding Dict and Queue contents (runtime/stores.py),
+# and how many bytes of keys and values one Dict or Queue may hold: the GCS keeps them
+# in memory, so a store is for coordination and work items, not for bulk data.
+KV_STORE_PREFIX = "rayfn:store:"
+STORE_MAX_BYTES = 64 * 1024 * 1024
 # The settings the running job API was deployed with (JSON; the token only as a digest).
 KV_API_CONFIG = "rayfn:api-config"
 

@@ -5,10 +5,12 @@ Keys and values are pickled here (cloudpickle), so they can be anything picklabl
 the actor never imports user code. A handle pickles as its name: pass it to functions
 as an argument and they talk to the same object.
 
-Contents live in the actor's memory, for as long as the cluster runs. Ray restarts an
-actor whose process dies, and handles wait out the restart, but the store comes back
-*empty* for now (durability is a later issue). A deleted store is gone: its old
-handles raise ``NotFoundError``.
+The actor writes every change through to Ray's GCS key-value store before answering
+(runtime/stores.py), so a store whose actor dies comes back as it was: Ray restarts it,
+it reads its contents back, and handles wait out the restart. One store holds at most
+``STORE_MAX_BYTES`` (64 MiB) of keys and values; a change past that raises
+``InvalidError``. A deleted store is gone, contents and all: its old handles raise
+``NotFoundError``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rayfn import _connection
 from rayfn._checks import check_name, check_wait
 from rayfn.exception import ClusterError, InvalidError, NotFoundError, SerializationError
 from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S, NAMESPACE, ON_HEAD_NODE
-from rayfn.runtime.stores import DictStore, QueueStore
+from rayfn.runtime.stores import DictStore, QueueStore, StoreFull
 
 _MISSING = object()
 S = TypeVar("S", bound="_Store")
@@ -76,7 +78,7 @@ class _Store:
             yield store
         finally:
             if store._handle is not None:
-                ray.kill(store._handle)
+                store._destroy()
 
     @classmethod
     def delete(cls, name: str) -> None:
@@ -85,7 +87,12 @@ class _Store:
         Raises:
             NotFoundError: there is no such store.
         """
-        ray.kill(cls.from_name(name)._actor())
+        cls.from_name(name)._destroy()
+
+    def _destroy(self) -> None:
+        """Drop the contents (persisted too), then the actor."""
+        self._ask("destroy")
+        ray.kill(self._actor())
 
     def _actor(self) -> ActorHandle:
         if self._handle is None:
@@ -98,12 +105,12 @@ class _Store:
                         namespace=NAMESPACE,
                         lifetime="detached",
                         get_if_exists=True,
-                        max_restarts=-1,  # it comes back, empty (see the module docstring)
+                        max_restarts=-1,  # it comes back as it was (see the module docstring)
                         num_cpus=0,
                         resources=ON_HEAD_NODE,  # never on a node the autoscaler removes
                         max_concurrency=1000,
                     )
-                    .remote()
+                    .remote(self.name)
                 )
             else:
                 self._handle = self._find()
@@ -135,6 +142,7 @@ class _Store:
 
         Raises:
             NotFoundError: the store was deleted.
+            InvalidError: the change would take the store past ``STORE_MAX_BYTES``.
             ClusterError: it did not come back in time, or a call that is not
                 repeatable may or may not have been applied.
         """
@@ -142,6 +150,11 @@ class _Store:
         while True:
             try:
                 return ray.get(getattr(self._actor(), method).remote(*args))
+            except StoreFull as full:
+                raise InvalidError(
+                    f"{self!r} refused the {method}: {full.args[0] if full.args else full}. "
+                    "Keep large data elsewhere (a result, a file) and store a reference."
+                ) from None
             except ray.exceptions.ActorDiedError:
                 # Dead for good: deleted (NotFoundError), or re-created under its name
                 # since, which this handle then talks to. Whatever the call did died
@@ -157,9 +170,8 @@ class _Store:
                 if not repeatable:
                     raise ClusterError(
                         f"{self!r} restarted, or could not be reached, while its {method} "
-                        "was on the way: it may or may not have been applied (a restarted "
-                        f"{self._kind} starts empty). The handle works again once the "
-                        f"{self._kind} is back."
+                        "was on the way: it may or may not have been applied. The handle "
+                        f"works again once the {self._kind} is back."
                     ) from None
             if deadline is None:
                 deadline = time.monotonic() + CONTROL_RESTART_WAIT_S

@@ -13,7 +13,8 @@ import pytest
 import ray
 
 import rayfn
-from rayfn.exception import NotFoundError
+from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime.constants import STORE_MAX_BYTES
 from tests.apps import shared
 from tests.conftest import Cluster
 
@@ -166,30 +167,59 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_a_dict_whose_actor_died_comes_back_empty_and_old_handles_reconnect(
-    cluster: Cluster,
-) -> None:
+def _restart(store: rayfn.Dict | rayfn.Queue) -> None:
+    """Kill the store's actor (Ray restarts it) and wait, through the same handle,
+    until a new process answers."""
+    before = ray.get(store._actor().debug_pid.remote())
+    ray.kill(store._actor(), no_restart=False)
+    _wait_until(lambda: store._ask("debug_pid") != before)
+
+
+def test_a_dict_whose_actor_died_comes_back_as_it_was(cluster: Cluster) -> None:
     store = rayfn.Dict.from_name("test-restarting-dict", create_if_missing=True)
-    store["before"] = 1
-    ray.kill(store._actor(), no_restart=False)  # its process dies; Ray restarts it
-    _wait_until(lambda: len(store) == 0)  # through the old handle: back, and empty
-    store["after"] = 2
-    assert store["after"] == 2 and "before" not in store
-    assert rayfn.Dict.from_name("test-restarting-dict")["after"] == 2
+    store.update({"kept": 1, ("a", "tuple"): [1, 2], "popped": 3, "replaced": "old"})
+    store.pop("popped")
+    store["replaced"] = "new"
+    assert store.put("lock", "me", skip_if_exists=True)
+    _restart(store)
+    assert dict(store.items()) == {
+        "kept": 1,
+        ("a", "tuple"): [1, 2],
+        "replaced": "new",
+        "lock": "me",
+    }
+    assert not store.put("lock", "you", skip_if_exists=True)  # a lock table stays locked
+    _restart(store)
+    assert rayfn.Dict.from_name("test-restarting-dict")["kept"] == 1
     rayfn.Dict.delete("test-restarting-dict")
     with pytest.raises(NotFoundError, match="deleted since"):
-        store["after"]
+        store["kept"]
+    again = rayfn.Dict.from_name("test-restarting-dict", create_if_missing=True)
+    assert len(again) == 0  # deleting it dropped what was persisted
+    rayfn.Dict.delete("test-restarting-dict")
 
 
-def test_a_queue_whose_actor_died_comes_back_empty_and_old_handles_reconnect(
-    cluster: Cluster,
-) -> None:
+def test_a_queue_whose_actor_died_comes_back_in_order(cluster: Cluster) -> None:
     jobs = rayfn.Queue.from_name("test-restarting-queue", create_if_missing=True)
-    jobs.put("before")
-    ray.kill(jobs._actor(), no_restart=False)
-    _wait_until(lambda: len(jobs) == 0)
-    jobs.put("after")
-    assert jobs.get(timeout=10) == "after"
+    jobs.put_many(["first", "second", "third", "fourth"])
+    assert jobs.get(timeout=10) == "first"
+    _restart(jobs)
+    jobs.put("fifth")
+    assert jobs.get_many(10, timeout=10) == ["second", "third", "fourth", "fifth"]
+    _restart(jobs)
+    assert len(jobs) == 0
     rayfn.Queue.delete("test-restarting-queue")
     with pytest.raises(NotFoundError, match="deleted since"):
         jobs.put("gone")
+
+
+def test_a_store_refuses_a_change_past_its_size_limit(cluster: Cluster) -> None:
+    with rayfn.Dict.ephemeral() as store:
+        store["small"] = 1
+        with pytest.raises(InvalidError, match="over the limit of 67108864 bytes per Dict"):
+            store["big"] = b"x" * STORE_MAX_BYTES
+        assert "big" not in store and store["small"] == 1  # refused whole
+    with rayfn.Queue.ephemeral() as jobs:
+        with pytest.raises(InvalidError, match="per Queue"):
+            jobs.put_many([b"y" * (STORE_MAX_BYTES // 2)] * 3)
+        assert len(jobs) == 0
