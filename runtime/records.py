@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -233,8 +234,6 @@ class RemoteFailure:
 
 def _internal_folders() -> tuple[str, ...]:
     """Where rayfn's and Ray's own code is installed (frames from there are ours)."""
-    import sys
-
     names = ("rayfn", "rayfn.runtime", "rayfn.serve", "ray")
     found = (getattr(sys.modules.get(name), "__file__", None) for name in names)
     return tuple(os.path.dirname(path) + os.sep for path in found if path)

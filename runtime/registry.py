@@ -360,11 +360,7 @@ class CallRegistry:
         # The redeploy rule: a call that has not started runs the version deployed when
         # it starts, so the queues move to the new version now, not at the next spawn.
         for key in [k for k, queue in self._queues.items() if k[0] == app and queue]:
-            loaded = await self._function(*key)
-            if not isinstance(loaded, NotDeployed):
-                self._pump(loaded)
-            elif key in stale:  # stopped: its calls run the last version's code
-                self._pump(stale[key])
+            await self._reload_and_pump(key, stale.get(key))
 
     async def stats(self) -> dict[str, int]:
         return {
@@ -440,15 +436,20 @@ class CallRegistry:
         key = (known.key[0], known.key[1])
         current = self._functions.get(key)
         if current is None:
-            self._start(self._reload_and_pump(known))
+            self._start(self._reload_and_pump(key, known))
         elif current.options.container is not None:
             self._pump_class(current.key[0], current.options.container.class_name)
         else:
             self._pump(current)
 
-    async def _reload_and_pump(self, known: LoadedFunction) -> None:
-        loaded = await self._function(known.key[0], known.key[1])
-        self._pump(known if isinstance(loaded, NotDeployed) else loaded)
+    async def _reload_and_pump(self, key: tuple[str, str], known: LoadedFunction | None) -> None:
+        """Pump ``key``'s queue with the version deployed now; if its app was stopped,
+        with ``known`` (its calls run the last version's code)."""
+        loaded = await self._function(*key)
+        if not isinstance(loaded, NotDeployed):
+            self._pump(loaded)
+        elif known is not None:
+            self._pump(known)
 
     def _pump_method(self, loaded: LoadedFunction, queue: deque[Call]) -> None:
         pool = self._pool(loaded)
