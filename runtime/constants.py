@@ -34,6 +34,11 @@ KV_SECRET_PREFIX = "rayfn:secret:"
 # in memory, so a store is for coordination and work items, not for bulk data.
 KV_STORE_PREFIX = "rayfn:store:"
 STORE_MAX_BYTES = 64 * 1024 * 1024
+# The job API's defaults (RAYFN_HTTP_MAX_BODY, _MAX_RESULT, _BODY_TIMEOUT override them):
+# request bodies and JSON results up to 16 MiB, and 10 s for each piece of a body.
+DEFAULT_HTTP_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_HTTP_MAX_RESULT = 16 * 1024 * 1024
+DEFAULT_HTTP_BODY_TIMEOUT_S = 10.0
 # The settings the running job API was deployed with (JSON; the token only as a digest).
 KV_API_CONFIG = "rayfn:api-config"
 

@@ -10,9 +10,12 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rayfn.exception import InvalidError
-from rayfn.runtime.constants import DEFAULT_RESULT_TTL_S
-
-_MIB = 1024 * 1024
+from rayfn.runtime.constants import (
+    DEFAULT_HTTP_BODY_TIMEOUT_S,
+    DEFAULT_HTTP_MAX_BODY,
+    DEFAULT_HTTP_MAX_RESULT,
+    DEFAULT_RESULT_TTL_S,
+)
 
 
 class Settings(BaseSettings):
@@ -28,11 +31,13 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     # Request bodies over this many bytes get 413 from the job API.
-    http_max_body: int = Field(default=16 * _MIB, gt=0)
+    http_max_body: int = Field(default=DEFAULT_HTTP_MAX_BODY, gt=0)
     # Results whose JSON answer would be over this many bytes get 413 from the job API.
-    http_max_result: int = Field(default=16 * _MIB, gt=0)
+    http_max_result: int = Field(default=DEFAULT_HTTP_MAX_RESULT, gt=0)
     # Seconds the job API waits for each piece of a request body before answering 408.
-    http_body_timeout: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
+    http_body_timeout: float = Field(
+        default=DEFAULT_HTTP_BODY_TIMEOUT_S, gt=0, le=3600, allow_inf_nan=False
+    )
     # Bearer token the job API requires on every route but /healthz (None: no token).
     api_token: SecretStr | None = None
 

@@ -20,7 +20,8 @@ A failed call answers 424 (Failed Dependency: the request was fine, the function
 depends on failed) with the function's error type, message and traceback. How results
 become JSON (bytes, NaN...) is in ``rayfn.serve._results``. Every error, Starlette's
 own 404 and 405 included, is ``{"error": code, "message": ...}``; a body that stalls
-answers 408, and a full API 503 with ``Retry-After`` (from Serve, see ``deploy``).
+answers 408, and a full API 503 with ``Retry-After`` (from the guard's admission line,
+or from Serve's proxy when its queue is full: see ``deploy``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ from rayfn.exception import (
     RemoteError,
     SerializationError,
 )
+from rayfn.runtime.constants import (
+    DEFAULT_HTTP_BODY_TIMEOUT_S,
+    DEFAULT_HTTP_MAX_BODY,
+    DEFAULT_HTTP_MAX_RESULT,
+)
 from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.serve._guard import RequestGuard
 from rayfn.serve._results import NoJsonForm, TooLarge, result_body
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
-DEFAULT_MAX_RESULT = 16 * 1024 * 1024
-DEFAULT_BODY_TIMEOUT_S = 10.0
 # What Starlette's own errors (no such route, wrong method...) are called in our bodies.
 _HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -194,9 +197,9 @@ def build_api(
     backend: Backend | None = None,
     *,
     token_sha256: str | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
-    max_result: int = DEFAULT_MAX_RESULT,
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    max_body: int = DEFAULT_HTTP_MAX_BODY,
+    max_result: int = DEFAULT_HTTP_MAX_RESULT,
+    body_timeout_s: float = DEFAULT_HTTP_BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The job API as a FastAPI app.
 
