@@ -1,22 +1,26 @@
-"""The registry's in-memory state of calls and their attempts. Compact: one ``Call`` per
-tracked call, slots only, args dropped as soon as no attempt can need them."""
+"""The call book's state of calls and their attempts (runtime/book.py). Compact: one
+``Call`` per tracked call, slots only, args dropped as soon as no attempt can need
+them. No Ray, no clock: every time comes from the caller."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import enum
 from typing import Any
 
-import ray
-
 from rayfn.runtime.expiry import expires_at
-from rayfn.runtime.records import (
-    AttemptInfo,
-    CallInfo,
-    CallStatus,
-    FailureKind,
-    RemoteFailure,
-)
+from rayfn.runtime.records import AttemptInfo, CallInfo, CallStatus, FailureKind, RemoteFailure
+
+# The outcome of an attempt the registry lost by restarting while it ran: the call runs
+# again, and the attempt does not count against the function's retries.
+INTERRUPTED = "interrupted"
+
+
+class Timer(enum.Enum):
+    """What a call's one timer is for."""
+
+    STARTUP = FailureKind.NOT_STARTED  # kill the attempt if it has not started by then
+    TIMEOUT = FailureKind.TIMED_OUT  # kill the attempt if it still runs by then
+    RETRY = "retry"  # queue the call again: its backoff delay is over
 
 
 class Attempt:
@@ -24,18 +28,18 @@ class Attempt:
 
     __slots__ = ("error", "finished_at", "number", "outcome", "started_at", "submitted_at")
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, submitted_at: float) -> None:
         self.number = number
-        self.submitted_at = time.time()
+        self.submitted_at = submitted_at
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.outcome: str | None = None
         self.error: str | None = None
 
-    def end(self, outcome: str, error: str | None = None, at: float | None = None) -> None:
+    def end(self, outcome: str, error: str | None, at: float) -> None:
         self.outcome = outcome
         self.error = error
-        self.finished_at = at if at is not None else time.time()
+        self.finished_at = at
 
     def info(self) -> AttemptInfo:
         return AttemptInfo(
@@ -47,52 +51,77 @@ class Attempt:
             self.error,
         )
 
+    def record(self) -> tuple[Any, ...]:
+        return (
+            self.number,
+            self.submitted_at,
+            self.started_at,
+            self.finished_at,
+            self.outcome,
+            self.error,
+        )
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...]) -> Attempt:
+        attempt = cls(record[0], record[1])
+        attempt.started_at, attempt.finished_at, attempt.outcome, attempt.error = record[2:]
+        return attempt
+
 
 class Call:
-    """A call as the registry tracks it."""
+    """A call as the book tracks it."""
 
     __slots__ = (
         "app",
         "args",
         "attempts",
         "call_id",
-        "container",
         "created_at",
-        "done",
         "failure",
         "finished_at",
         "function",
         "inline",
         "interrupt",
+        "journaled",
+        "large",
         "packed",
+        "parent",
         "payload",
         "result_ttl",
+        "retry_at",
         "status",
-        "task",
         "timer",
     )
 
     def __init__(
-        self, call_id: str, app: str, function: str, args: bytes, result_ttl: float
+        self,
+        call_id: str,
+        app: str,
+        function: str,
+        args: bytes | None,
+        result_ttl: float,
+        created_at: float,
+        parent: str | None = None,
     ) -> None:
         self.call_id = call_id
         self.app = app  # the deployment key ("app", or "app@ep-..." when ephemeral)
         self.function = function
-        self.args: bytes | None = args  # kept while a retry may need them
+        self.args = args  # kept while an attempt may need them
         self.result_ttl = result_ttl
+        self.created_at = created_at
+        self.parent = parent  # the call it was spawned from, if any
         self.status = CallStatus.QUEUED
-        self.created_at = time.time()
         self.finished_at: float | None = None
         self.attempts: list[Attempt] = []
-        self.payload: ray.ObjectRef | None = None  # a large result, in the object store
         self.inline: bytes | None = None  # a small result, pickled
+        self.large = False  # it succeeded with a result too large to ride inline
+        self.payload: Any = None  # the shell's handle on a large result (an ObjectRef)
         self.failure: RemoteFailure | None = None
-        self.task: ray.ObjectRef | None = None  # the running attempt's first return
-        self.container: Any = None  # the pool slot running it, for @app.cls methods
-        self.timer: asyncio.TimerHandle | None = None  # startup, timeout or backoff
+        self.timer: tuple[Timer, int] | None = None  # what its one timer is for, attempt
+        self.retry_at: float | None = None  # when a RETRYING call is queued again
         self.interrupt: FailureKind | None = None  # why rayfn is killing the attempt
         self.packed = False  # its attempt shares a task with other calls (a pack)
-        self.done: asyncio.Event | None = None  # made only when somebody waits
+        self.journaled = False  # its args are in the journal already
 
     @property
     def key(self) -> tuple[str, str]:
@@ -102,19 +131,13 @@ class Call:
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def tries(self) -> int:
+        """Attempts that count against the retry policy (not those the registry lost)."""
+        return sum(1 for a in self.attempts if a.outcome != INTERRUPTED)
+
     def expired(self, now: float) -> bool:
         return self.finished_at is not None and now >= expires_at(self.finished_at, self.result_ttl)
-
-    def dispatched(
-        self, attempt: int, task: ray.ObjectRef, container: Any = None, packed: bool = False
-    ) -> None:
-        """Attempt number ``attempt`` was handed to Ray as ``task``."""
-        self.attempts.append(Attempt(attempt))
-        self.status = CallStatus.PENDING
-        self.task = task
-        self.container = container
-        self.packed = packed
-        self.interrupt = None
 
     def is_open(self, attempt: int) -> bool:
         """Whether attempt number ``attempt`` is this call's latest and still on."""
@@ -123,11 +146,6 @@ class Call:
             and self.attempts[-1].outcome is None
             and not self.status.is_terminal
         )
-
-    def stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     def info(self) -> CallInfo:
         started = next((a.started_at for a in self.attempts if a.started_at), None)
@@ -145,3 +163,43 @@ class Call:
             error=error,
             attempts=tuple(a.info() for a in self.attempts),
         )
+
+    # -- the journal's form (runtime/journal.py): a plain tuple, last one wins ----------
+
+    def record(self) -> tuple[Any, ...]:
+        """The call's durable state; its args only the first time (and never once no
+        attempt can need them), so a call's later records stay small."""
+        keep_args = not self.journaled and self.args is not None
+        self.journaled = True
+        return (
+            self.call_id,
+            self.app,
+            self.function,
+            self.result_ttl,
+            self.created_at,
+            self.parent,
+            self.status.value,
+            tuple(a.record() for a in self.attempts),
+            self.finished_at,
+            self.inline,
+            self.large,
+            self.failure,
+            self.retry_at,
+            self.args if keep_args else None,
+        )
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...], earlier: Call | None) -> Call:
+        """The call a record describes; ``earlier`` is what the journal said before
+        (its args carry over)."""
+        (call_id, app, function, ttl, created_at, parent, status, attempts) = record[:8]
+        finished_at, inline, large, failure, retry_at, args = record[8:]
+        call = cls(call_id, app, function, args, ttl, created_at, parent)
+        if args is None and earlier is not None:
+            call.args = earlier.args
+        call.status = CallStatus(status)
+        call.attempts = [Attempt.from_record(a) for a in attempts]
+        call.finished_at, call.inline, call.large = finished_at, inline, large
+        call.failure, call.retry_at = failure, retry_at
+        call.journaled = True
+        return call

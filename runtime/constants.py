@@ -18,6 +18,9 @@ REGISTRY_ACTOR_NAME = f"rayfn:registry:{REGISTRY_SHARD}"
 # GCS key-value entry (plus the shard number) counting a registry shard's starts: its
 # epoch, written into every call id it issues.
 KV_REGISTRY_EPOCH_PREFIX = "rayfn:registry-epoch:"
+# Prefix (plus the shard number) of a registry shard's journal of calls
+# (runtime/journal.py): segments, snapshot chunks and the head entry naming them.
+KV_JOURNAL_PREFIX = "rayfn:journal:"
 
 # Prefix of the GCS key-value entries that persist deployed apps across actor restarts.
 KV_APP_PREFIX = "rayfn:app:"

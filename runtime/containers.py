@@ -95,6 +95,15 @@ class Pool:
         slot.in_flight += 1
         return slot
 
+    def capacity(self) -> int | None:
+        """How many more calls it can take now, growing to ``max_containers``
+        (None: no bound)."""
+        spec = self.container
+        free = sum(spec.max_inputs - s.in_flight for s in self.slots)
+        if spec.max_containers is None:
+            return None
+        return free + max(0, spec.max_containers - len(self.slots)) * spec.max_inputs
+
     def warm(self, start: Callable[[], Any]) -> None:
         while len(self.slots) < self.container.min_containers:
             self._add(start)

@@ -10,6 +10,7 @@ from typing import Any
 import ray
 
 from rayfn.runtime import code
+from rayfn.runtime.book import Policy
 from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
 from rayfn.runtime.executor import execute_call, execute_pack, task_header
@@ -27,6 +28,7 @@ class LoadedFunction:
     task_name: str  # "app.function", as the Ray dashboard shows it
     task: Any  # execute_call with this function's Ray options, built once
     pack_task: Any  # execute_pack likewise, where calls may be packed (can_pack)
+    policy: Policy  # what the call book needs to know of it
 
     @classmethod
     def build(
@@ -37,11 +39,24 @@ class LoadedFunction:
     ) -> LoadedFunction:
         task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
         code_key = code.code_key(key[0], key[2], key[1])
-        loaded = cls(key, code_key, options, runtime_env, task_name, None, None)
+        loaded = cls(key, code_key, options, runtime_env, task_name, None, None, None)
         if not loaded.picks_gpu_per_call and options.container is None:
             object.__setattr__(loaded, "task", loaded._task_with_options(execute_call))
         if loaded.can_pack:
             object.__setattr__(loaded, "pack_task", loaded._task_with_options(execute_pack))
+        policy = Policy(
+            version=key,
+            label=task_name,
+            max_containers=options.max_containers,
+            retries=options.retries,
+            timeout=options.timeout,
+            startup_timeout=options.startup_timeout,
+            can_pack=loaded.can_pack,
+            pooled=options.container is not None,
+            needs=describe_needs(options),
+            runner=loaded,
+        )
+        object.__setattr__(loaded, "policy", policy)
         return loaded
 
     @property

@@ -64,6 +64,10 @@ class Tombstones:
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._ids
 
+    def __iter__(self) -> Iterator[str]:
+        """Oldest first."""
+        return iter(list(self._ids))
+
     def add(self, call_id: str) -> None:
         if self._capacity == 0:
             return

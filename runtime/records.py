@@ -12,13 +12,14 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
-
-import ray
+from typing import TYPE_CHECKING, Any
 
 from rayfn.runtime.resources import GpuRequest, choose_type
 from rayfn.runtime.retries import RetryPolicy
 from rayfn.runtime.schedules import Schedule
+
+if TYPE_CHECKING:
+    import ray
 
 
 class CallStatus(enum.StrEnum):
@@ -224,8 +225,10 @@ class RemoteFailure:
         """Record ``exc``; ``tb`` is the traceback to show (default: the whole one)."""
         tb = tb if tb is not None else exc.__traceback__
         text = user_traceback(exc, tb)
+        from ray import cloudpickle  # the executor's: Ray is loaded there anyway
+
         try:
-            pickled: bytes | None = ray.cloudpickle.dumps(exc)
+            pickled: bytes | None = cloudpickle.dumps(exc)
         except Exception:
             pickled = None
         kind = type(exc)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -15,11 +14,10 @@ import ray
 
 import rayfn
 from rayfn import _connection
-from rayfn.exception import CallLostError, ExecutionError, NotFoundError
-from rayfn.runtime.constants import CONTROL_ACTOR_NAME, NAMESPACE, REGISTRY_ACTOR_NAME
-from rayfn.runtime.ids import new_call_id, parse_call_id
+from rayfn.exception import ExecutionError
+from rayfn.runtime.constants import CONTROL_ACTOR_NAME, NAMESPACE
 from tests.apps import faults
-from tests.conftest import Cluster, pid_gone
+from tests.conftest import Cluster
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -151,56 +149,6 @@ def _gather_all(calls: list[rayfn.FunctionCall]) -> list[object]:
     from rayfn._function_call import fetch_results
 
     return fetch_results([c.object_id for c in calls], return_exceptions=True)
-
-
-# Last in the module: it empties the registry.
-def test_registry_killed_restarts_and_its_calls_answer_lost(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    finished = faults.double.spawn(1)
-    assert finished.get(timeout=60) == 2
-    running = faults.killed_for_good.spawn(str(tmp_path))
-    worker_pid = _first_pid(tmp_path)
-    waiting: list[BaseException | object] = []
-    waiter = threading.Thread(
-        target=lambda: waiting.append(_outcome_of(running, timeout=120)), daemon=True
-    )
-    waiter.start()
-    time.sleep(0.5)  # the waiter's get is now parked in the registry
-
-    registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE)
-    ray.kill(registry, no_restart=False)
-
-    # The caller parked in get() is answered, not left hanging.
-    waiter.join(timeout=60)
-    assert len(waiting) == 1 and isinstance(waiting[0], CallLostError), waiting
-    # Accepted ids answer "lost", never "not found", whatever was asked.
-    for ask in (
-        lambda: finished.get(timeout=0),
-        lambda: running.get(timeout=5),
-        running.status,
-        running.cancel,
-    ):
-        with pytest.raises(
-            CallLostError, match=f"Call {running.object_id}|Call {finished.object_id}"
-        ):
-            ask()
-    # The call's task died with the registry that owned it.
-    deadline = time.monotonic() + 60
-    while not pid_gone(worker_pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert pid_gone(worker_pid)
-
-    # The deployment survived; new calls carry the new epoch.
-    again = faults.double.spawn(21)
-    assert again.get(timeout=60) == 42
-    old_epoch = parse_call_id(finished.object_id)
-    new_epoch = parse_call_id(again.object_id)
-    assert old_epoch is not None and new_epoch is not None
-    assert new_epoch.epoch == old_epoch.epoch + 1
-    # An id this epoch never issued is still just unknown.
-    with pytest.raises(NotFoundError):
-        rayfn.FunctionCall.from_id(new_call_id(0, new_epoch.epoch)).get(timeout=0)
 
 
 def _outcome_of(call: rayfn.FunctionCall, timeout: float) -> BaseException | object:

@@ -1,0 +1,635 @@
+"""The life of every call, as a state machine with no Ray and no clock.
+
+The registry actor (runtime/registry.py) turns what happens in Ray into events here
+(accepted, launched task ended, attempt started, timer fired, cancel, expiry due) and
+carries out the commands they return (launch these calls, set or stop a call's timer,
+kill an attempt, wake a call's waiters, pump a queue). The book owns the queues, the
+attempts, retries and backoff, timeouts, ``max_containers`` order, cancel in every
+state, expiry and tombstones, and the pack requeue. Every change to a call's durable
+state marks it dirty; the registry journals the dirty calls (runtime/journal.py)
+before it answers anyone, and a new book is rebuilt from the journal with
+``restore``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rayfn.runtime.calls import INTERRUPTED, Attempt, Call, Timer
+from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
+from rayfn.runtime.ids import parse_call_id
+from rayfn.runtime.packing import PackPolicy
+from rayfn.runtime.records import (
+    AttemptMeta,
+    CallGraphNode,
+    CallInfo,
+    CallStatus,
+    FailureKind,
+    RemoteFailure,
+)
+from rayfn.runtime.retries import RetryPolicy
+
+Key = tuple[str, str]  # (deployment key, function)
+Version = tuple[str, str, int]  # (deployment key, function, version)
+
+# The terminal status a failure of each kind leaves a call in, once retries are over.
+_FINAL_STATUS = {
+    FailureKind.RAISED: CallStatus.FAILED,
+    FailureKind.CRASHED: CallStatus.FAILED,
+    FailureKind.NOT_STARTED: CallStatus.FAILED,
+    FailureKind.TIMED_OUT: CallStatus.TIMED_OUT,
+    FailureKind.CANCELLED: CallStatus.CANCELLED,
+    FailureKind.BAD_RESULT: CallStatus.FAILED,
+}
+_RETRYABLE = frozenset({FailureKind.RAISED, FailureKind.CRASHED, FailureKind.TIMED_OUT})
+
+# The counter a call's terminal status bumps (runtime/metrics.py).
+_EVENT = {
+    CallStatus.SUCCEEDED: "succeeded",
+    CallStatus.FAILED: "failed",
+    CallStatus.TIMED_OUT: "timed_out",
+    CallStatus.CANCELLED: "cancelled",
+}
+
+# How much of a call graph one answer carries.
+_MAX_GRAPH_DEPTH = 16
+_MAX_GRAPH_CHILDREN = 1000
+
+SYNTHETIC = "synthetic"  # the function name of benchmark filler calls: never journaled
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the book needs to know of a deployed function version."""
+
+    version: Version
+    label: str  # "app.function", for messages
+    max_containers: int | None = None
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    startup_timeout: float | None = None
+    can_pack: bool = False
+    pooled: bool = False  # a class's method: its pool of containers says how many fit
+    needs: str = "1 CPU"  # what it asks of a node, for the startup timeout's message
+    runner: Any = field(default=None, compare=False, repr=False)  # the shell's own
+
+    @property
+    def key(self) -> Key:
+        return (self.version[0], self.version[1])
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Hand these calls to Ray as one task (several: a pack that runs them in turn)."""
+
+    policy: Policy
+    calls: tuple[tuple[str, int, bytes], ...]  # (call id, attempt number, args)
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Call ``timer_fired`` for this call at ``at`` (None: stop its timer)."""
+
+    call_id: str
+    at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Stop the call's running attempt (its task's worker, or its container)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The call reached a terminal state: wake whoever waits for it."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pump:
+    """Calls of this function may be launched now, by its current version (``known``
+    if it has none any more)."""
+
+    key: Key
+    known: Policy | None
+
+
+@dataclass(frozen=True, slots=True)
+class Warn:
+    message: str
+
+
+Command = Launch | SetTimer | Kill | Finished | Pump | Warn
+
+
+class Counter(Protocol):
+    """Where the book counts what happens (runtime/metrics.py's CallMetrics)."""
+
+    def count(self, event: str, app: str, function: str, n: int = 1) -> None: ...
+    def queue_wait(self, app: str, function: str, seconds: float) -> None: ...
+    def run_time(self, app: str, function: str, seconds: float) -> None: ...
+
+
+class _NoCounter:
+    def count(self, event: str, app: str, function: str, n: int = 1) -> None:
+        pass
+
+    def queue_wait(self, app: str, function: str, seconds: float) -> None:
+        pass
+
+    def run_time(self, app: str, function: str, seconds: float) -> None:
+        pass
+
+
+class Book:
+    """Every tracked call, its queue and its attempts."""
+
+    def __init__(self, max_tombstones: int, counter: Counter | None = None) -> None:
+        self.calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
+        self.children: defaultdict[str, list[str]] = defaultdict(list)
+        self.queues: defaultdict[Key, deque[Call]] = defaultdict(deque)
+        self.running: defaultdict[Key, int] = defaultdict(int)  # launched tasks
+        self.policies: dict[Key, Policy] = {}  # the current version of each function
+        self.launched: dict[Key, Policy] = {}  # the version each function last ran
+        self.packing = PackPolicy()
+        self.expiry = ExpiryQueue()
+        self.tombstones = Tombstones(max_tombstones)
+        self.packs = 0  # tasks that ran several calls, for stats()
+        self._counter: Counter = counter or _NoCounter()
+        self._dirty: dict[str, None] = {}  # calls changed since the last take_changes
+        self._removed: list[str] = []  # calls expired since then
+
+    # -- functions ----------------------------------------------------------------------
+
+    def load(self, policy: Policy) -> None:
+        self.policies[policy.key] = policy
+
+    def unload(self, app: str) -> dict[Key, Policy | None]:
+        """``app`` was redeployed or stopped: drop its versions. Returns the functions
+        with calls queued (to pump with the new version), each with its old one."""
+        stale = {k: self.policies.pop(k) for k in [k for k in self.policies if k[0] == app]}
+        self.packing.forget(app)
+        return {k: stale.get(k) for k, q in self.queues.items() if k[0] == app and q}
+
+    def drop_queue(self, key: Key, failure: RemoteFailure, now: float) -> list[Command]:
+        """End the queued calls of a function no version of which can run any more."""
+        out: list[Command] = []
+        for call in self.queues.pop(key, deque()):
+            if call.status is CallStatus.QUEUED:
+                out += self._finish(call, CallStatus.FAILED, now, failure)
+        return out
+
+    # -- accepting ----------------------------------------------------------------------
+
+    def accept(
+        self,
+        call_id: str,
+        key: Key,
+        args: bytes,
+        result_ttl: float,
+        now: float,
+        parent: str | None = None,
+    ) -> None:
+        """A new call, QUEUED at the back of its function's queue."""
+        call = Call(call_id, key[0], key[1], args, result_ttl, now, parent)
+        self.calls[call_id] = call
+        if parent is not None and parent in self.calls:
+            self.children[parent].append(call_id)
+        self.queues[key].append(call)
+        self._dirty[call_id] = None
+        self._counter.count("spawned", key[0], key[1])
+
+    # -- launching ----------------------------------------------------------------------
+
+    def dispatch(self, policy: Policy, now: float, free: int | None = None) -> list[Command]:
+        """Launch queued calls of ``policy``'s function while it is under
+        ``max_containers`` (a class's method: while its pool has ``free`` places)."""
+        key = policy.key
+        queue = self.queues.get(key)
+        out: list[Command] = []
+        if queue is None:
+            return out
+        limit = policy.max_containers
+        while queue:
+            if policy.pooled:  # the pool's free places (None: it grows without bound)
+                if free is not None and free <= 0:
+                    break
+                size = 1
+            elif limit is not None and self.running[key] >= limit:
+                break
+            else:
+                size = self.packing.size(policy.version, policy.can_pack, len(queue))
+            batch: list[Call] = []
+            while queue and len(batch) < size:
+                call = queue.popleft()
+                if call.status is CallStatus.QUEUED:  # a cancelled one is skipped here
+                    batch.append(call)
+            if batch:
+                out += self._launch(batch, policy, now)
+                free = None if free is None else free - 1
+        if not queue:
+            del self.queues[key]
+        return out
+
+    def _launch(self, calls: list[Call], policy: Policy, now: float) -> list[Command]:
+        packed = len(calls) > 1
+        out: list[Command] = []
+        items = []
+        for call in calls:
+            number = len(call.attempts) + 1
+            call.attempts.append(Attempt(number, now))
+            call.status = CallStatus.PENDING
+            call.packed = packed
+            call.interrupt = None
+            items.append((call.call_id, number, call.args or b""))
+            self._dirty[call.call_id] = None
+            if policy.startup_timeout is not None:  # never packed (Policy.can_pack)
+                out.append(self._set_timer(call, Timer.STARTUP, now + policy.startup_timeout))
+        self.running[policy.key] += 1
+        self.launched[policy.key] = policy
+        self.packs += packed
+        out.insert(0, Launch(policy, tuple(items)))
+        return out
+
+    def launch_failed(self, launch: Launch, failure: RemoteFailure, now: float) -> list[Command]:
+        """Ray refused the task outright (e.g. resources no node type has)."""
+        self.running[launch.policy.key] -= 1
+        out: list[Command] = []
+        for call_id, number, _ in launch.calls:
+            call = self.calls.get(call_id)
+            if call is not None and call.is_open(number):
+                call.attempts[-1].end(failure.kind.value, failure.summary, now)
+                out += self._finish(call, CallStatus.FAILED, now, failure)
+        return out
+
+    # -- attempts -----------------------------------------------------------------------
+
+    def started(
+        self, call_id: str, attempt: int, started_at: float, policy: Policy
+    ) -> list[Command]:
+        """The executor says the call has run a little while: RUNNING, and the timeout
+        clock starts from ``started_at``."""
+        call = self.calls.get(call_id)
+        if call is None or call.status is not CallStatus.PENDING or len(call.attempts) != attempt:
+            return []  # stale: that attempt already ended, or the call did
+        call.attempts[-1].started_at = started_at
+        call.status = CallStatus.RUNNING
+        if policy.timeout is None:
+            return [self._stop_timer(call)] if call.timer else []
+        return [self._set_timer(call, Timer.TIMEOUT, started_at + policy.timeout)]
+
+    def finished_early(
+        self, call_id: str, attempt: int, meta: AttemptMeta, policy: Policy, now: float
+    ) -> list[Command]:
+        """A packed call its pack reported finished before its task ended: recorded
+        now, so a timeout or cancel that takes the pack down cannot lose it."""
+        call = self.calls.get(call_id)
+        if call is None or not call.is_open(attempt):
+            return []
+        return self._record(call, attempt, meta, None, policy, now)
+
+    def launch_ended(
+        self,
+        launch: Launch,
+        metas: list[AttemptMeta] | None,
+        crash: RemoteFailure | None,
+        payload: Any,
+        now: float,
+    ) -> list[Command]:
+        """The task of ``launch`` ended: how each of its calls went (``metas``, in
+        order; a pack may have stopped early), or Ray's ``crash`` if it died (killed
+        for a timeout or cancel, or crashed). ``payload`` is the large result of the
+        last call that ran."""
+        policy = launch.policy
+        self.running[policy.key] -= 1
+        packed = len(launch.calls) > 1
+        out: list[Command] = [Pump(policy.key, policy)]
+        unstarted: list[Call] = []
+        interrupted = False
+        for index, (call_id, number, _) in enumerate(launch.calls):
+            call = self.calls.get(call_id)
+            if call is None or not call.is_open(number):
+                continue  # recorded from a report, or cancelled, or expired since
+            call.packed = False
+            if metas is not None and index < len(metas):
+                mine = payload if index == len(metas) - 1 else None
+                out += self._record(call, number, metas[index], mine, policy, now)
+            elif metas is None and (
+                not packed or call.interrupt is not None or call.status is CallStatus.RUNNING
+            ):
+                # Timed out or cancelled, or the one running when the worker died.
+                interrupted = interrupted or call.interrupt is not None
+                failure = self._interrupted(call, policy, crash)
+                call.attempts[-1].end(failure.kind.value, failure.summary, now)
+                out += self._failed(call, policy, failure, now)
+            else:
+                unstarted.append(call)
+        if packed and metas is None and not interrupted:
+            self.packing.crashed(policy.version)
+            out.append(
+                Warn(
+                    f"a pack of {policy.label} died ({crash and crash.summary}): "
+                    "its calls run one per task from now on"
+                )
+            )
+        # Calls the pack never got to go back first in line, in order: their attempt
+        # did not happen.
+        for call in reversed(unstarted):
+            call.attempts.pop()
+            call.status = CallStatus.QUEUED
+            call.packed = False
+            self.queues[call.key].appendleft(call)
+            self._dirty[call.call_id] = None
+        return out
+
+    def _record(
+        self,
+        call: Call,
+        number: int,
+        meta: AttemptMeta,
+        payload: Any,
+        policy: Policy,
+        now: float,
+    ) -> list[Command]:
+        out = [self._stop_timer(call)] if call.timer else []
+        attempt = call.attempts[number - 1]
+        attempt.started_at = attempt.started_at or meta.started_at
+        if number == 1:
+            self._counter.queue_wait(call.app, call.function, attempt.started_at - call.created_at)
+        self.packing.observe(policy.version, meta.finished_at - meta.started_at)
+        if meta.ok:
+            attempt.end("succeeded", None, meta.finished_at)
+            call.inline = meta.inline
+            call.large = meta.inline is None
+            call.payload = payload if call.large else None
+            return out + self._finish(call, CallStatus.SUCCEEDED, meta.finished_at)
+        failure = meta.failure
+        assert failure is not None
+        attempt.end(failure.kind.value, failure.summary, meta.finished_at)
+        return out + self._failed(call, policy, failure, now)
+
+    def _interrupted(
+        self, call: Call, policy: Policy, crash: RemoteFailure | None
+    ) -> RemoteFailure:
+        why = call.interrupt
+        if why is FailureKind.TIMED_OUT:
+            return RemoteFailure.of_kind(
+                why, f"{policy.label} ran past its timeout of {policy.timeout:g} s."
+            )
+        if why is FailureKind.NOT_STARTED:
+            return RemoteFailure.of_kind(
+                why,
+                f"{policy.label} did not start within its startup_timeout of "
+                f"{policy.startup_timeout:g} s: no node could run it ({policy.needs}).",
+            )
+        if why is FailureKind.CANCELLED:
+            return RemoteFailure.of_kind(why, "The call was cancelled.")
+        return crash or RemoteFailure.of_kind(FailureKind.CRASHED, "The attempt was lost.")
+
+    def _failed(
+        self, call: Call, policy: Policy, failure: RemoteFailure, now: float
+    ) -> list[Command]:
+        """An attempt failed: retry after the backoff delay, or end the call."""
+        kind = failure.kind
+        made = call.tries
+        type_name = failure.type_name if kind is FailureKind.RAISED else None
+        if kind in _RETRYABLE and policy.retries.should_retry(made, type_name):
+            call.status = CallStatus.RETRYING
+            call.retry_at = now + policy.retries.next_delay(made)
+            self._dirty[call.call_id] = None
+            self._counter.count("retried", call.app, call.function)
+            return [self._set_timer(call, Timer.RETRY, call.retry_at)]
+        return self._finish(call, _FINAL_STATUS[kind], now, failure)
+
+    def _finish(
+        self, call: Call, status: CallStatus, at: float, failure: RemoteFailure | None = None
+    ) -> list[Command]:
+        out: list[Command] = [self._stop_timer(call)] if call.timer else []
+        call.status = status
+        call.finished_at = at
+        call.failure = failure
+        call.retry_at = None
+        self._counter.count(_EVENT[status], call.app, call.function)
+        current = call.current
+        if current is not None and current.started_at is not None:
+            self._counter.run_time(call.app, call.function, at - current.started_at)
+        if not call.large:
+            call.args = None  # no attempt will need them again (see restore)
+        self.expiry.push(call.call_id, expires_at(at, call.result_ttl))
+        self._dirty[call.call_id] = None
+        out.append(Finished(call.call_id))
+        return out
+
+    # -- timers and cancel --------------------------------------------------------------
+
+    def _set_timer(self, call: Call, kind: Timer, at: float) -> SetTimer:
+        call.timer = (kind, len(call.attempts))
+        return SetTimer(call.call_id, at)
+
+    def _stop_timer(self, call: Call) -> SetTimer:
+        call.timer = None
+        return SetTimer(call.call_id, None)
+
+    def timer_fired(self, call_id: str) -> list[Command]:
+        call = self.calls.get(call_id)
+        if call is None or call.timer is None:
+            return []
+        kind, attempt = call.timer
+        call.timer = None
+        if kind is Timer.RETRY:
+            if call.status is not CallStatus.RETRYING:
+                return []
+            call.status = CallStatus.QUEUED
+            call.retry_at = None
+            # A retry keeps its place ahead of calls submitted after it.
+            self.queues[call.key].appendleft(call)
+            self._dirty[call_id] = None
+            return [Pump(call.key, self.launched.get(call.key))]
+        if call.status.is_terminal or len(call.attempts) != attempt:
+            return []
+        if kind is Timer.STARTUP and call.status is not CallStatus.PENDING:
+            return []
+        call.interrupt = FailureKind(kind.value)
+        return [Kill(call_id)]
+
+    def cancel(self, call_id: str, now: float) -> list[Command]:
+        """A queued call never runs, a running one is stopped (killed), a finished one
+        stays as it is. A packed call that has not reported RUNNING may be waiting
+        behind others of its pack: its pack runs on, and what it does is not
+        recorded."""
+        call = self.calls.get(call_id)
+        if call is None or call.status.is_terminal:
+            return []
+        out: list[Command] = []
+        in_flight = call.status in (CallStatus.PENDING, CallStatus.RUNNING)
+        if in_flight and not (call.packed and call.status is not CallStatus.RUNNING):
+            call.interrupt = FailureKind.CANCELLED
+            out.append(Kill(call_id))
+        if call.current is not None and call.current.outcome is None:
+            call.current.end(FailureKind.CANCELLED.value, None, now)
+        # A queued call stays in its deque and is skipped when its turn comes.
+        failure = RemoteFailure.of_kind(FailureKind.CANCELLED, "The call was cancelled.")
+        return out + self._finish(call, CallStatus.CANCELLED, now, failure)
+
+    # -- expiry -------------------------------------------------------------------------
+
+    def expire_due(self, now: float, limit: int | None = None) -> int:
+        """Drop the results whose deadline has passed (at most ``limit``)."""
+        count = 0
+        for call_id in self.expiry.pop_due(now, limit):
+            self._expire(call_id)
+            count += 1
+        return count
+
+    def expire_if_due(self, call: Call, now: float) -> bool:
+        if call.expired(now):
+            self._expire(call.call_id)
+            return True
+        return False
+
+    def _expire(self, call_id: str) -> None:
+        call = self.calls.pop(call_id, None)
+        if call is not None:
+            self.tombstones.add(call_id)
+            self.children.pop(call_id, None)
+            if call.function != SYNTHETIC:
+                self._removed.append(call_id)
+            self._counter.count("expired", call.app, call.function)
+
+    def gone(self, call_id: str, shard: int, epoch: int) -> CallStatus | None:
+        """Why an id is not tracked: EXPIRED (a tombstone says so), LOST (an earlier
+        epoch of this shard issued it and the journal does not hold it: it expired
+        before, its tombstone forgotten since), or None (never issued)."""
+        if call_id in self.tombstones:
+            return CallStatus.EXPIRED
+        origin = parse_call_id(call_id)
+        if origin is not None and origin.shard == shard and origin.epoch < epoch:
+            return CallStatus.LOST
+        return None
+
+    # -- reading ------------------------------------------------------------------------
+
+    def listing(
+        self,
+        app: str | None,
+        function: str | None,
+        status: CallStatus | None,
+        limit: int,
+        before: str | None,
+    ) -> list[CallInfo]:
+        """Calls newest first, filtered; ``before`` (a call id) continues a listing."""
+        found: list[CallInfo] = []
+        seeking = before is not None
+        for call in reversed(self.calls.values()):
+            if seeking:
+                seeking = call.call_id != before
+                continue
+            if app is not None and call.app.split("@", 1)[0] != app:
+                continue
+            if function is not None and call.function != function:
+                continue
+            if status is not None and call.status is not status:
+                continue
+            found.append(call.info())
+            if len(found) >= limit:
+                break
+        return found
+
+    def graph(self, call: Call, depth: int = 0) -> CallGraphNode:
+        """A call with the calls spawned from inside it (expired ones left out)."""
+        children = []
+        if depth < _MAX_GRAPH_DEPTH:
+            for child_id in self.children.get(call.call_id, ())[:_MAX_GRAPH_CHILDREN]:
+                child = self.calls.get(child_id)
+                if child is not None:
+                    children.append(self.graph(child, depth + 1))
+        app = call.app.split("@", 1)[0]
+        return CallGraphNode(call.call_id, app, call.function, call.status, tuple(children))
+
+    # -- the journal --------------------------------------------------------------------
+
+    def take_changes(self) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """The records of calls changed since the last take, and the ids expired."""
+        calls = self.calls
+        records = [calls[i].record() for i in self._dirty if i in calls]
+        removed = self._removed
+        self._dirty = {}
+        self._removed = []
+        return records, removed
+
+    def has_changes(self) -> bool:
+        return bool(self._dirty or self._removed)
+
+    def fill_synthetic(self, call_ids: list[str], result_ttl: float, now: float) -> None:
+        """Track finished filler calls (benchmarks: scale without running them)."""
+        for call_id in call_ids:
+            call = Call(call_id, "rayfn-bench", SYNTHETIC, None, result_ttl, now)
+            call.status = CallStatus.SUCCEEDED
+            call.finished_at = now
+            self.calls[call_id] = call
+            self.expiry.push(call_id, expires_at(now, result_ttl))
+
+    def clear_synthetic(self) -> None:
+        self.calls = {i: c for i, c in self.calls.items() if c.function != SYNTHETIC}
+
+    def snapshot(self) -> Iterator[tuple[Any, ...] | str]:
+        """The tombstones (bare ids: restoring one forgets a call), then every tracked
+        call's record, args included where an attempt may need them."""
+        yield from self.tombstones
+        for call in list(self.calls.values()):
+            if call.function != SYNTHETIC:
+                call.journaled = False
+                yield call.record()
+
+    def restore(self, records: Iterable[tuple[Any, ...] | str], now: float) -> list[Command]:
+        """Rebuild the book from the journal: snapshot records then the tail, in
+        order (a call's last record wins; a bare id is a call that expired). Finished
+        calls answer as before; queued ones keep their order; calls in backoff wait
+        out what is left of it; calls that were running, or that succeeded with a
+        result too large for the journal, run again as a new attempt."""
+        for record in records:
+            if isinstance(record, str):
+                self.calls.pop(record, None)
+                self.tombstones.add(record)
+                continue
+            # A changed call keeps its place: the book's order is acceptance order.
+            self.calls[record[0]] = Call.from_record(record, self.calls.get(record[0]))
+        out: list[Command] = []
+        for call in self.calls.values():
+            if call.parent is not None and call.parent in self.calls:
+                self.children[call.parent].append(call.call_id)
+            status = call.status
+            if status is CallStatus.SUCCEEDED and call.large:
+                self._rerun(call, "its result was too large for the journal", now)
+            elif status.is_terminal:
+                assert call.finished_at is not None
+                call.args = None
+                self.expiry.push(call.call_id, expires_at(call.finished_at, call.result_ttl))
+            elif status is CallStatus.RETRYING:
+                out.append(self._set_timer(call, Timer.RETRY, call.retry_at or now))
+            elif status in (CallStatus.PENDING, CallStatus.RUNNING):
+                self._rerun(call, "the registry restarted while it ran", now)
+            else:
+                self.queues[call.key].append(call)
+        out += [Pump(key, None) for key in self.queues]
+        return out
+
+    def _rerun(self, call: Call, why: str, now: float) -> None:
+        current = call.current
+        if current is not None and (current.outcome is None or current.outcome == "succeeded"):
+            current.end(INTERRUPTED, why, now)
+        call.status = CallStatus.QUEUED
+        call.finished_at = None
+        call.inline = None
+        call.large = False
+        self.queues[call.key].append(call)
+        self._dirty[call.call_id] = None

@@ -1,0 +1,37 @@
+"""Ray's GCS key-value store, as rayfn's journal uses it: the one place that touches
+Ray's private ``internal_kv`` API for it (sync reads at start, async writes after).
+Every key lives in rayfn's namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.experimental import internal_kv
+
+from rayfn.runtime.constants import NAMESPACE
+
+_NS = NAMESPACE.encode()
+
+
+def _client() -> Any:
+    return internal_kv.internal_kv_get_gcs_client()
+
+
+def get(key: str) -> bytes | None:
+    return internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+
+
+def put(key: str, value: bytes) -> None:
+    internal_kv._internal_kv_put(key, value, overwrite=True, namespace=NAMESPACE)
+
+
+def keys(prefix: str) -> list[str]:
+    return [k.decode() for k in internal_kv._internal_kv_list(prefix, namespace=NAMESPACE)]
+
+
+async def put_async(key: str, value: bytes) -> None:
+    await _client().async_internal_kv_put(key.encode(), value, True, namespace=_NS, timeout=None)
+
+
+async def delete_async(key: str, by_prefix: bool = False) -> None:
+    await _client().async_internal_kv_del(key.encode(), by_prefix, namespace=_NS, timeout=None)

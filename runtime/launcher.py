@@ -1,0 +1,125 @@
+"""The Ray side of launching calls: submitting the tasks (or method calls to ``@app.cls``
+containers) the call book asks for, watching them end, killing them, and the pools of
+containers. The registry owns this; every decision is the book's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from rayfn.runtime.book import Launch
+from rayfn.runtime.containers import Pool, Slot, stop_container
+from rayfn.runtime.dispatch import LoadedFunction
+from rayfn.runtime.records import AttemptMeta, RemoteFailure
+
+logger = logging.getLogger(__name__)
+
+# (launch, how each of its calls went or None, Ray's error if it died, large result)
+OnEnd = Callable[[Launch, list[AttemptMeta] | None, RemoteFailure | None, Any], None]
+
+
+class Launcher:
+    def __init__(self, on_end: OnEnd) -> None:
+        self._on_end = on_end
+        # Call id -> its launch in flight, the task's first return, its container.
+        self._flying: dict[str, tuple[Launch, ray.ObjectRef, Slot | None]] = {}
+        self._pools: dict[tuple[str, str, int], Pool] = {}  # per (app, class, version)
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def launch(self, launch: Launch) -> RemoteFailure | None:
+        """Hand ``launch`` to Ray; a failure if Ray refuses it outright."""
+        loaded: LoadedFunction = launch.policy.runner
+        slot = None
+        try:
+            if len(launch.calls) > 1:
+                meta_ref, payload_ref = loaded.submit_pack(list(launch.calls))
+            elif loaded.options.container is not None:
+                slot = self.pool(loaded).acquire(loaded.start_container)
+                assert slot is not None, "the book launched past the pool's capacity"
+                meta_ref, payload_ref = loaded.submit_to(slot, *launch.calls[0])
+            else:
+                meta_ref, payload_ref = loaded.submit(*launch.calls[0])
+        except Exception as exc:  # e.g. resources Ray rejects outright
+            logger.warning("%s could not be submitted: %s", loaded.task_name, exc)
+            if slot is not None:
+                self.pool(loaded).release(slot)
+            return RemoteFailure.from_ray_error(exc)
+        for call_id, _, _ in launch.calls:
+            self._flying[call_id] = (launch, meta_ref, slot)
+        watcher = asyncio.get_running_loop().create_task(
+            self._watch(launch, meta_ref, payload_ref, slot)
+        )
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return None
+
+    def launch_of(self, call_id: str) -> Launch | None:
+        entry = self._flying.get(call_id)
+        return entry[0] if entry else None
+
+    def kill(self, call_id: str) -> None:
+        """Stop a call's attempt: its task's worker, or (a method call) its container,
+        since Ray cannot force-cancel one call of an actor. The container's other
+        calls then fail as crashed, and are retried by their policy."""
+        entry = self._flying.get(call_id)
+        if entry is None:
+            return
+        launch, ref, slot = entry
+        if slot is None:
+            ray.cancel(ref, force=True)
+        else:
+            self.pool(launch.policy.runner).discard(slot)
+
+    async def _watch(
+        self, launch: Launch, meta_ref: ray.ObjectRef, payload_ref: ray.ObjectRef, slot: Slot | None
+    ) -> None:
+        metas: list[AttemptMeta] | None = None
+        crash: RemoteFailure | None = None
+        try:
+            found = await meta_ref
+            metas = found if isinstance(found, list) else [found]
+        except ray.exceptions.RayError as exc:  # killed (timeout, cancel) or crashed
+            logger.info("%s ended in Ray: %s", launch.policy.label, exc)
+            crash = RemoteFailure.from_ray_error(exc)
+            if slot is not None and isinstance(exc, ray.exceptions.RayActorError):
+                self.pool(launch.policy.runner).discard(slot)  # the container is gone
+        for call_id, _, _ in launch.calls:
+            if self._flying.get(call_id, (None,))[0] is launch:
+                del self._flying[call_id]
+        if slot is not None:
+            self.pool(launch.policy.runner).release(slot)
+        self._on_end(launch, metas, crash, payload_ref)
+
+    # -- containers of @app.cls classes -------------------------------------------------
+
+    def pool(self, loaded: LoadedFunction) -> Pool:
+        container = loaded.options.container
+        assert container is not None
+        key = (loaded.key[0], container.class_name, loaded.key[2])
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(container)
+        return pool
+
+    def retire(self, app: str) -> None:
+        """``app`` was redeployed or stopped: its containers go once idle."""
+        for key, pool in self._pools.items():
+            if key[0] == app:
+                pool.retired = True
+
+    def scale_down(self) -> None:
+        """Stop containers idle past their scaledown_window (above min_containers),
+        running their @exit methods first."""
+        now = time.monotonic()
+        for key, pool in list(self._pools.items()):
+            for slot in pool.idle_to_stop(now):
+                task = asyncio.get_running_loop().create_task(stop_container(slot.handle))
+                self._watchers.add(task)
+                task.add_done_callback(self._watchers.discard)
+            if pool.retired and not pool.slots:
+                del self._pools[key]
