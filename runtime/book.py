@@ -13,7 +13,7 @@ before it answers anyone, and a new book is rebuilt from the journal with
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -59,6 +59,10 @@ _MAX_GRAPH_DEPTH = 16
 _MAX_GRAPH_CHILDREN = 1000
 
 SYNTHETIC = "synthetic"  # the function name of benchmark filler calls: never journaled
+
+# Spawn round trips remembered by their token, so one sent again (its answer was lost
+# with a registry that restarted) gets the same ids: a retry comes within seconds.
+MAX_SPAWN_TOKENS = 100_000
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,8 @@ class Book:
         self.children: defaultdict[str, list[str]] = defaultdict(list)
         self.queues: defaultdict[Key, deque[Call]] = defaultdict(deque)
         self.running: defaultdict[Key, int] = defaultdict(int)  # launched tasks
-        self.policies: dict[Key, Policy] = {}  # the current version of each function
         self.launched: dict[Key, Policy] = {}  # the version each function last ran
+        self.batches: OrderedDict[str, list[str]] = OrderedDict()  # spawn token -> ids
         self.packing = PackPolicy()
         self.expiry = ExpiryQueue()
         self.tombstones = Tombstones(max_tombstones)
@@ -170,15 +174,11 @@ class Book:
 
     # -- functions ----------------------------------------------------------------------
 
-    def load(self, policy: Policy) -> None:
-        self.policies[policy.key] = policy
-
-    def unload(self, app: str) -> dict[Key, Policy | None]:
-        """``app`` was redeployed or stopped: drop its versions. Returns the functions
-        with calls queued (to pump with the new version), each with its old one."""
-        stale = {k: self.policies.pop(k) for k in [k for k in self.policies if k[0] == app]}
+    def forget(self, app: str) -> list[Key]:
+        """``app`` was redeployed or stopped: its versions' figures are done with.
+        Returns its functions with calls queued (to pump with the new version)."""
         self.packing.forget(app)
-        return {k: stale.get(k) for k, q in self.queues.items() if k[0] == app and q}
+        return [k for k, q in self.queues.items() if k[0] == app and q]
 
     def drop_queue(self, key: Key, failure: RemoteFailure, now: float) -> list[Command]:
         """End the queued calls of a function no version of which can run any more."""
@@ -198,15 +198,27 @@ class Book:
         result_ttl: float,
         now: float,
         parent: str | None = None,
+        token: str | None = None,
     ) -> None:
-        """A new call, QUEUED at the back of its function's queue."""
-        call = Call(call_id, key[0], key[1], args, result_ttl, now, parent)
+        """A new call, QUEUED at the back of its function's queue; ``token`` names
+        the spawn round trip that sent it (see ``batches``)."""
+        call = Call(call_id, key[0], key[1], args, result_ttl, now, parent, token)
         self.calls[call_id] = call
+        if token is not None:
+            self._remember(token, call_id)
         if parent is not None and parent in self.calls:
             self.children[parent].append(call_id)
         self.queues[key].append(call)
         self._dirty[call_id] = None
         self._counter.count("spawned", key[0], key[1])
+
+    def _remember(self, token: str, call_id: str) -> None:
+        ids = self.batches.get(token)
+        if ids is None:
+            ids = self.batches[token] = []
+            if len(self.batches) > MAX_SPAWN_TOKENS:
+                self.batches.popitem(last=False)
+        ids.append(call_id)
 
     # -- launching ----------------------------------------------------------------------
 
@@ -566,6 +578,16 @@ class Book:
         self._removed = []
         return records, removed
 
+    def stats(self) -> dict[str, int]:
+        return {
+            "tracked_calls": len(self.calls),
+            "queued": sum(len(q) for q in self.queues.values()),
+            "running": sum(self.running.values()),
+            "expiry_queue": len(self.expiry),
+            "tombstones": len(self.tombstones),
+            "packs": self.packs,
+        }
+
     def has_changes(self) -> bool:
         return bool(self._dirty or self._removed)
 
@@ -605,6 +627,8 @@ class Book:
             self.calls[record[0]] = Call.from_record(record, self.calls.get(record[0]))
         out: list[Command] = []
         for call in self.calls.values():
+            if call.token is not None:
+                self._remember(call.token, call.call_id)
             if call.parent is not None and call.parent in self.calls:
                 self.children[call.parent].append(call.call_id)
             status = call.status

@@ -91,6 +91,7 @@ class Call:
         "retry_at",
         "status",
         "timer",
+        "token",
     )
 
     def __init__(
@@ -102,6 +103,7 @@ class Call:
         result_ttl: float,
         created_at: float,
         parent: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.call_id = call_id
         self.app = app  # the deployment key ("app", or "app@ep-..." when ephemeral)
@@ -110,6 +112,7 @@ class Call:
         self.result_ttl = result_ttl
         self.created_at = created_at
         self.parent = parent  # the call it was spawned from, if any
+        self.token = token  # of the spawn round trip that sent it (Book.batches)
         self.status = CallStatus.QUEUED
         self.finished_at: float | None = None
         self.attempts: list[Attempt] = []
@@ -186,6 +189,7 @@ class Call:
             self.failure,
             self.retry_at,
             self.args if keep_args else None,
+            self.token,
         )
 
     @classmethod
@@ -193,8 +197,8 @@ class Call:
         """The call a record describes; ``earlier`` is what the journal said before
         (its args carry over)."""
         (call_id, app, function, ttl, created_at, parent, status, attempts) = record[:8]
-        finished_at, inline, large, failure, retry_at, args = record[8:]
-        call = cls(call_id, app, function, args, ttl, created_at, parent)
+        finished_at, inline, large, failure, retry_at, args, token = record[8:]
+        call = cls(call_id, app, function, args, ttl, created_at, parent, token)
         if args is None and earlier is not None:
             call.args = earlier.args
         call.status = CallStatus(status)

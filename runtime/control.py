@@ -201,7 +201,8 @@ class ControlActor:
                     logger.info("%s.%s: tick skipped, the last one still runs", app, function)
                     continue
                 registry = _registry()
-                answer = await registry.spawn.remote(app, function, _NO_ARGUMENTS)
+                item = (app, function, _NO_ARGUMENTS, None)
+                (answer,) = await registry.spawn_batch.remote([item])
                 if isinstance(answer, str):
                     self._last_tick[key] = answer
         for key in set(self._next_tick) - live:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rayfn.runtime import kv
-from rayfn.runtime.constants import KV_JOURNAL_PREFIX
+from rayfn.runtime.constants import KV_JOURNAL_PREFIX, KV_REGISTRY_EPOCH_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -213,3 +213,13 @@ async def _put(key: str, blob: bytes) -> None:
         except Exception as exc:
             logger.warning("journal write failed (%s); trying again", exc)
             await asyncio.sleep(RETRY_WRITE_S)
+
+
+def next_epoch(shard: int) -> int:
+    """Count one more start of registry ``shard`` in the GCS; return the new count
+    (written into the ids it issues)."""
+    key = f"{KV_REGISTRY_EPOCH_PREFIX}{shard}"
+    previous = kv.get(key)
+    epoch = int(previous) + 1 if previous else 1
+    kv.put(key, str(epoch).encode())
+    return epoch

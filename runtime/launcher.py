@@ -1,5 +1,6 @@
-"""The Ray side of launching calls: submitting the tasks (or method calls to ``@app.cls``
-containers) the call book asks for, watching them end, killing them, and the pools of
+"""The Ray side of running calls: deployed functions as the registry runs them (read
+from the control actor, cached), submitting the tasks (or method calls to ``@app.cls``
+containers) the call book launches, watching them end, killing them, and the pools of
 containers. The registry owns this; every decision is the book's."""
 
 from __future__ import annotations
@@ -12,24 +13,65 @@ from typing import Any
 
 import ray
 
-from rayfn.runtime.book import Launch
+from rayfn.runtime.book import Key, Launch, Policy
+from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S
 from rayfn.runtime.containers import Pool, Slot, stop_container
 from rayfn.runtime.dispatch import LoadedFunction
-from rayfn.runtime.records import AttemptMeta, RemoteFailure
+from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
 
 logger = logging.getLogger(__name__)
 
 # (launch, how each of its calls went or None, Ray's error if it died, large result)
-OnEnd = Callable[[Launch, list[AttemptMeta] | None, RemoteFailure | None, Any], None]
+OnEnd = Callable[[Launch, list[AttemptMeta] | None, RemoteFailure | None, Any], object]
 
 
 class Launcher:
     def __init__(self, on_end: OnEnd) -> None:
         self._on_end = on_end
+        self.functions: dict[Key, LoadedFunction] = {}  # the current version of each
         # Call id -> its launch in flight, the task's first return, its container.
         self._flying: dict[str, tuple[Launch, ray.ObjectRef, Slot | None]] = {}
         self._pools: dict[tuple[str, str, int], Pool] = {}  # per (app, class, version)
         self._watchers: set[asyncio.Task[None]] = set()
+
+    async def function(self, app: str, function: str) -> LoadedFunction | NotDeployed:
+        """The deployed version of ``app.function`` (cached until ``forget``)."""
+        loaded = self.functions.get((app, function))
+        if loaded is not None:
+            return loaded
+        found = await _ask_control("get_function", app, function)
+        if isinstance(found, NotDeployed):
+            return found
+        version, options, runtime_env = found
+        loaded = LoadedFunction.build((app, function, version), options, runtime_env)
+        self.functions[(app, function)] = loaded
+        if options.container is not None:  # keep min_containers warm from now on
+            self.pool(loaded).warm(loaded.start_container)
+        return loaded
+
+    def forget(self, app: str) -> dict[Key, LoadedFunction]:
+        """``app`` was redeployed or stopped: its versions are read again when next
+        needed, and its containers go once idle. Returns the versions it dropped."""
+        for key, pool in self._pools.items():
+            if key[0] == app:
+                pool.retired = True
+        return {k: self.functions.pop(k) for k in [k for k in self.functions if k[0] == app]}
+
+    def pumpable(self, loaded: LoadedFunction) -> list[tuple[Policy, int | None]]:
+        """The functions whose queues may move now that ``loaded``'s may, each with
+        the room its pool has (None: no pool, or no bound): for a class's method,
+        every method of its class, since a freed container may serve any of them."""
+        container = loaded.options.container
+        if container is None:
+            return [(loaded.policy, None)]
+        siblings = {f.key: f for f in [loaded, *self.functions.values()]}.values()
+        return [
+            (f.policy, self.pool(f).capacity())
+            for f in siblings
+            if f.key[0] == loaded.key[0]
+            and f.options.container
+            and f.options.container.class_name == container.class_name
+        ]
 
     def launch(self, launch: Launch) -> RemoteFailure | None:
         """Hand ``launch`` to Ray; a failure if Ray refuses it outright."""
@@ -106,12 +148,6 @@ class Launcher:
             pool = self._pools[key] = Pool(container)
         return pool
 
-    def retire(self, app: str) -> None:
-        """``app`` was redeployed or stopped: its containers go once idle."""
-        for key, pool in self._pools.items():
-            if key[0] == app:
-                pool.retired = True
-
     def scale_down(self) -> None:
         """Stop containers idle past their scaledown_window (above min_containers),
         running their @exit methods first."""
@@ -123,3 +159,18 @@ class Launcher:
                 task.add_done_callback(self._watchers.discard)
             if pool.retired and not pool.slots:
                 del self._pools[key]
+
+
+async def _ask_control(method: str, *args: Any) -> Any:
+    """Call the control actor, waiting out a restart of it (its calls are reads)."""
+    # Imported here: the handles module imports the registry, which imports this one.
+    from rayfn.runtime.handles import control_actor
+
+    deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
+    while True:
+        try:
+            return await getattr(control_actor(), method).remote(*args)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)

@@ -13,7 +13,7 @@ from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, fetch_results
 from rayfn._serialization import dumps_args
-from rayfn._spawner import spawner
+from rayfn._spawner import spawn_token, spawner
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
@@ -246,15 +246,16 @@ class Function:
             check_arguments(self.qualname, self.signature, parameters, args, kw)
         blobs = [dumps_args(self.qualname, args, kw) for args, kw in inputs]
         registry = _connection.registry()
+        parent = current_call_id()
         calls: list[FunctionCall] = []
         for start in range(0, len(blobs), SPAWN_BATCH_SIZE):
             batch = blobs[start : start + SPAWN_BATCH_SIZE]
-            ids = _connection.ask(
-                registry, "spawn_many", self._target, self._name, batch, current_call_id()
-            )
-            if isinstance(ids, NotDeployed):
-                raise NotFoundError(ids.message())
-            calls.extend(FunctionCall(i) for i in ids)
+            items = [(self._target, self._name, blob, parent) for blob in batch]
+            answers = _connection.ask(registry, "spawn_batch", items, spawn_token())
+            for answer in answers:
+                if isinstance(answer, NotDeployed):
+                    raise NotFoundError(answer.message())
+                calls.append(FunctionCall(answer))
         return calls
 
     def local(self, *args: Any, **kwargs: Any) -> Any:

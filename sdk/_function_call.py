@@ -10,7 +10,7 @@ import ray
 from rayfn import _connection, _prefetch
 from rayfn._aio import aio_method, wait_uncancelled
 from rayfn._checks import check_wait
-from rayfn._spawner import Request, spawner
+from rayfn._spawner import Request, spawn_token, spawner
 from rayfn.exception import (
     CallLostError,
     CancelledError,
@@ -202,14 +202,25 @@ class FunctionCall:
         """Send a claimed call with its get: one round trip for both."""
         accepted = self._accepted
         assert isinstance(accepted, Future)
+        registry = _connection.registry()
+        token = spawn_token()  # sent again, the call is not spawned twice
         try:
-            answer = _connection.ask(
-                _connection.registry(), "spawn_and_get", *claimed, timeout, timeout=client_timeout
-            )
+            try:
+                answer = _connection.ask(
+                    registry, "spawn_and_get", claimed, token, timeout, timeout=client_timeout
+                )
+            except ray.exceptions.GetTimeoutError:
+                # The registry answered too slowly: the call may be in, so learn its id.
+                (call_id,) = _connection.ask(registry, "spawn_batch", [claimed], token)
+                if isinstance(call_id, str):
+                    accepted.set_result(call_id)
+                    self._accepted = call_id
+                raise
             if isinstance(answer, NotDeployed):
                 raise NotFoundError(answer.message())
         except BaseException as exc:
-            accepted.set_exception(exc)  # anybody else holding the call learns it too
+            if not accepted.done():
+                accepted.set_exception(exc)  # anybody else holding the call learns it too
             raise
         call_id, outcome = answer
         accepted.set_result(call_id)

@@ -44,12 +44,18 @@ Send = Callable[[list[Request]], list[str | NotDeployed]]
 
 
 def send_to_registry(requests: list[Request]) -> list[str | NotDeployed]:
-    """One ``spawn_batch`` round trip to the registry."""
+    """One ``spawn_batch`` round trip to the registry. Its token makes the batch
+    safe to send again (``ask`` does, after a registry restart): no call twice."""
     answers: list[str | NotDeployed] = _connection.ask(
-        _connection.registry(), "spawn_batch", requests
+        _connection.registry(), "spawn_batch", requests, spawn_token()
     )
     _prefetch.spawned([a for a in answers if isinstance(a, str)])
     return answers
+
+
+def spawn_token() -> str:
+    """A fresh token for one spawn round trip."""
+    return os.urandom(12).hex()
 
 
 class Spawner:

@@ -198,3 +198,16 @@ def test_registry_killed_at_random_during_5000_calls_from_4_clients(
         assert _runs(tmp_path, f"flaky-{i}") >= 2  # its first run failed; a retry won
     statuses = [rayfn.FunctionCall.from_id(i).status().status for i in ids[::50]]
     assert all(s.is_terminal for s in statuses)
+
+
+def test_a_spawn_sent_again_with_its_token_is_not_a_second_call() -> None:
+    """What a client does when its spawn's answer was lost with the registry."""
+    registry = _connection.registry()
+    blob = ray.cloudpickle.dumps(((5,), {}))
+    items = [("test-durable", "square", blob, None)] * 3
+    first = _connection.ask(registry, "spawn_batch", items, "token-1")
+    assert _connection.ask(registry, "spawn_batch", items, "token-1") == first
+    _kill_registry()
+    assert _connection.ask(_connection.registry(), "spawn_batch", items, "token-1") == first
+    assert len(set(first)) == 3
+    assert fetch_results(first, return_exceptions=True) == [25, 25, 25]

@@ -350,3 +350,13 @@ def test_restoring_twice_keeps_everything(restarts: int) -> None:
     assert book.calls["fc-0"].inline == b"1"
     (again,) = launches(book.dispatch(policy(), T0 + 2))
     assert again.calls[0][0] == "fc-1" and again.calls[0][2] == b"b"
+
+
+def test_a_spawn_token_remembers_its_calls_across_a_restore() -> None:
+    book = Book(max_tombstones=100)
+    for index in range(3):
+        book.accept(f"fc-{index}", KEY, b"x", 60, T0, token="tok" if index < 2 else None)
+    assert book.batches == {"tok": ["fc-0", "fc-1"]}
+    again = Book(max_tombstones=100)
+    again.restore(journal_of(book), T0)
+    assert again.batches == {"tok": ["fc-0", "fc-1"]}
