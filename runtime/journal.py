@@ -136,14 +136,20 @@ class Journal:
     # -- compaction ---------------------------------------------------------------------
 
     def _maybe_compact(self) -> None:
-        if self._compactor is not None:
-            return
-        if self._tail_bytes < max(COMPACT_MIN_BYTES, self._snapshot_bytes):
-            return
-        self._compactor = asyncio.get_running_loop().create_task(self.compact())
+        if self._tail_bytes >= max(COMPACT_MIN_BYTES, self._snapshot_bytes):
+            self._compacting()
 
     async def compact(self) -> None:
-        """Write a snapshot of every tracked call, then drop the segments it covers."""
+        """Write a snapshot of every tracked call, then drop the segments it covers
+        (or wait for the compaction under way)."""
+        await asyncio.shield(self._compacting())
+
+    def _compacting(self) -> asyncio.Task[None]:
+        if self._compactor is None:
+            self._compactor = asyncio.get_running_loop().create_task(self._compact())
+        return self._compactor
+
+    async def _compact(self) -> None:
         try:
             covered = self._seq  # every segment up to here is in the book already
             tail_at_start = self._tail_bytes

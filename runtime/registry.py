@@ -204,6 +204,9 @@ class CallRegistry:
         self._book.clear_synthetic()
         gc.collect()
 
+    async def debug_compact(self) -> None:
+        await self._journal.compact()
+
     async def debug_memory(self) -> dict[str, int]:
         gc.collect()
         return {"rss": psutil.Process().memory_info().rss, "tracked_calls": len(self._book.calls)}

@@ -211,3 +211,22 @@ def test_a_spawn_sent_again_with_its_token_is_not_a_second_call() -> None:
     assert _connection.ask(_connection.registry(), "spawn_batch", items, "token-1") == first
     assert len(set(first)) == 3
     assert fetch_results(first, return_exceptions=True) == [25, 25, 25]
+
+
+def test_a_compacted_journal_restores_the_same_calls(tmp_path: Path) -> None:
+    """A snapshot replaces the segments it covers; snapshot + tail restore it all."""
+    from rayfn.runtime import kv
+
+    done = [durable.square.spawn(i) for i in range(300)]
+    rayfn.FunctionCall.gather(*done)
+    waiting = [durable.slow.spawn(i, str(tmp_path), 0.05) for i in range(40)]
+    segments_before = len(kv.keys("rayfn:journal:0:seg:"))
+    _connection.ask(_connection.registry(), "debug_compact")
+    assert len(kv.keys("rayfn:journal:0:seg:")) < segments_before
+    assert kv.keys("rayfn:journal:0:snap:")
+    after = [durable.square.spawn(1000 + i) for i in range(20)]  # the tail
+    _kill_registry()
+    ids = [c.object_id for c in done + waiting + after]
+    expected = [i * i for i in range(300)] + [2 * i for i in range(40)]
+    expected += [(1000 + i) ** 2 for i in range(20)]
+    assert fetch_results(ids, return_exceptions=True) == expected

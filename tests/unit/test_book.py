@@ -360,3 +360,46 @@ def test_a_spawn_token_remembers_its_calls_across_a_restore() -> None:
     again = Book(max_tombstones=100)
     again.restore(journal_of(book), T0)
     assert again.batches == {"tok": ["fc-0", "fc-1"]}
+
+
+def test_a_packed_call_that_times_out_takes_only_itself_down() -> None:
+    """Its pack is killed: the calls the pack reported finished keep their results,
+    the timed-out one ends TIMED_OUT, and the ones after it go back in line."""
+    book, _ = _packed_book(8 * PACK_MAX_CALLS)
+    p = policy(can_pack=True, timeout=2.0)
+    book.packing.observe(p.version, 0.001)
+    pack = launches(book.dispatch(p, T0))[0]
+    ids = [c[0] for c in pack.calls]
+    book.finished_early(ids[0], 1, ok(T0), p, T0)
+    assert book.started(ids[1], 1, T0, p) == [SetTimer(ids[1], T0 + 2)]
+    assert book.timer_fired(ids[1]) == [Kill(ids[1])]
+    book.launch_ended(pack, None, CRASH, None, T0 + 2)
+    assert book.calls[ids[0]].status is CallStatus.SUCCEEDED
+    assert book.calls[ids[1]].status is CallStatus.TIMED_OUT
+    assert all(book.calls[i].status is CallStatus.QUEUED for i in ids[2:])
+    assert book.packing.size(p.version, True, 8 * PACK_MAX_CALLS) > 1  # still packs
+
+
+def test_a_get_past_the_deadline_answers_expired_before_the_expiry_pass() -> None:
+    book = book_with(b"x", ttl=10)
+    (launch,) = launches(book.dispatch(policy(), T0))
+    book.launch_ended(launch, [ok(T0 + 1)], None, None, T0 + 1)
+    call = book.calls["fc-0"]
+    assert not book.expire_if_due(call, T0 + 10.9)
+    assert book.expire_if_due(call, T0 + 11)
+    assert book.gone("fc-0", 0, 1) is CallStatus.EXPIRED
+    assert book.gone("fc-0-0-zzz", 0, 2) is None  # not an id of this shard's epochs
+
+
+def test_listing_and_the_call_graph() -> None:
+    book = book_with(b"parent")
+    book.accept("fc-child", KEY, b"c", 60, T0, parent="fc-0")
+    book.accept("fc-other", ("other", "g"), b"o", 60, T0)
+    assert [i.call_id for i in book.listing(None, None, None, 10, None)] == [
+        "fc-other",
+        "fc-child",
+        "fc-0",
+    ]
+    assert [i.call_id for i in book.listing("app", "f", None, 10, "fc-child")] == ["fc-0"]
+    graph = book.graph(book.calls["fc-0"])
+    assert [child.call_id for child in graph.children] == ["fc-child"]
