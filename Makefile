@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install setup demo test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# tests/test_head_restart.py runs Ray's GCS on a real redis-server; CI is a fresh Debian machine.
+setup:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "make setup: redis-server is missing; run as root, or apt-get install redis-server" >&2; exit 1; fi; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
 
 # Starts a local Ray cluster in the background if none runs (stop: .venv/bin/rayfn cluster stop).
 demo: install
@@ -30,7 +38,7 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest tests/unit
 
-test: lint typecheck
+test: setup lint typecheck
 	$(BIN)/python -m pytest
 
 # Speed and memory against raw Ray (minutes); `--quick` runs inside `make test`.
