@@ -191,7 +191,8 @@ class CallRegistry:
             await self._reload_and_pump(key, known.policy if known else None)
 
     async def stats(self) -> dict[str, int]:
-        return {**self._book.stats(), "spawn_batches": self._spawn_batches, **self._journal.size()}
+        counts = {"epoch": self._epoch, "spawn_batches": self._spawn_batches}
+        return {**self._book.stats(), **counts, **self._journal.size()}
 
     # -- for benchmarks/bench.py: scale and expiry without running a million tasks --------
 

@@ -149,18 +149,22 @@ def test_registry_killed_while_an_expiry_burst_runs(tmp_path: Path) -> None:
 def test_registry_killed_at_random_during_5000_calls_from_4_clients(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    """Some calls raise, some are retried; every id ends in one terminal state with
-    the right answer, none is lost, none hangs."""
+    """Sent through spawn_map and spawn; some raise, some are retried. Every id ends
+    in one terminal state with the right answer; none is lost, none is accepted
+    twice, none hangs."""
     per_client = 1250
     script = (
         "import json, sys, rayfn\n"
         "first, n, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]\n"
         "work = rayfn.Function.from_name('test-durable', 'work')\n"
         "flaky = rayfn.Function.from_name('test-durable', 'flaky')\n"
-        "calls = []\n"
-        "for i in range(first, first + n):\n"
-        "    calls.append(flaky.spawn(i, folder) if i % 10 == 3 else work.spawn(i))\n"
-        "print(json.dumps([c.object_id for c in calls]))\n"
+        "pairs = []\n"
+        "for start in range(first, first + n, 250):\n"
+        "    chunk = range(start, min(start + 250, first + n))\n"
+        "    plain = [i for i in chunk if i % 10 != 3]\n"
+        "    pairs += zip(plain, [c.object_id for c in work.spawn_map(plain)])\n"
+        "    pairs += [(i, flaky.spawn(i, folder).object_id) for i in chunk if i % 10 == 3]\n"
+        "print(json.dumps(pairs))\n"
     )
     clients = [
         subprocess.Popen(
@@ -178,26 +182,32 @@ def test_registry_killed_at_random_during_5000_calls_from_4_clients(
         time.sleep(rng.uniform(0.3, 2.0))
         _kill_registry()
         kills += 1
-    ids: list[str] = []
+    pairs: list[tuple[int, str]] = []
     for client in clients:
         out, err = client.communicate(timeout=300)
         assert client.returncode == 0, err[-2000:]
-        ids += json.loads(out.strip().splitlines()[-1])
+        pairs += [(i, call_id) for i, call_id in json.loads(out.strip().splitlines()[-1])]
+    ids = [call_id for _, call_id in pairs]
     assert len(ids) == len(set(ids)) == 4 * per_client
+    assert sorted(i for i, _ in pairs) == list(range(4 * per_client))
     _kill_registry()  # once more, while the last calls run
 
     results: list[object] = []
     for start in range(0, len(ids), 500):
         results += fetch_results(ids[start : start + 500], return_exceptions=True)
-    for i, result in enumerate(results):
-        if i % 10 != 3 and i % 100 == 7:
+    for (i, _), result in zip(pairs, results, strict=True):
+        if i % 100 == 7:
             assert isinstance(result, ValueError) and str(result) == f"job {i} failed"
         else:
             assert result == i, (i, result)
     for i in range(3, 4 * per_client, 10):
         assert _runs(tmp_path, f"flaky-{i}") >= 2  # its first run failed; a retry won
-    statuses = [rayfn.FunctionCall.from_id(i).status().status for i in ids[::50]]
-    assert all(s.is_terminal for s in statuses)
+    # Accepted once each: the registry lists exactly these calls of `work`.
+    listed = rayfn.list_calls(app="test-durable", function="work", limit=10_000)
+    work_ids = {call_id for i, call_id in pairs if i % 10 != 3}
+    assert len(listed) == len(work_ids) and {c.call_id for c in listed} == work_ids
+    assert all(c.status.is_terminal for c in listed)
+    assert sum(c.status is rayfn.CallStatus.FAILED for c in listed) == 4 * per_client // 100
 
 
 def test_a_spawn_sent_again_with_its_token_is_not_a_second_call() -> None:

@@ -101,6 +101,9 @@ class Head:
             "RAY_REDIS_ADDRESS": redis_address,
             # Its own keys in a Redis others might share (no ':' allowed).
             "RAY_external_storage_namespace": f"rayfn-test-{os.getpid()}-{os.urandom(4).hex()}",
+            # SIGTERM drains the node first, 30 s by default; rayfn's actors never let
+            # the head go idle, so it would always wait them out.
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "1",
         }
         self.starts = 0
 

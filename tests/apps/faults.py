@@ -55,14 +55,3 @@ def on_some_node(folder: str):
 def double(x: int) -> int:
     time.sleep(0.2)
     return 2 * x
-
-
-@app.function()
-def work(i: int) -> int:
-    """0-5 ms of work; one call in a hundred raises."""
-    import random
-
-    time.sleep(random.uniform(0, 0.005))
-    if i % 100 == 7:
-        raise ValueError(f"job {i} failed")
-    return i
