@@ -212,11 +212,6 @@ class CallRegistry:
         gc.collect()
         return {"rss": psutil.Process().memory_info().rss, "tracked_calls": len(self._book.calls)}
 
-    def expire_due_calls(self, now: float, limit: int | None = None) -> int:
-        count = self._book.expire_due(now, limit)
-        self._journal.nudge()
-        return count
-
     # -- carrying out the book's commands ------------------------------------------------
 
     def _run(self, commands: list[Command]) -> None:
@@ -289,8 +284,9 @@ class CallRegistry:
             try:
                 # A burst (100k results of one batch expiring together) goes in slices,
                 # pausing between them, so spawn and get never wait behind it.
-                while self.expire_due_calls(time.time(), EXPIRY_SLICE) == EXPIRY_SLICE:
+                while self._book.expire_due(time.time(), EXPIRY_SLICE) == EXPIRY_SLICE:
                     await asyncio.sleep(EXPIRY_PAUSE_S)
+                self._journal.nudge()  # the expired calls leave the journal
                 if ticks % round(FLUSH_EVERY_S / EXPIRY_TICK_S) == 0:
                     queued = {key: len(queue) for key, queue in self._book.queues.items()}
                     running = {k: n for k, n in self._book.running.items() if n}
