@@ -36,6 +36,7 @@ def test_quick_benchmarks_run_and_report_every_benchmark() -> None:
         "http_submit_result",
         "http_load",
         "registry_scale",
+        "journal_cost",
     ]
     for result in report["results"]:
         assert result["rayfn"] > 0 and result["raw"] > 0, result
