@@ -90,9 +90,17 @@ class _Store:
         cls.from_name(name)._destroy()
 
     def _destroy(self) -> None:
-        """Drop the contents (persisted too), then the actor."""
+        """Drop the contents (persisted too), then the actor; return once its name is
+        gone (``ray.kill`` returns before), so no call after this one reaches it."""
         self._ask("destroy")
         ray.kill(self._actor())
+        deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(self._actor_name, namespace=NAMESPACE)
+            except ValueError:
+                return
+            time.sleep(_RETRY_PAUSE_S)
 
     def _actor(self) -> ActorHandle:
         if self._handle is None:

@@ -194,7 +194,10 @@ def _notes(folder: Path) -> dict[int, int]:
     return {int(p.name.split("-")[1]): p.stat().st_size for p in folder.glob("slow-*")}
 
 
-@pytest.mark.parametrize("how", ["sigterm", "crash"])
+# "sigterm" (`_local_cluster.stop`, Ray drains the node first) passes as well; the crash,
+# every process of the head killed at once as a lost machine leaves it, is the harder
+# case and the one kept, for the suite's time.
+@pytest.mark.parametrize("how", ["crash"])
 def test_calls_survive_a_restart_of_the_whole_head_node(
     head: Head, tmp_path: Path, how: str
 ) -> None:
