@@ -210,7 +210,8 @@ class CallRegistry:
 
     async def debug_memory(self) -> dict[str, int]:
         gc.collect()
-        return {"rss": psutil.Process().memory_info().rss, "tracked_calls": len(self._book.calls)}
+        me = psutil.Process()
+        return {"rss": me.memory_info().rss, "tracked_calls": len(self._book.calls), "pid": me.pid}
 
     # -- carrying out the book's commands ------------------------------------------------
 

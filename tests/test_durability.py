@@ -85,9 +85,10 @@ def test_registry_killed_with_455_calls_loses_none_and_gets_nothing_wrong(
         status = rayfn.FunctionCall.from_id(call.object_id).status()
         before = finished_before[call.object_id]
         assert (status.status, status.finished_at) == (before.status, before.finished_at)
-    # Every queued or running call ran; the running ones (2 at most) ran again.
+    # Every queued or running call ran. Ran again: the running ones (2 at most), and
+    # those whose end was not journaled yet (a write in flight: 2 at most).
     runs = [_runs(tmp_path, f"slow-{i}") for i in range(400)]
-    assert min(runs) >= 1 and sum(runs) - 400 <= 2, runs
+    assert min(runs) >= 1 and sum(runs) - 400 <= 4, runs
     rerun = [rayfn.FunctionCall.from_id(i).status() for i in slow_ids]
     for info in rerun:
         assert info.status is rayfn.CallStatus.SUCCEEDED

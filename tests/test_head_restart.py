@@ -39,7 +39,7 @@ pytestmark = [
 ]
 
 DOUBLES = 20
-SLOWS = 30  # 0.2 s each, one at a time: about 6 s of queue
+SLOWS = 12  # 0.2 s each, one at a time: about 2.4 s of queue
 # `ray start --block` drains its node for up to 30 s on SIGTERM, then stops the rest.
 STOP_GRACE_S = 60.0
 
@@ -259,5 +259,6 @@ def test_calls_survive_a_restart_of_the_whole_head_node(
     assert answers["slows"] == [3 * i for i in range(SLOWS)]
     assert answers["fresh"] == 100  # the app is still deployed: new calls run too
     assert sorted(after) == list(range(SLOWS)), after  # every slow call ran
-    # Only the calls the stop cut short ran twice.
-    assert sum(after.values()) - SLOWS <= 1, after
+    # Ran twice at most: the call the stop cut short, and one whose end was not
+    # journaled yet (a write in flight).
+    assert sum(after.values()) - SLOWS <= 2, after

@@ -48,13 +48,12 @@ def brief(x: int) -> int:
 @app.function()
 def work(i: int) -> int:
     """One in a hundred raises."""
-    time.sleep(0.001)
     if i % 100 == 7:
         raise ValueError(f"job {i} failed")
     return i
 
 
-@app.function(retries=rayfn.Retries(2, initial_delay=0.2))
+@app.function(retries=rayfn.Retries(2, initial_delay=0.05))
 def flaky(i: int, folder: str) -> int:
     """Fails its first run, then succeeds: retried by its policy."""
     if _ran(folder, f"flaky-{i}") == 0:
