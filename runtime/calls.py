@@ -42,16 +42,10 @@ class Attempt:
         self.finished_at = at
 
     def info(self) -> AttemptInfo:
-        return AttemptInfo(
-            self.number,
-            self.submitted_at,
-            self.started_at,
-            self.finished_at,
-            self.outcome,
-            self.error,
-        )
+        return AttemptInfo(*self.record())
 
     def record(self) -> tuple[Any, ...]:
+        """Its fields in ``AttemptInfo``'s order (the journal keeps this tuple)."""
         return (
             self.number,
             self.submitted_at,
