@@ -13,7 +13,9 @@ import ray
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from rayfn import _connection, _progress
 from rayfn.exception import Error, InvalidError
@@ -53,11 +55,21 @@ def friendly(command: Callable[..., None]) -> Callable[..., None]:
         try:
             command(*args, **kwargs)
         except Error as exc:
+            for note in getattr(exc, "__notes__", ()):  # e.g. the user's own traceback
+                err.print(note, highlight=False, markup=False)
             # Escaped: a message quotes user input, which may look like rich markup.
             err.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` at its full width, however narrow the terminal or pipe: cut
+    cells (a call id as ``fc-0-1-…``) cannot be copied."""
+    needed = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    # A console of that width on the same stream (print's own width cannot exceed it).
+    Console(file=out.file, width=max(out.width, needed), soft_wrap=True).print(table)
 
 
 def dashboard_address() -> str:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from rayfn import _connection
 from rayfn._checks import check_name
-from rayfn._cli_common import friendly, out
+from rayfn._cli_common import friendly, out, print_table
 from rayfn._secret import check_secret_values
 from rayfn.exception import InvalidError
 
@@ -53,7 +53,7 @@ def secret_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     table = Table("Secret", "Keys")
     for name, keys in found:
         table.add_row(name, ", ".join(keys))
-    out.print(table)
+    print_table(table)
 
 
 @secret_cli.command("delete")

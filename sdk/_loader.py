@@ -9,6 +9,7 @@ from types import ModuleType
 
 from rayfn._app import App
 from rayfn.exception import InvalidError
+from rayfn.runtime.records import user_traceback
 
 
 def import_file(path: str | Path) -> ModuleType:
@@ -40,6 +41,15 @@ def import_file(path: str | Path) -> ModuleType:
     except SyntaxError as exc:
         del sys.modules[module_name]
         raise InvalidError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except Exception as exc:
+        del sys.modules[module_name]
+        # The user's frames only: rayfn's, importlib's and the CLI's say nothing to them.
+        failed = InvalidError(
+            f"{path} failed to import: {type(exc).__name__}: {exc}. Fix the file, or "
+            "add what it imports to this environment (and to the app's image)."
+        )
+        failed.add_note(user_traceback(exc, exc.__traceback__).rstrip())
+        raise failed from None
     for value in vars(module).values():
         if isinstance(value, App) and not value.source:
             value.source = str(file)

@@ -24,7 +24,15 @@ from rich.text import Text
 
 from rayfn import _connection
 from rayfn._cli_cluster import cluster_cli, dashboard
-from rayfn._cli_common import ProgressBars, dashboard_address, err, friendly, out, when
+from rayfn._cli_common import (
+    ProgressBars,
+    dashboard_address,
+    err,
+    friendly,
+    out,
+    print_table,
+    when,
+)
 from rayfn._cli_secrets import secret_cli
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
@@ -240,7 +248,7 @@ def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
     for a in apps:
         name = f"{a.name} (ephemeral)" if a.ephemeral else a.name
         table.add_row(name, str(a.version), ", ".join(a.functions), when(a.deployed_at), a.source)
-    out.print(table)
+    print_table(table)
 
 
 @app_cli.command("logs")
@@ -369,7 +377,7 @@ def call_list(
             when(c.created_at),
             c.error or "",
         )
-    out.print(table)
+    print_table(table)
     if len(calls) == limit:
         out.print(f"More: rayfn call list --before {calls[-1].call_id}", highlight=False)
 

@@ -144,3 +144,35 @@ def test_deploying_a_same_name_app_from_another_file_replaces_it_with_a_warning(
     assert "replaces" not in again.stderr
     ran = cluster.python("import rayfn; print(rayfn.Function.lookup('test-dup', 'f').remote())")
     assert ran.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_a_file_that_fails_to_import_prints_only_its_traceback_and_one_line(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    bad = tmp_path / "cli_bad_import.py"
+    bad.write_text("import rayfn\nimport no_such_package_here\napp = rayfn.App('x')\n")
+    result = cluster.cli("deploy", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert f'File "{bad}", line 2, in <module>' in result.stderr
+    assert lines[-2] == "ModuleNotFoundError: No module named 'no_such_package_here'"
+    assert lines[-1].startswith(f"Error: {bad} failed to import: ModuleNotFoundError")
+    assert "typer" not in result.stderr and "click" not in result.stderr
+    assert len(lines) == 5
+
+
+def test_call_list_prints_whole_ids_into_a_pipe(cluster: Cluster) -> None:
+    spawned = cluster.python(
+        "import rayfn\n"
+        "from tests.apps import cli_app\n"
+        "cli_app.app.deploy()\n"
+        "f = rayfn.Function.from_name('test-cli', 'double')\n"
+        "print(' '.join(f.spawn(i).object_id for i in range(3)))\n"
+    )
+    assert spawned.returncode == 0, spawned.stderr
+    ids = spawned.stdout.split()[-3:]
+    listed = cluster.cli("call", "list", "--app", "test-cli", "--function", "double")
+    assert listed.returncode == 0, listed.stderr
+    for call_id in ids:
+        assert call_id in listed.stdout  # not cut to fc-0-1-… as a narrow table would

@@ -34,3 +34,18 @@ def test_missing_file_no_app_and_syntax_error(tmp_path: Path) -> None:
     broken.write_text("def f(:\n")
     with pytest.raises(InvalidError, match=r"unit_broken.py:1: syntax error"):
         import_file(broken)
+
+
+def test_a_file_that_fails_to_import_shows_only_its_own_frames(tmp_path: Path) -> None:
+    helper = tmp_path / "unit_helper_mod.py"
+    helper.write_text("def setup():\n    import no_such_package_here\n")
+    file = tmp_path / "unit_failing_app.py"
+    file.write_text("import rayfn\nimport unit_helper_mod\nunit_helper_mod.setup()\n")
+    with pytest.raises(InvalidError, match="failed to import: ModuleNotFoundError") as caught:
+        import_file(file)
+    (trace,) = caught.value.__notes__
+    assert 'unit_failing_app.py", line 3' in trace
+    assert 'unit_helper_mod.py", line 2' in trace
+    assert "import no_such_package_here" in trace
+    assert "_loader.py" not in trace and "importlib" not in trace and "frozen" not in trace
+    assert trace.splitlines()[-1] == "ModuleNotFoundError: No module named 'no_such_package_here'"
