@@ -38,7 +38,10 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest tests/unit
 
-test: setup lint typecheck
+# Parallel where nothing depends: redis-server's apt install beside pip's, lint beside mypy.
+test:
+	$(MAKE) --no-print-directory -j2 setup install
+	$(MAKE) --no-print-directory -j2 lint typecheck
 	$(BIN)/python -m pytest
 
 # Speed and memory against raw Ray (minutes); `--quick` runs inside `make test`.

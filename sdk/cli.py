@@ -6,6 +6,7 @@ exceptions raised by the user's own entrypoint keep their traceback.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import json
@@ -154,6 +155,8 @@ def run(
             result = entry.remote(**kwargs)
             if result is not None:
                 pprint(result, expand_all=False)
+        elif inspect.iscoroutinefunction(entry):  # an async entrypoint, as Modal awaits it
+            asyncio.run(entry(**kwargs))
         else:
             entry(**kwargs)
 

@@ -176,3 +176,23 @@ def test_call_list_prints_whole_ids_into_a_pipe(cluster: Cluster) -> None:
     assert listed.returncode == 0, listed.stderr
     for call_id in ids:
         assert call_id in listed.stdout  # not cut to fc-0-1-… as a narrow table would
+
+
+def test_an_async_entrypoint_is_awaited(cluster: Cluster, tmp_path: Path) -> None:
+    file = tmp_path / "cli_async_entry.py"
+    file.write_text(
+        "import asyncio\n"
+        "import rayfn\n"
+        "app = rayfn.App('test-cli-async')\n"
+        "@app.function()\n"
+        "def double(x: int) -> int:\n"
+        "    return 2 * x\n"
+        "@app.local_entrypoint()\n"
+        "async def main(n: int = 4):\n"
+        "    await asyncio.sleep(0)\n"
+        "    print('doubled', await double.remote.aio(n))\n"
+    )
+    result = cluster.cli("run", str(file), "--n", "21")
+    assert result.returncode == 0, result.stderr
+    assert "doubled 42" in result.stdout
+    assert "never awaited" not in result.stderr
