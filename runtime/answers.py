@@ -33,17 +33,20 @@ class Answers:
         finish, then say where it stands; a finished call comes with its result."""
         if self._is_open(call_id) and timeout != 0:
             await self._wait(call_id, timeout)
-        return await self.outcome(call_id)
+        await self._settled([call_id])
+        return self._outcome(call_id)
 
     async def get_with_others(
         self, call_id: str, timeout: float | None, others: list[str]
     ) -> tuple[CallOutcome, dict[str, CallOutcome]]:
         """``get`` for one call, plus the answers for those of ``others`` that have
         finished by then: a client that spawned many calls fetches them in few trips."""
-        outcome = await self.get(call_id, timeout)
+        if self._is_open(call_id) and timeout != 0:
+            await self._wait(call_id, timeout)
+        await self._settled([call_id, *others])
         calls = self._book.calls
         done = [i for i in others if i in calls and calls[i].status.is_terminal]
-        return outcome, {i: await self.outcome(i) for i in done}
+        return self._outcome(call_id), {i: self._outcome(i) for i in done}
 
     async def get_many(self, call_ids: list[str], timeout: float | None) -> list[CallOutcome]:
         """Wait until all have finished (or the timeout passes); answer for each."""
@@ -52,7 +55,8 @@ class Answers:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._is_open(call_id) and left != 0:
                 await self._wait(call_id, left)
-        return [await self.outcome(call_id) for call_id in call_ids]
+        await self._settled(call_ids)
+        return [self._outcome(call_id) for call_id in call_ids]
 
     async def wait_any(self, call_ids: list[str], timeout: float | None) -> list[str]:
         """The ids among ``call_ids`` that have finished, waiting (up to ``timeout``)
@@ -64,13 +68,14 @@ class Answers:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
-        await self._durable()
+        await self._settled(call_ids)
         return [i for i in call_ids if not self._is_open(i)]
 
     async def describe(self, call_id: str) -> CallInfo | CallStatus | None:
         """The status record of a call; for one no longer tracked, EXPIRED or LOST
         (``Book.gone``), or None for an id never accepted."""
-        outcome = await self.outcome(call_id)
+        await self._settled([call_id])
+        outcome = self._outcome(call_id)
         call = self._book.calls.get(call_id)
         return call.info() if call is not None else outcome.status
 
@@ -79,13 +84,12 @@ class Answers:
         call = self._book.calls.get(call_id)
         return self._gone(call_id) if call is None else self._book.graph(call)
 
-    async def outcome(self, call_id: str) -> CallOutcome:
+    def _outcome(self, call_id: str) -> CallOutcome:
+        """Where a call stands now (after ``_settled``: its end, if any, is journaled)."""
         book = self._book
         call = book.calls.get(call_id)
         if call is None:
             return CallOutcome(self._gone(call_id))
-        if call.status.is_terminal:
-            await self._durable()  # never tell of an end the journal lacks
         if book.expire_if_due(call, time.time()):
             return CallOutcome(CallStatus.EXPIRED)
         deadline = expires_at(call.finished_at, call.result_ttl) if call.finished_at else None
@@ -103,6 +107,15 @@ class Answers:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
-    async def _durable(self) -> None:
-        if self._journal.busy():
+    async def _settled(self, call_ids: list[str]) -> None:
+        """Return once the journal holds the end of every call among ``call_ids``
+        that has ended: never tell of an end the journal lacks. One write covers
+        them all; a call that ends meanwhile takes one more."""
+        calls = self._book.calls
+        ended = {i for i in call_ids if i in calls and calls[i].status.is_terminal}
+        while ended and self._journal.busy():
             await self._journal.sync()
+            now_ended = {i for i in call_ids if i in calls and calls[i].status.is_terminal}
+            if now_ended == ended:
+                return
+            ended = now_ended
