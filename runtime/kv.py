@@ -1,6 +1,6 @@
-"""Ray's GCS key-value store, as rayfn's journal uses it: the one place that touches
-Ray's private ``internal_kv`` API for it (sync reads at start, async writes after).
-Every key lives in rayfn's namespace."""
+"""Ray's GCS key-value store, as the registry's journal and the Dict/Queue stores use
+it: the one place they touch Ray's private ``internal_kv`` API. Every key lives in
+rayfn's namespace."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def get(key: str) -> bytes | None:
 
 def put(key: str, value: bytes) -> None:
     internal_kv._internal_kv_put(key, value, overwrite=True, namespace=NAMESPACE)
+
+
+def delete(key: str, by_prefix: bool = False) -> None:
+    internal_kv._internal_kv_del(key, del_by_prefix=by_prefix, namespace=NAMESPACE)
 
 
 def keys(prefix: str) -> list[str]:

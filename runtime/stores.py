@@ -18,9 +18,8 @@ import os
 import struct
 import time
 
-from ray.experimental import internal_kv
-
-from rayfn.runtime.constants import KV_STORE_PREFIX, NAMESPACE, STORE_MAX_BYTES
+from rayfn.runtime import kv
+from rayfn.runtime.constants import KV_STORE_PREFIX, STORE_MAX_BYTES
 
 _LENGTH = struct.Struct(">I")  # the key's length, before the key and value in an entry
 
@@ -36,23 +35,21 @@ class _Entries:
         self.prefix = f"{KV_STORE_PREFIX}{kind}:{name}:"
 
     def load(self) -> list[tuple[str, bytes]]:
-        keys = internal_kv._internal_kv_list(self.prefix, namespace=NAMESPACE)
         found = []
-        for raw in keys:
-            key = raw.decode() if isinstance(raw, bytes) else raw
-            value = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+        for key in kv.keys(self.prefix):
+            value = kv.get(key)
             if value is not None:
                 found.append((key[len(self.prefix) :], value))
         return found
 
     def put(self, suffix: str, value: bytes) -> None:
-        internal_kv._internal_kv_put(self.prefix + suffix, value, namespace=NAMESPACE)
+        kv.put(self.prefix + suffix, value)
 
     def delete(self, suffix: str) -> None:
-        internal_kv._internal_kv_del(self.prefix + suffix, namespace=NAMESPACE)
+        kv.delete(self.prefix + suffix)
 
     def clear(self) -> None:
-        internal_kv._internal_kv_del(self.prefix, del_by_prefix=True, namespace=NAMESPACE)
+        kv.delete(self.prefix, by_prefix=True)
 
 
 def _slot(key: bytes) -> str:
