@@ -15,10 +15,20 @@ from __future__ import annotations
 
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rayfn.runtime.calls import INTERRUPTED, Attempt, Call, Timer
+from rayfn.runtime.commands import (
+    Command,
+    Finished,
+    Key,
+    Kill,
+    Launch,
+    Policy,
+    Pump,
+    SetTimer,
+    Warn,
+)
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
 from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.packing import PackPolicy
@@ -30,10 +40,6 @@ from rayfn.runtime.records import (
     FailureKind,
     RemoteFailure,
 )
-from rayfn.runtime.retries import RetryPolicy
-
-Key = tuple[str, str]  # (deployment key, function)
-Version = tuple[str, str, int]  # (deployment key, function, version)
 
 # The terminal status a failure of each kind leaves a call in, once retries are over.
 _FINAL_STATUS = {
@@ -63,76 +69,6 @@ SYNTHETIC = "synthetic"  # the function name of benchmark filler calls: never jo
 # Spawn round trips remembered by their token, so one sent again (its answer was lost
 # with a registry that restarted) gets the same ids: a retry comes within seconds.
 MAX_SPAWN_TOKENS = 100_000
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What the book needs to know of a deployed function version."""
-
-    version: Version
-    label: str  # "app.function", for messages
-    max_containers: int | None = None
-    retries: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout: float | None = None
-    startup_timeout: float | None = None
-    can_pack: bool = False
-    pooled: bool = False  # a class's method: its pool of containers says how many fit
-    needs: str = "1 CPU"  # what it asks of a node, for the startup timeout's message
-    runner: Any = field(default=None, compare=False, repr=False)  # the shell's own
-
-    @property
-    def key(self) -> Key:
-        return (self.version[0], self.version[1])
-
-
-# -- commands -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Launch:
-    """Hand these calls to Ray as one task (several: a pack that runs them in turn)."""
-
-    policy: Policy
-    calls: tuple[tuple[str, int, bytes], ...]  # (call id, attempt number, args)
-
-
-@dataclass(frozen=True, slots=True)
-class SetTimer:
-    """Call ``timer_fired`` for this call at ``at`` (None: stop its timer)."""
-
-    call_id: str
-    at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Kill:
-    """Stop the call's running attempt (its task's worker, or its container)."""
-
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The call reached a terminal state: wake whoever waits for it."""
-
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Pump:
-    """Calls of this function may be launched now, by its current version (``known``
-    if it has none any more)."""
-
-    key: Key
-    known: Policy | None
-
-
-@dataclass(frozen=True, slots=True)
-class Warn:
-    message: str
-
-
-Command = Launch | SetTimer | Kill | Finished | Pump | Warn
 
 
 class Counter(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 import ray
 
 from rayfn.runtime import code
-from rayfn.runtime.book import Policy
+from rayfn.runtime.commands import Policy
 from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
 from rayfn.runtime.executor import execute_call, execute_pack, task_header

@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from rayfn.runtime.book import Key, Launch, Policy
+from rayfn.runtime.commands import Key, Launch, Policy
 from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S
 from rayfn.runtime.containers import Pool, Slot, stop_container
 from rayfn.runtime.dispatch import LoadedFunction

@@ -20,9 +20,10 @@ from typing import Any
 
 import psutil
 
-from rayfn.runtime import book as events
+from rayfn.runtime import commands as events
 from rayfn.runtime.answers import Answers
-from rayfn.runtime.book import Book, Command, Key, Policy
+from rayfn.runtime.book import Book
+from rayfn.runtime.commands import Command, Key, Policy
 from rayfn.runtime.constants import (
     DEFAULT_MAX_TOMBSTONES,
     EXPIRY_PAUSE_S,

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from rayfn.runtime.book import (
-    Book,
+from rayfn.runtime.book import Book
+from rayfn.runtime.calls import INTERRUPTED
+from rayfn.runtime.commands import (
     Command,
     Finished,
     Kill,
@@ -21,7 +22,6 @@ from rayfn.runtime.book import (
     SetTimer,
     Warn,
 )
-from rayfn.runtime.calls import INTERRUPTED
 from rayfn.runtime.constants import PACK_MAX_CALLS
 from rayfn.runtime.records import AttemptMeta, CallStatus, FailureKind, RemoteFailure
 from rayfn.runtime.retries import RetryPolicy
@@ -64,7 +64,7 @@ CRASH = RemoteFailure.of_kind(FailureKind.CRASHED, "worker died")
 def test_the_book_imports_no_ray() -> None:
     """The machine and the modules it reads are testable without a cluster."""
     runtime = pathlib.Path(__file__).parents[2] / "runtime"
-    for name in ("book", "calls", "expiry", "packing", "retries", "ids", "records"):
+    for name in ("book", "commands", "calls", "expiry", "packing", "retries", "ids", "records"):
         tree = ast.parse((runtime / f"{name}.py").read_text())
         for node in tree.body:  # what importing the module runs
             if isinstance(node, ast.Import):
