@@ -94,6 +94,8 @@ class Journal:
 
     async def sync(self) -> None:
         """Return once every change made before this call is in the journal."""
+        if not self.busy():
+            return  # nothing changed, nothing on its way
         if self._waiting is None:
             self._waiting = asyncio.get_running_loop().create_future()
         waiting = self._waiting
@@ -106,7 +108,7 @@ class Journal:
 
     def nudge(self) -> None:
         """Make sure a write of what changed is on its way (nobody needs to wait)."""
-        if self._writer is None:
+        if self._writer is None and self._has_changes():
             self._writer = asyncio.get_running_loop().create_task(self._write_forever())
 
     async def _write_forever(self) -> None:
