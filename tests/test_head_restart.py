@@ -30,13 +30,7 @@ import pytest
 from rayfn import _local_cluster
 from tests.conftest import Cluster, free_port, pid_gone
 
-pytestmark = [
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        shutil.which("redis-server") is None,
-        reason="needs redis-server (`make setup` installs it)",
-    ),
-]
+pytestmark = pytest.mark.timeout(600)
 
 DOUBLES = 20
 SLOWS = 12  # 0.2 s each, one at a time: about 2.4 s of queue
@@ -56,6 +50,8 @@ def _redis_ping(port: int) -> bool:
 @pytest.fixture(scope="module")
 def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server (no persistence: it stays up while the head restarts)."""
+    # Not a skip: `make test` installs it (`make setup`), so its absence is a fault.
+    assert shutil.which("redis-server"), "redis-server is missing: `make setup` installs it"
     folder = tmp_path_factory.mktemp("redis")
     port = free_port()
     options = {
