@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench            # the full suite (make bench)
     python -m benchmarks.bench --quick    # small sizes: what the test suite runs
-    python -m benchmarks.bench --json     # machine-readable
+    python -m benchmarks.bench --json     # machine-readable (--json FILE writes it there)
 
 Each benchmark runs rayfn's and raw Ray's version alternately for several rounds and
 reports medians and the rayfn/raw ratio (throughput: higher is better; latency: lower).
@@ -387,7 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for the tests")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write JSON to FILE, or print it (Ray's worker logs may share stdout)",
+    )
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), help="run only these")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -415,12 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}, Ray {ray.__version__}"
     )
     if args.json:
-        print(
-            json.dumps(
-                {"machine": machine, "quick": args.quick, "results": [asdict(r) for r in results]},
-                indent=2,
-            )
-        )
+        report = {"machine": machine, "quick": args.quick, "results": [asdict(r) for r in results]}
+        text = json.dumps(report, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
     else:
         print(f"rayfn vs raw Ray on {machine}{' (quick)' if args.quick else ''}")
         print(f"{'benchmark':<24}{'metric':<20}{'rayfn':>12}{'raw':>12}{'ratio':>8}  target")
