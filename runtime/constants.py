@@ -120,3 +120,11 @@ PACK_BUDGET_S = 0.1
 # Calls with a timeout shorter than this are never packed: a packed call's timeout
 # clock starts when it reports RUNNING (after REPORT_RUNNING_AFTER_S).
 PACK_MIN_TIMEOUT_S = 1.0
+
+# Fair resources on a fixed cluster: a class's containers above min_containers that
+# have been idle RECLAIM_IDLE_S are stopped before their scaledown_window when Ray has
+# work waiting for the resources they hold (runtime/containers.py, to_reclaim). Ray's
+# pending demand is read at most every RECLAIM_CHECK_S, and only while such containers
+# exist; the pause also lets a stop show in Ray's demand before the next look.
+RECLAIM_IDLE_S = 1.0
+RECLAIM_CHECK_S = 1.0

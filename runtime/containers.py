@@ -1,7 +1,8 @@
 """Containers of ``@app.cls`` classes: Ray actors, each holding one instance of the
 user's class (``@enter`` run once, in the constructor), and the registry's pool of
 them per class, grown with the backlog up to ``max_containers`` and shrunk to
-``min_containers`` after ``scaledown_window`` seconds idle."""
+``min_containers`` after ``scaledown_window`` seconds idle, or sooner when other work
+waits for the resources idle containers hold (``to_reclaim``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any
 
 import ray
 
+from rayfn.runtime.constants import RECLAIM_IDLE_S
 from rayfn.runtime.records import AttemptMeta, ContainerOptions
+from rayfn.runtime.resources import Resources
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +79,9 @@ class Slot:
 class Pool:
     """The containers of one class of one deployment, as the registry sees them."""
 
-    def __init__(self, container: ContainerOptions) -> None:
+    def __init__(self, container: ContainerOptions, held: Resources) -> None:
         self.container = container
+        self.held = held  # what each of its containers holds while it lives
         self.slots: list[Slot] = []
         self.retired = False  # its app was redeployed or stopped: no minimum to keep
 
@@ -136,6 +140,55 @@ class Pool:
         for slot in stopped:
             self.slots.remove(slot)
         return stopped
+
+    def reclaimable(self, now: float) -> list[Slot]:
+        """Containers above ``min_containers`` idle at least ``RECLAIM_IDLE_S``, the
+        longest idle first: those stopped early when other work waits for resources."""
+        spare = len(self.slots) - (0 if self.retired else self.container.min_containers)
+        if spare <= 0:
+            return []
+        idle = [s for s in self.slots if s.in_flight == 0 and now - s.idle_since >= RECLAIM_IDLE_S]
+        return sorted(idle, key=lambda s: s.idle_since)[:spare]
+
+    def remove(self, slot: Slot) -> None:
+        """Take an idle container out of the pool, to be stopped."""
+        self.slots.remove(slot)
+
+
+def to_reclaim(
+    idle: list[tuple[Slot, Resources]],
+    waiting: list[tuple[Resources, int]],
+    freeing: list[Resources],
+    nodes: list[Resources],
+) -> list[Slot]:
+    """Which ``idle`` containers (each with what it holds) to stop now so that work
+    waiting for resources can run.
+
+    Args:
+        idle: containers that may go (``Pool.reclaimable``), in the order to stop them.
+        waiting: resource shapes Ray cannot place now, each with how many wait for it.
+        freeing: what containers already being stopped will give back.
+        nodes: each live node's total resources; a shape no node could ever hold
+            (a GPU on a CPU-only cluster) waits for a new node, not for ours.
+
+    Containers are stopped while some resource they hold is still short: what the
+    waiting work asks for, less what is already on its way back.
+    """
+    short: Resources = {}
+    for shape, count in waiting:
+        if any(all(node.get(k, 0.0) >= v for k, v in shape.items()) for node in nodes):
+            for name, amount in shape.items():
+                short[name] = short.get(name, 0.0) + amount * count
+    for held in freeing:
+        for name, amount in held.items():
+            short[name] = short.get(name, 0.0) - amount
+    chosen = []
+    for slot, held in idle:
+        if any(short.get(name, 0.0) > 1e-9 for name in held):
+            chosen.append(slot)
+            for name, amount in held.items():
+                short[name] = short.get(name, 0.0) - amount
+    return chosen
 
 
 async def stop_container(handle: Any) -> None:

@@ -1,7 +1,8 @@
 """The Ray side of running calls: deployed functions as the registry runs them (read
 from the control actor, cached), submitting the tasks (or method calls to ``@app.cls``
 containers) the call book launches, watching them end, killing them, and the pools of
-containers. The registry owns this; every decision is the book's."""
+containers. The registry owns this; every decision about calls is the book's, and
+about stopping idle containers ``containers.py``'s."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typing import Any
 import ray
 
 from rayfn.runtime.commands import Key, Launch, Policy
-from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S
-from rayfn.runtime.containers import Pool, Slot, stop_container
+from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S, RECLAIM_CHECK_S
+from rayfn.runtime.containers import Pool, Slot, stop_container, to_reclaim
 from rayfn.runtime.dispatch import LoadedFunction
 from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
+from rayfn.runtime.resources import Resources, held_resources
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ class Launcher:
         self._flying: dict[str, tuple[Launch, ray.ObjectRef, Slot | None]] = {}
         self._pools: dict[tuple[str, str, int], Pool] = {}  # per (app, class, version)
         self._watchers: set[asyncio.Task[None]] = set()
+        self._stopping: dict[asyncio.Task[None], Resources] = {}  # containers on their way out
+        self._reclaiming: asyncio.Task[None] | None = None  # a look at Ray's pending demand
+        self._next_reclaim = 0.0  # monotonic time of the next look allowed
 
     async def function(self, app: str, function: str) -> LoadedFunction | NotDeployed:
         """The deployed version of ``app.function`` (cached until ``forget``)."""
@@ -145,20 +150,68 @@ class Launcher:
         key = (loaded.key[0], container.class_name, loaded.key[2])
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = Pool(container)
+            held = held_resources(loaded.options.ray_task_options())
+            pool = self._pools[key] = Pool(container, held)
         return pool
 
     def scale_down(self) -> None:
         """Stop containers idle past their scaledown_window (above min_containers),
-        running their @exit methods first."""
+        running their @exit methods first; and, while some have been idle a little
+        (``Pool.reclaimable``), look whether other work waits for what they hold."""
         now = time.monotonic()
+        reclaimable = False
         for key, pool in list(self._pools.items()):
             for slot in pool.idle_to_stop(now):
-                task = asyncio.get_running_loop().create_task(stop_container(slot.handle))
-                self._watchers.add(task)
-                task.add_done_callback(self._watchers.discard)
+                self._stop(slot, pool.held)
             if pool.retired and not pool.slots:
                 del self._pools[key]
+            reclaimable = reclaimable or bool(pool.reclaimable(now))
+        if reclaimable and self._reclaiming is None and now >= self._next_reclaim:
+            self._next_reclaim = now + RECLAIM_CHECK_S
+            self._reclaiming = asyncio.get_running_loop().create_task(self._reclaim())
+
+    async def _reclaim(self) -> None:
+        """Stop idle containers early when Ray has work it cannot place for want of
+        what they hold (calls of other functions, other classes' containers)."""
+        try:
+            waiting, nodes = await asyncio.to_thread(_pending_demand)
+            now = time.monotonic()  # containers may have taken calls meanwhile
+            idle = [(slot, pool) for pool in self._pools.values() for slot in pool.reclaimable(now)]
+            chosen = to_reclaim(
+                [(slot, pool.held) for slot, pool in idle],
+                waiting,
+                list(self._stopping.values()),
+                nodes,
+            )
+            for slot, pool in idle:
+                if slot in chosen:
+                    pool.remove(slot)
+                    self._stop(slot, pool.held)
+            if chosen:
+                logger.info("stopped %d idle containers early: work waits", len(chosen))
+        except Exception:  # a look that failed is tried again at the next tick
+            logger.exception("looking at Ray's pending demand failed")
+        finally:
+            self._reclaiming = None
+
+    def _stop(self, slot: Slot, held: Resources) -> None:
+        task = asyncio.get_running_loop().create_task(stop_container(slot.handle))
+        self._stopping[task] = held
+        task.add_done_callback(self._stopping.pop)
+
+
+def _pending_demand() -> tuple[list[tuple[Resources, int]], list[Resources]]:
+    """What Ray cannot place now (resource shapes, each with how many tasks and actors
+    wait for it), and each live node's total resources: the GCS's view, as the
+    autoscaler reads it (about a millisecond; called off the event loop)."""
+    from ray.autoscaler.v2.sdk import get_cluster_resource_state
+    from ray.core.generated.autoscaler_pb2 import NodeStatus  # type: ignore[attr-defined]
+
+    gcs = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]
+    state = get_cluster_resource_state(gcs)
+    waiting = [(dict(r.request.resources_bundle), r.count) for r in state.pending_resource_requests]
+    nodes = [dict(n.total_resources) for n in state.node_states if n.status != NodeStatus.DEAD]
+    return waiting, nodes
 
 
 async def _ask_control(method: str, *args: Any) -> Any:

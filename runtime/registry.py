@@ -289,10 +289,10 @@ class CallRegistry:
                 while self._book.expire_due(time.time(), EXPIRY_SLICE) == EXPIRY_SLICE:
                     await asyncio.sleep(EXPIRY_PAUSE_S)
                 self._journal.nudge()  # the expired calls leave the journal
+                self._launcher.scale_down()  # every tick: idle containers may be wanted
                 if ticks % round(FLUSH_EVERY_S / EXPIRY_TICK_S) == 0:
                     queued = {key: len(queue) for key, queue in self._book.queues.items()}
                     running = {k: n for k, n in self._book.running.items() if n}
                     self._metrics.flush(queued, running)
-                    self._launcher.scale_down()
             except Exception:  # never let one bad entry stop expiry or metrics for good
                 logger.exception("expiry, metrics or scale-down failed")

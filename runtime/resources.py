@@ -1,9 +1,11 @@
 """GPU requests: ``gpu="A100"``, ``"H100:2"``, ``"any"``, or a list of fallbacks, turned
-into Ray's ``num_gpus`` and ``accelerator_type``. Pure."""
+into Ray's ``num_gpus`` and ``accelerator_type``; and Ray's ``.options()`` keywords as
+the resources the scheduler counts. Pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Ray's accelerator type names for NVIDIA GPUs (ray.util.accelerators), which is what
 # `accelerator_type:<NAME>` resources on nodes are called.
@@ -82,3 +84,25 @@ def choose_type(request: GpuRequest, cluster_resources: dict[str, float]) -> str
         if cluster_resources.get(f"accelerator_type:{name}", 0) > 0:
             return name
     return request.types[0]
+
+
+# A bundle of Ray resources by the names the scheduler counts: CPU, GPU, memory (bytes),
+# accelerator_type:<NAME>...
+Resources = dict[str, float]
+
+
+def held_resources(ray_options: dict[str, Any]) -> Resources:
+    """What a task or actor made with these ``.options()`` keywords holds while it runs.
+
+    >>> held_resources({"num_cpus": 0.5, "num_gpus": 1, "accelerator_type": "A100"})
+    {'CPU': 0.5, 'GPU': 1.0, 'accelerator_type:A100': 0.001}
+    """
+    held = {
+        "CPU": float(ray_options.get("num_cpus", 1.0)),
+        "GPU": float(ray_options.get("num_gpus", 0.0)),
+        "memory": float(ray_options.get("memory", 0.0)),
+    }
+    accelerator = ray_options.get("accelerator_type")
+    if accelerator is not None:
+        held[f"accelerator_type:{accelerator}"] = 0.001  # what Ray asks of the type's nodes
+    return {name: amount for name, amount in held.items() if amount > 0}

@@ -1,5 +1,6 @@
 """@app.cls on a real cluster: @enter once per container, the pool within
-max_containers, method calls fetchable by id, @exit at scale-down, @concurrent."""
+max_containers, method calls fetchable by id, @exit at scale-down, @concurrent, and
+idle containers stopped early when other calls wait for their CPUs."""
 
 from __future__ import annotations
 
@@ -70,3 +71,21 @@ def test_class_options_are_checked() -> None:
         rayfn.concurrent(max_inputs=0)
     with pytest.raises(InvalidError, match="takes no arguments"):
         classes.Model(1)  # type: ignore[call-arg]
+
+
+def test_idle_containers_make_way_for_calls_that_wait(cluster: Cluster) -> None:
+    # Two containers of 1 CPU each, started and idle: the whole 2-CPU cluster, kept
+    # for their 60 s scaledown_window unless something else waits for the CPUs.
+    warm = classes.Warm()
+    containers = {call.get(timeout=90) for call in [warm.where.spawn(1.0) for _ in range(2)]}
+    assert len(containers) == 2
+    started = time.monotonic()
+    calls = [classes.crunch.spawn(0.5) for _ in range(3)]
+    assert [call.get(timeout=120) for call in calls] == [0.5] * 3
+    elapsed = time.monotonic() - started
+    assert elapsed < 10, f"3 calls took {elapsed:.1f} s behind idle containers"
+    exited = rayfn.Dict.from_name("test-classes-warm-exited", create_if_missing=True)
+    deadline = time.monotonic() + 30
+    while set(exited.keys()) != containers:  # stopped early, @exit all the same
+        assert time.monotonic() < deadline, (set(exited.keys()), containers)
+        time.sleep(0.2)

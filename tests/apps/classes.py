@@ -41,3 +41,26 @@ class Server:
     def handle(self, seconds: float) -> float:
         time.sleep(seconds)
         return seconds
+
+
+@app.cls(max_containers=2)  # 1 CPU each, default scaledown_window (60 s)
+class Warm:
+    @rayfn.enter()
+    def start(self) -> None:
+        self.container = uuid.uuid4().hex
+
+    @rayfn.method()
+    def where(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return self.container
+
+    @rayfn.exit()
+    def stop(self) -> None:
+        exited = rayfn.Dict.from_name("test-classes-warm-exited", create_if_missing=True)
+        exited[self.container] = True
+
+
+@app.function()  # 1 CPU
+def crunch(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
