@@ -4,6 +4,11 @@
 started it; its pid, address and auth token live in ``$RAYFN_HOME``. Stopping sends
 SIGTERM to that pid (Ray then stops every process of that cluster, and only those):
 nothing is ever killed by name.
+
+What that cluster listens on, and where, is in README.md ("Exposure"), held to the truth
+by tests/test_exposure.py: the dashboard (and Serve's HTTP port) are on 127.0.0.1; the
+GCS, raylet, workers, agents and metrics endpoints are not (Ray 2.60 binds those to
+loopback only in its single-machine mode, which every client would have to be in too).
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ def start(
         "--head",
         "--block",
         "--disable-usage-stats",
+        # Ray moves a node given 127.0.0.1 to the machine's outward address (as it does
+        # 127.0.0.1 in a client's ray.init), so this is not what keeps ports on loopback.
         "--node-ip-address=127.0.0.1",
         f"--port={gcs_port}",
         f"--ray-client-server-port={_free_port()}",
