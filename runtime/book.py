@@ -13,6 +13,7 @@ before it answers anyone, and a new book is rebuilt from the journal with
 
 from __future__ import annotations
 
+import collections
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -98,6 +99,7 @@ class Book:
         self.children: defaultdict[str, list[str]] = defaultdict(list)
         self.queues: defaultdict[Key, deque[Call]] = defaultdict(deque)
         self.running: defaultdict[Key, int] = defaultdict(int)  # launched tasks
+        self.unfinished: collections.Counter[str] = collections.Counter()  # per app, not ended
         self.launched: dict[Key, Policy] = {}  # the version each function last ran
         self.batches: OrderedDict[str, list[str]] = OrderedDict()  # spawn token -> ids
         self.packing = PackPolicy()
@@ -145,6 +147,7 @@ class Book:
         if parent is not None and parent in self.calls:
             self.children[parent].append(call_id)
         self.queues[key].append(call)
+        self.unfinished[key[0]] += 1
         self._dirty[call_id] = None
         self._counter.count("spawned", key[0], key[1])
 
@@ -362,6 +365,7 @@ class Book:
         self, call: Call, status: CallStatus, at: float, failure: RemoteFailure | None = None
     ) -> list[Command]:
         out: list[Command] = [self._stop_timer(call)] if call.timer else []
+        self.unfinished[call.app] -= 1
         call.status = status
         call.finished_at = at
         call.failure = failure
@@ -409,7 +413,9 @@ class Book:
         call.interrupt = FailureKind(kind.value)
         return [Kill(call_id)]
 
-    def cancel(self, call_id: str, now: float) -> list[Command]:
+    def cancel(
+        self, call_id: str, now: float, why: str = "The call was cancelled."
+    ) -> list[Command]:
         """A queued call never runs, a running one is stopped (killed), a finished one
         stays as it is. A packed call that has not reported RUNNING may be waiting
         behind others of its pack: its pack runs on, and what it does is not
@@ -425,8 +431,21 @@ class Book:
         if call.current is not None and call.current.outcome is None:
             call.current.end(FailureKind.CANCELLED.value, None, now)
         # A queued call stays in its deque and is skipped when its turn comes.
-        failure = RemoteFailure.of_kind(FailureKind.CANCELLED, "The call was cancelled.")
+        failure = RemoteFailure.of_kind(FailureKind.CANCELLED, why)
         return out + self._finish(call, CallStatus.CANCELLED, now, failure)
+
+    def cancel_app(self, app: str, why: str | None, now: float) -> tuple[list[Command], int]:
+        """Cancel, saying ``why``, every unfinished call of ``app`` (an ephemeral app
+        whose run ended, or whose client went away); returns how many there were."""
+        if why is None or not self.unfinished[app]:
+            return [], 0
+        doomed = [
+            c.call_id for c in self.calls.values() if c.app == app and not c.status.is_terminal
+        ]
+        out: list[Command] = []
+        for call_id in doomed:
+            out += self.cancel(call_id, now, why)
+        return out, len(doomed)
 
     # -- expiry -------------------------------------------------------------------------
 
@@ -580,6 +599,9 @@ class Book:
                 self._rerun(call, "the registry restarted while it ran", now)
             else:
                 self.queues[call.key].append(call)
+        self.unfinished = collections.Counter(
+            c.app for c in self.calls.values() if not c.status.is_terminal
+        )
         out += [Pump(key, None) for key in self.queues]
         return out
 

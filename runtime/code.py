@@ -16,9 +16,13 @@ from ray.experimental import internal_kv
 from rayfn.runtime.constants import KV_CODE_PREFIX, KV_SECRET_PREFIX, NAMESPACE
 
 
+def app_digest(app: str) -> str:
+    """App names are free text; a digest keeps one app's prefix from matching another's."""
+    return hashlib.sha256(app.encode()).hexdigest()[:24]
+
+
 def _app_prefix(app: str) -> str:
-    # App names are free text; a digest keeps one app's prefix from matching another's.
-    return f"{KV_CODE_PREFIX}{hashlib.sha256(app.encode()).hexdigest()[:24]}:"
+    return f"{KV_CODE_PREFIX}{app_digest(app)}:"
 
 
 def code_key(app: str, version: int, function: str) -> str:

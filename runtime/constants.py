@@ -47,6 +47,8 @@ KV_API_CONFIG = "rayfn:api-config"
 
 # How often the control actor looks for scheduled functions that are due, in seconds.
 SCHEDULE_TICK_S = 0.2
+# How often the control actor looks for ephemeral apps to stop (runtime/control.py).
+REAP_EVERY_S = 1.0
 CODE_VERSIONS_KEPT = 2
 
 # Call ids: "fc-", the issuing shard and its epoch, then 26 base32 characters carrying

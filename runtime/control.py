@@ -22,6 +22,7 @@ from rayfn.runtime.constants import (
     CODE_VERSIONS_KEPT,
     KV_APP_PREFIX,
     NAMESPACE,
+    REAP_EVERY_S,
     REGISTRY_ACTOR_NAME,
     REGISTRY_NOTICE_WAIT_S,
     SCHEDULE_TICK_S,
@@ -80,6 +81,10 @@ class ControlActor:
         # Scheduled functions: (app, function, version) -> next firing time, last call.
         self._next_tick: dict[tuple[str, str, int], float] = {}
         self._last_tick: dict[tuple[str, str, int], str] = {}
+        # Ephemeral apps: when their client last said it is there; and those whose
+        # client let go of them (`rayfn run --detach`), which stop once their calls end.
+        self._seen: dict[str, float] = {}
+        self._detached: set[str] = set()
         self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever())
 
     async def deploy(self, spec: AppSpec) -> tuple[AppInfo, AppInfo | None]:
@@ -103,21 +108,61 @@ class ControlActor:
             )
         self._apps[spec.name] = deployment
         self._last_version[spec.name] = version
+        if spec.ephemeral:
+            self._seen[spec.name] = time.monotonic()
         await self._tell_registry_app_changed(spec.name)
         return deployment.info(), previous.info() if previous else None
 
-    async def stop(self, app: str) -> bool:
-        """Undeploy ``app``; False if unknown. Calls already accepted still finish,
-        on the code of the last version, which stays in the GCS until a deploy of the
-        same name supersedes it; an ephemeral app's code goes at once (its calls that
-        had not started then fail saying so)."""
+    async def stop(self, app: str, cancel_why: str | None = None) -> int | None:
+        """Undeploy ``app``; None if unknown. Calls already accepted still finish, on
+        the code of the last version, which stays in the GCS until a deploy of the same
+        name supersedes it; an ephemeral app's code goes at once (its calls that had
+        not started then fail saying so). With ``cancel_why``, its unfinished calls are
+        cancelled instead; returns how many."""
         stopped = self._apps.pop(app, None)
         if stopped is None:
-            return False
+            return None
+        self._seen.pop(app, None)
+        self._detached.discard(app)
+        cancelled = await self._tell_registry_app_changed(app, cancel_why)
         drop_code(app, below_version=None if stopped.spec.ephemeral else stopped.version)
         internal_kv._internal_kv_del(_kv_key(app), namespace=NAMESPACE)
-        await self._tell_registry_app_changed(app)
+        return cancelled
+
+    async def heartbeat(self, app: str) -> bool:
+        """The client running ephemeral ``app`` is still there; False: the app is gone."""
+        if app not in self._apps:
+            return False
+        self._seen[app] = time.monotonic()
         return True
+
+    async def end_run(self, app: str, detach: bool) -> int:
+        """The client of ephemeral ``app`` is done with it. Detached, the app stays
+        until its calls end: returns how many have not. Otherwise it stops now,
+        cancelling its unfinished calls: returns how many it cancelled."""
+        if not detach:
+            return await self.stop(app, _RUN_ENDED) or 0
+        if app not in self._apps:
+            return 0
+        self._detached.add(app)
+        self._seen.pop(app, None)
+        stats = await _registry().stats.remote(app)
+        return int(stats["unfinished"])
+
+    async def _reap(self) -> None:
+        """Stop the ephemeral apps whose client is gone (no heartbeat for their
+        grace period), cancelling their calls, and detached ones whose calls ended."""
+        now = time.monotonic()
+        for app, seen in list(self._seen.items()):
+            grace = self._apps[app].spec.client_grace if app in self._apps else None
+            if grace is not None and now - seen > grace:
+                cancelled = await self.stop(app, _CLIENT_GONE)
+                logger.warning(
+                    "%s: client gone for %.0fs; stopped, %s calls cancelled", app, grace, cancelled
+                )
+        for app in list(self._detached):
+            if (await _registry().stats.remote(app))["unfinished"] == 0:
+                await self.stop(app)
 
     async def missing_secrets(self, names: list[str]) -> list[str]:
         """Those of ``names`` that no secret has."""
@@ -172,12 +217,16 @@ class ControlActor:
         return deployment, spec
 
     async def _schedule_forever(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(SCHEDULE_TICK_S)
+            ticks += 1
             try:
                 await self._fire_due(time.time())
+                if ticks % round(REAP_EVERY_S / SCHEDULE_TICK_S) == 0:
+                    await self._reap()
             except Exception:  # one bad tick must not stop every schedule
-                logger.exception("scheduler pass failed")
+                logger.exception("scheduler or reaper pass failed")
 
     async def _fire_due(self, now: float) -> None:
         """Spawn the scheduled functions that are due, skipping one whose previous
@@ -217,18 +266,27 @@ class ControlActor:
         return isinstance(info, CallInfo) and not info.status.is_terminal
 
     @staticmethod
-    async def _tell_registry_app_changed(app: str) -> None:
+    async def _tell_registry_app_changed(app: str, cancel_why: str | None = None) -> int:
         """Waited for, so that a spawn made after ``deploy`` returns runs the new version
-        (a registry that does not answer soon learns it when it reloads the function)."""
+        (a registry that does not answer soon learns it when it reloads the function).
+        Returns how many calls it cancelled (with ``cancel_why``)."""
         try:
             registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE)
         except ValueError:
-            return  # no registry yet: nothing cached to forget
+            return 0  # no registry yet: nothing cached to forget, no calls
         try:
-            await asyncio.wait_for(registry.forget_app.remote(app), REGISTRY_NOTICE_WAIT_S)
+            told: Any = registry.forget_app.remote(app, cancel_why)
+            return int(await asyncio.wait_for(told, REGISTRY_NOTICE_WAIT_S))
         except (TimeoutError, ray.exceptions.RayError) as exc:
             logger.warning("the registry did not confirm that %s changed: %s", app, exc)
+            return 0
 
+
+_RUN_ENDED = (
+    "Its app's run ended before the call did (`rayfn run --detach` or "
+    "`app.run(detach=True)` keeps calls running)."
+)
+_CLIENT_GONE = "Its app's client went away (no heartbeat for its grace period)."
 
 # A scheduled tick calls the function with no arguments.
 _NO_ARGUMENTS = ray.cloudpickle.dumps(((), {}))

@@ -22,6 +22,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
+from rayfn.runtime import output
 from rayfn.runtime.code import get_code, get_secret
 from rayfn.runtime.constants import (
     DEFAULT_MAX_RESULT_BYTES,
@@ -193,6 +194,7 @@ def run_call(
     if report_start:
         _start_reporter().running(call_id, attempt, started_at)
     token = _current_call_id.set(call_id)
+    tagged = output.begin(output.call_tag(code_key, call_id))
     try:
         env = secret_env(secret_names) if secret_names else {}
         with environment(env):
@@ -203,6 +205,7 @@ def run_call(
     except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
         return _failed(started_at, RemoteFailure.capture(exc, None))
     finally:
+        output.end(tagged)
         _current_call_id.reset(token)
         if report_start:
             _start_reporter().done()

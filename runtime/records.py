@@ -150,6 +150,8 @@ class AppSpec:
     runtime_env: dict[str, Any] = field(default_factory=dict)
     # Secret.from_dict values, by their derived name: written to GCS KV at deploy.
     inline_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Ephemeral apps: seconds without a heartbeat from their client before they stop.
+    client_grace: float | None = None
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ A thin shell around the call book (runtime/book.py): it turns what happens in Ra
 the book's events and carries out the commands the book returns. It submits each
 attempt's task itself (runtime/launcher.py), so it owns the result ``ObjectRef`` and
 the result outlives the process that called ``.spawn()`` (Ray's ownership rule);
-``get`` waits here and hands back the result's *ref*, never the value. Every accepted
-call is in the journal (runtime/journal.py) before its id leaves, and every finished
-one before anyone is told; a restarted registry replays it.
+``get`` hands back the result's *ref*, never the value. Every accepted call is in the
+journal (runtime/journal.py) before its id leaves, every finished one before anyone is
+told; a restarted registry replays it.
 """
 
 from __future__ import annotations
@@ -182,17 +182,23 @@ class CallRegistry:
         if launch is not None:
             self._run(self._book.started(call_id, attempt, started_at, launch.policy))
 
-    async def forget_app(self, app: str) -> None:
-        """Drop cached code of ``app`` (redeployed or stopped). The redeploy rule: a
-        call that has not started runs the version deployed when it starts, so its
+    async def forget_app(self, app: str, cancel_why: str | None = None) -> int:
+        """Drop cached code of ``app`` (redeployed or stopped; with ``cancel_why``, an
+        ephemeral app ended: its unfinished calls are cancelled; returns how many).
+        A call that has not started runs the version deployed when it starts, so its
         queues move to the new version now; its class containers go once idle."""
+        commands, cancelled = self._book.cancel_app(app, cancel_why, time.time())
+        self._run(commands)
         stale = self._launcher.forget(app)
         for key in self._book.forget(app):
             known = stale.get(key)
             await self._reload_and_pump(key, known.policy if known else None)
+        return cancelled
 
-    async def stats(self) -> dict[str, int]:
+    async def stats(self, app: str = "") -> dict[str, int]:
+        """Counts for the dashboard and tests; ``unfinished``: of ``app``'s calls."""
         counts = {"epoch": self._epoch, "spawn_batches": self._spawn_batches}
+        counts["unfinished"] = self._book.unfinished[app]
         return {**self._book.stats(), **counts, **self._journal.size()}
 
     # -- for benchmarks/bench.py: scale and expiry without running a million tasks --------

@@ -11,6 +11,7 @@ from rayfn._cls import Cls, concurrent, enter, exit, method
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn._image import Image
+from rayfn._output import enable_output
 from rayfn._retries import Retries
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret
@@ -39,6 +40,7 @@ __all__ = [
     "asgi_app",
     "concurrent",
     "current_function_call_id",
+    "enable_output",
     "enter",
     "exception",
     "exit",

@@ -6,10 +6,11 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
-from rayfn import _connection, _progress
+from rayfn import _connection, _output, _progress
 from rayfn._checks import check_name
 from rayfn._cls import MAX_INPUTS_MARK, Cls, methods_of
 from rayfn._config import settings
@@ -51,6 +52,7 @@ class App:
         self._entrypoints: dict[str, F] = {}
         self._inline_secrets: dict[str, dict[str, str]] = {}  # Secret.from_dict values
         self._ephemeral_key: str | None = None
+        self._ephemeral_runtime_env: dict[str, Any] | None = None
         self.source = ""  # the file the app was loaded from, when the CLI loaded it
 
     @property
@@ -68,6 +70,11 @@ class App:
     @property
     def registered_entrypoints(self) -> dict[str, F]:
         return dict(self._entrypoints)
+
+    @property
+    def ephemeral_runtime_env(self) -> dict[str, Any] | None:
+        """The runtime env (the image) the cluster made for the running app."""
+        return self._ephemeral_runtime_env if self._ephemeral_key is not None else None
 
     @property
     def ephemeral_key(self) -> str | None:
@@ -309,9 +316,13 @@ class App:
         return info
 
     @contextlib.contextmanager
-    def run(self) -> Iterator[App]:
+    def run(self, *, detach: bool = False) -> Iterator[App]:
         """Run the app ephemerally for the duration of the block: its functions are
-        callable without a deploy, and a deployed app of the same name is untouched.
+        callable without a deploy, a deployed app of the same name is untouched, and
+        what its calls print shows here. At the end of the block its unfinished calls
+        are cancelled; with ``detach``, they run on, and the app stops once they end.
+        If this process dies, the cluster stops the app ``RAYFN_CLIENT_GRACE`` seconds
+        (default 30) after its last heartbeat, cancelling its calls.
 
         Example:
             >>> with app.run():
@@ -323,18 +334,30 @@ class App:
         # Set before pickling, so functions that call each other call this deployment.
         self._ephemeral_key = key = f"{base}@ep-{secrets.token_hex(6)}"
         control = _connection.control()
+        grace = settings().client_grace
         try:
-            spec = self._spec(key, ephemeral=True)
+            spec = dataclasses.replace(self._spec(key, ephemeral=True), client_grace=grace)
             _check_secrets(spec)
-            _connection.ask(control, "deploy", spec)
+            info, _ = _connection.ask(control, "deploy", spec)
         except BaseException:
             self._ephemeral_key = None
             raise
+        self._ephemeral_runtime_env = info.runtime_env
         try:
-            yield self
+            with _heartbeat(control, key, grace / 4), _output.follower.following(key):
+                yield self
         finally:
             self._ephemeral_key = None
-            _connection.ask(control, "stop", key)
+            left = _connection.ask(control, "end_run", key, detach)
+            if left and detach:
+                logger.warning("%s runs on detached with %d unfinished calls.", key, left)
+            elif left:
+                logger.warning(
+                    "Cancelled %d calls of %s still running when its run ended "
+                    "(`rayfn run --detach`, or `app.run(detach=True)`, keeps them).",
+                    left,
+                    key,
+                )
 
     def _spec(self, key: str, ephemeral: bool = False) -> AppSpec:
         functions = {}
@@ -367,6 +390,31 @@ class App:
         # Shipped inside a function's globals, an app is just its name: its functions
         # travel on their own.
         return (App, (self._name,))
+
+
+@contextlib.contextmanager
+def _heartbeat(control: Any, key: str, every: float) -> Iterator[None]:
+    """Tell the control actor every ``every`` seconds that this process still runs
+    ephemeral app ``key``: without it, the cluster stops the app."""
+    import ray
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                alive = ray.get(control.heartbeat.remote(key), timeout=every)
+            except Exception:  # a restarting control actor misses a beat or two
+                continue
+            if not alive:
+                logger.warning("%s was stopped by the cluster (no heartbeat for too long).", key)
+                return
+
+    threading.Thread(target=beat, name="rayfn-heartbeat", daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def _check_secrets(spec: AppSpec) -> None:

@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from rayfn import _output
 from rayfn._checks import check_name
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.containers import ENTER_MARK, EXIT_MARK
@@ -92,6 +93,7 @@ class Cls:
     @classmethod
     def from_name(cls, app_name: str, name: str) -> Cls:
         """A deployed class; its methods are looked up on first use."""
+        _output.follower.note_deployed(app_name)
         return cls(check_name("app", app_name), check_name("function", name), None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Instance:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     http_body_timeout: float = Field(
         default=DEFAULT_HTTP_BODY_TIMEOUT_S, gt=0, le=3600, allow_inf_nan=False
     )
+    # Seconds an ephemeral app (`rayfn run`, `rayfn serve`, `app.run()`) outlives its
+    # client's last heartbeat before the cluster stops it and cancels its calls.
+    client_grace: float = Field(default=30.0, ge=1, le=86400, allow_inf_nan=False)
     # Bearer token the job API requires on every route but /healthz (None: no token).
     api_token: SecretStr | None = None
 

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rayfn import _connection, _progress
+from rayfn import _connection, _output, _progress
 from rayfn._aio import aio_method
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
@@ -81,6 +81,7 @@ class Function:
     def from_name(cls, app_name: str, name: str) -> Function:
         """A handle on a deployed function. Lazy: an unknown name raises
         ``NotFoundError`` on first use. ``lookup`` is the eager form."""
+        _output.follower.note_deployed(app_name)
         return cls(check_name("app", app_name), check_name("function", name))
 
     @classmethod

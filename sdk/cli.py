@@ -23,7 +23,7 @@ from rich.pretty import pprint
 from rich.table import Table
 from rich.text import Text
 
-from rayfn import _connection
+from rayfn import _connection, _output
 from rayfn._cli_cluster import cluster_cli, dashboard
 from rayfn._cli_common import (
     ProgressBars,
@@ -39,7 +39,7 @@ from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn._loader import find_app, import_file
 from rayfn.exception import Error, InvalidError
-from rayfn.runtime.records import CallInfo, CallStatus
+from rayfn.runtime.records import CallInfo, CallStatus, user_traceback
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -92,11 +92,10 @@ def serve(
 ) -> None:
     """Serve the app's web functions until Ctrl-C or SIGTERM, reloading when FILE
     changes; they live at /<app>-dev/<function>. Example: rayfn serve web.py"""
-    from rayfn.serve.deploy import delete_web_functions, deploy_web_functions
+    from rayfn.serve.deploy import delete_web_functions, deploy_web_functions, serve_app_prefix
 
     path, _, var = file.partition("::")
-    _connection.connect()  # first: ray.init installs a SIGTERM handler of its own
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _stop_on_sigterm()
     app_name = None
     try:
         while True:
@@ -105,8 +104,14 @@ def serve(
             if app.name is None:
                 raise InvalidError("`rayfn serve` needs an App with a name.")
             app_name = app.name
-            with app.run():
-                endpoints = deploy_web_functions(app.name, app.registered_functions, dev=True)
+            replicas = f"ServeReplica:{serve_app_prefix(app.name, dev=True)}"
+            with app.run(), _output.follower.following(None, replicas):
+                endpoints = deploy_web_functions(
+                    app.name,
+                    app.registered_functions,
+                    runtime_env=app.ephemeral_runtime_env,
+                    dev=True,
+                )
                 if not endpoints:
                     raise InvalidError(
                         f"{path} has no web functions (@asgi_app, @fastapi_endpoint)."
@@ -126,6 +131,14 @@ def serve(
             delete_web_functions(app_name, dev=True)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a command as Ctrl-C does (its app stopped, its calls cancelled),
+    without the stack dump of Ray's own handler, which ``ray.init`` installs: hence
+    connect first."""
+    _connection.connect()
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -142,23 +155,45 @@ def _mtime(path: str) -> float | None:
 def run(
     ctx: typer.Context,
     target: str = typer.Argument(..., help="FILE or FILE::FUNCTION"),
+    detach: bool = typer.Option(
+        False, "--detach", help="Leave the calls running when the entrypoint returns."
+    ),
 ) -> None:
-    """Run a local entrypoint (or one function) with the file's app running ephemerally.
-    Entrypoint parameters become options. Example: rayfn run jobs.py --n 5"""
+    """Run a local entrypoint (or one function) with the file's app running ephemerally,
+    showing what its calls print. When the entrypoint returns, calls still running are
+    cancelled, unless --detach. Entrypoint parameters become options.
+    Example: rayfn run jobs.py --n 5"""
     path, _, name = target.partition("::")
+    _stop_on_sigterm()
     module = import_file(path)
     app = find_app(module)
     entry = _pick_entry(app.registered_entrypoints, app.registered_functions, name, path)
     kwargs = _parse_entry_options(entry, ctx.args, target)
-    with app.run(), ProgressBars().shown():
-        if isinstance(entry, Function):
-            result = entry.remote(**kwargs)
-            if result is not None:
-                pprint(result, expand_all=False)
-        elif inspect.iscoroutinefunction(entry):  # an async entrypoint, as Modal awaits it
-            asyncio.run(entry(**kwargs))
-        else:
-            entry(**kwargs)
+    with app.run(detach=detach), ProgressBars().shown():
+        try:
+            if isinstance(entry, Function):
+                result = entry.remote(**kwargs)
+                if result is not None:
+                    pprint(result, expand_all=False)
+            elif inspect.iscoroutinefunction(entry):  # an async entrypoint, as Modal awaits it
+                asyncio.run(entry(**kwargs))
+            else:
+                entry(**kwargs)
+        except KeyboardInterrupt:
+            err.print("Interrupted: the app stops and its calls are cancelled.", highlight=False)
+            raise typer.Exit(130) from None
+        except Error:
+            raise
+        except Exception as exc:  # the user's own code raised (or a call it made)
+            failed = Error(f"{target} raised {type(exc).__name__}: {exc}")
+            failed.add_note(user_traceback(exc, exc.__traceback__).rstrip())
+            raise failed from None
+    if detach:
+        out.print(
+            f"Detached: {app.name or 'the app'}'s calls run on; it stops when they end "
+            "(`rayfn call list` shows them).",
+            highlight=False,
+        )
 
 
 def _pick_entry(
@@ -298,7 +333,7 @@ def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
     """Stop (undeploy) an app; running calls finish. Example: rayfn app stop my-job-queue"""
     from rayfn.serve.deploy import delete_web_functions
 
-    if not _connection.ask(_connection.control(), "stop", name):
+    if _connection.ask(_connection.control(), "stop", name) is None:
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
     delete_web_functions(name)
     out.print(f"Stopped app [bold]{name}[/bold].", highlight=False)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +201,139 @@ def test_an_async_entrypoint_is_awaited(cluster: Cluster, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert "doubled 42" in result.stdout
     assert "never awaited" not in result.stderr
+
+
+# -- what calls print, and what becomes of them when the run ends -------------------------
+
+OUTPUT_APP = "tests/apps/output_app.py"
+_PREFIX = r"\[(\w+) (fc-\d+-\d+-[a-z2-7]{26})\] "
+_RAYFN = str(Path(sys.executable).parent / "rayfn")
+
+
+def test_run_shows_what_calls_print_once_with_function_and_call(cluster: Cluster) -> None:
+    ran = cluster.cli("run", f"{OUTPUT_APP}::main", "--n", "2")
+    assert ran.returncode == 0, ran.stderr
+    out, err = ran.stdout, ran.stderr
+    for i in range(2):
+        (said,) = re.findall(_PREFIX + f"hello from call {i}$", out, re.M)
+        assert said[0] == "chatty"
+        assert re.findall(_PREFIX + f"warning {i} on stderr$", err, re.M) == [said]
+        assert re.findall(_PREFIX + f"INFO:user:logged {i}$", err, re.M) == [said]
+    # The progress bar drawn with carriage returns ends at its last state, on one line.
+    assert re.search(_PREFIX + "working 5/5$", err, re.M), err
+    assert not re.search(_PREFIX + "$", err, re.M), err
+    assert "done" in out.splitlines()
+
+
+def test_run_streams_output_while_the_call_runs(cluster: Cluster, tmp_path: Path) -> None:
+    marker = tmp_path / "seen"
+    with subprocess.Popen(
+        [_RAYFN, "run", f"{OUTPUT_APP}::live", "--marker", str(marker)],
+        env=cluster.env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as run:
+        assert run.stdout is not None
+        for line in run.stdout:  # the call waits for the marker, made once we read this
+            if re.match(_PREFIX + "waiting for the marker$", line):
+                marker.touch()
+                break
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert re.search(_PREFIX + r"printed at [\d.]+$", out, re.M), out
+    assert "seen" in out.splitlines()  # the result; the call's last print may come after
+
+
+def _statuses(cluster: Cluster, ids: list[str]) -> list[str]:
+    listed = cluster.cli("call", "list", "--app", "test-output", "--limit", "1000", "--json")
+    assert listed.returncode == 0, listed.stderr
+    found = {c["call_id"]: c["status"] for c in json.loads(listed.stdout)}
+    return [found.get(i, "missing") for i in ids]
+
+
+def _ephemeral_apps(cluster: Cluster) -> list[str]:
+    listed = cluster.cli("app", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return [a["name"] for a in json.loads(listed.stdout) if a["name"].startswith("test-output@")]
+
+
+def _eventually(check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
+def test_run_cancels_calls_left_running_and_detach_keeps_them(cluster: Cluster) -> None:
+    ran = cluster.cli("run", f"{OUTPUT_APP}::leave", "--n", "3", "--seconds", "60")
+    assert ran.returncode == 0, ran.stderr
+    ids = ran.stdout.split()
+    assert len(ids) == 3
+    assert "Cancelled 3 calls of test-output@ep-" in ran.stderr
+    assert _statuses(cluster, ids) == ["CANCELLED"] * 3
+    assert _ephemeral_apps(cluster) == []
+
+    detached = cluster.cli("run", "--detach", f"{OUTPUT_APP}::leave", "--n", "2", "--seconds", "3")
+    assert detached.returncode == 0, detached.stderr
+    ids = detached.stdout.split()[:2]
+    assert "Detached:" in detached.stdout
+    assert _eventually(lambda: _statuses(cluster, ids) == ["SUCCEEDED"] * 2)
+    # Once its calls ended, the detached app stops by itself.
+    assert _eventually(lambda: _ephemeral_apps(cluster) == [], timeout=15)
+
+
+def test_a_killed_run_leaves_no_app_and_no_calls_behind(cluster: Cluster) -> None:
+    env = {**cluster.env(), "RAYFN_CLIENT_GRACE": "3"}
+    with subprocess.Popen(
+        [_RAYFN, "run", f"{OUTPUT_APP}::hang"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as run:
+        try:
+            assert run.stdout is not None
+            ids = run.stdout.readline().split()
+            assert len(ids) == 2
+            assert len(_ephemeral_apps(cluster)) == 1
+        finally:
+            run.send_signal(signal.SIGKILL)
+    assert _eventually(lambda: _ephemeral_apps(cluster) == [], timeout=30)
+    assert _statuses(cluster, ids) == ["CANCELLED"] * 2
+
+
+def test_an_entrypoint_that_raises_exits_1_with_the_users_traceback(cluster: Cluster) -> None:
+    ran = cluster.cli("run", f"{OUTPUT_APP}::fails")
+    assert ran.returncode == 1
+    err = ran.stderr
+    assert 'raise ValueError(f"bad input {x}")' in err, err
+    assert err.strip().splitlines()[-1] == (
+        "Error: tests/apps/output_app.py::fails raised ValueError: bad input 7"
+    )
+    for internal in ("typer", "click", "site-packages/rayfn", "rayfn/sdk", "/ray/"):
+        assert internal not in err, err
+
+
+def test_sigterm_stops_a_run_at_once_without_a_stack_dump(cluster: Cluster) -> None:
+    with subprocess.Popen(
+        [_RAYFN, "run", f"{OUTPUT_APP}::hang"],
+        env=cluster.env(),  # the default grace (30 s): the run itself cancels its calls
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as run:
+        assert run.stdout is not None
+        ids = run.stdout.readline().split()
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert "Interrupted" in err and "Cancelled 2 calls" in err, err
+    assert "SIGTERM" not in err and "***" not in err and "Traceback" not in err, err
+    assert _statuses(cluster, ids) == ["CANCELLED"] * 2
+    assert _ephemeral_apps(cluster) == []

@@ -403,3 +403,39 @@ def test_listing_and_the_call_graph() -> None:
     assert [i.call_id for i in book.listing("app", "f", None, 10, "fc-child")] == ["fc-0"]
     graph = book.graph(book.calls["fc-0"])
     assert [child.call_id for child in graph.children] == ["fc-child"]
+
+
+def test_an_ended_app_cancels_only_its_unfinished_calls_and_says_why() -> None:
+    p = policy(max_containers=1)
+    book = book_with(b"done", b"running", b"queued")
+    book.accept("fc-other", ("other", "f"), b"x", 60.0, T0)
+    (done,) = launches(book.dispatch(p, T0))
+    book.launch_ended(done, [ok(T0 + 1)], None, None, T0 + 1)
+    (running,) = launches(book.dispatch(p, T0 + 1))
+    book.started("fc-1", 1, T0 + 1, p)
+    assert book.unfinished == {"app": 2, "other": 1}
+
+    assert book.cancel_app("app", None, T0 + 2) == ([], 0)  # no reason given: nothing
+    commands, cancelled = book.cancel_app("app", "Its client went away.", T0 + 2)
+    assert cancelled == 2 and Kill("fc-1") in commands
+    assert [book.calls[f"fc-{i}"].status for i in range(3)] == [
+        CallStatus.SUCCEEDED,
+        CallStatus.CANCELLED,
+        CallStatus.CANCELLED,
+    ]
+    assert book.calls["fc-2"].failure.message == "Its client went away."
+    assert book.calls["fc-other"].status is CallStatus.QUEUED
+    assert book.unfinished["app"] == 0 and book.unfinished["other"] == 1
+    assert book.cancel_app("app", "again", T0 + 3) == ([], 0)
+    # The killed attempt ends later: nothing changes.
+    book.launch_ended(running, None, CRASH, None, T0 + 3)
+    assert book.calls["fc-1"].status is CallStatus.CANCELLED and book.unfinished["app"] == 0
+
+
+def test_restore_counts_the_unfinished_calls_of_each_app() -> None:
+    book = book_with(b"done", b"queued")
+    (done,) = launches(book.dispatch(policy(max_containers=1), T0))
+    book.launch_ended(done, [ok(T0 + 1)], None, None, T0 + 1)
+    again = Book(max_tombstones=100)
+    again.restore(journal_of(book), T0 + 2)
+    assert again.unfinished == {"app": 1}
