@@ -17,7 +17,7 @@ import ray
 
 from rayfn.runtime.constants import RECLAIM_IDLE_S
 from rayfn.runtime.records import AttemptMeta, ContainerOptions
-from rayfn.runtime.resources import Resources
+from rayfn.runtime.resources import Resources, fits_some_node
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def to_reclaim(
     """
     short: Resources = {}
     for shape, count in waiting:
-        if any(all(node.get(k, 0.0) >= v for k, v in shape.items()) for node in nodes):
+        if fits_some_node(shape, nodes):
             for name, amount in shape.items():
                 short[name] = short.get(name, 0.0) + amount * count
     for held in freeing:

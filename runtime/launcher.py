@@ -174,7 +174,7 @@ class Launcher:
         """Stop idle containers early when Ray has work it cannot place for want of
         what they hold (calls of other functions, other classes' containers)."""
         try:
-            waiting, nodes = await asyncio.to_thread(_pending_demand)
+            waiting, nodes = await asyncio.to_thread(pending_demand)
             now = time.monotonic()  # containers may have taken calls meanwhile
             idle = [(slot, pool) for pool in self._pools.values() for slot in pool.reclaimable(now)]
             chosen = to_reclaim(
@@ -200,7 +200,7 @@ class Launcher:
         task.add_done_callback(self._stopping.pop)
 
 
-def _pending_demand() -> tuple[list[tuple[Resources, int]], list[Resources]]:
+def pending_demand() -> tuple[list[tuple[Resources, int]], list[Resources]]:
     """What Ray cannot place now (resource shapes, each with how many tasks and actors
     wait for it), and each live node's total resources: the GCS's view, as the
     autoscaler reads it (about a millisecond; called off the event loop)."""

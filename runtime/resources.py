@@ -106,3 +106,11 @@ def held_resources(ray_options: dict[str, Any]) -> Resources:
     if accelerator is not None:
         held[f"accelerator_type:{accelerator}"] = 0.001  # what Ray asks of the type's nodes
     return {name: amount for name, amount in held.items() if amount > 0}
+
+
+def fits_some_node(shape: Resources, nodes: list[Resources]) -> bool:
+    """Whether one of ``nodes`` (each node's total resources) could ever hold ``shape``;
+    if none can, it waits for a new node (an autoscaler's), whatever else is freed."""
+    return any(
+        all(node.get(name, 0.0) >= amount for name, amount in shape.items()) for node in nodes
+    )

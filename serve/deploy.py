@@ -24,6 +24,7 @@ from rayfn._web import check_route_free
 from rayfn.exception import InvalidError
 from rayfn.runtime.constants import KV_API_CONFIG, NAMESPACE
 from rayfn.runtime.records import FunctionOptions, WebEndpoint
+from rayfn.runtime.resources import fits_some_node, held_resources
 from rayfn.serve._guard import token_digest
 from rayfn.serve._hosting import ApiConfig, JobAPI, WebFunction
 
@@ -154,24 +155,40 @@ def deploy_web_functions(
         assert function.web is not None
         code, options = _code_and_options(function)
         prefix = _route_prefix(app_name, name, function.web, dev)
-        # An HTTP handler mostly waits: it holds no CPU unless the function asks for one.
-        actor_options: dict[str, Any] = {"num_cpus": options.cpu or 0.0}
+        # What its calls would ask of Ray (memory=, gpu=), but an HTTP handler mostly
+        # waits: it holds no CPU unless the function asks for one.
+        cluster = ray.cluster_resources() if options.gpu is not None else None  # fallbacks
+        actor_options = {**options.ray_task_options(cluster), "num_cpus": options.cpu or 0.0}
         if runtime_env is not None:
             actor_options["runtime_env"] = runtime_env
         deployment = serve.deployment(name=f"{app_name}.{name}", ray_actor_options=actor_options)(
             WebFunction
         )
+        # Serve waits for the replica to run; one no node can hold would wait forever.
+        needs = held_resources(actor_options)
+        wait = fits_some_node(needs, _node_totals())
+        if not wait:
+            logger.warning(
+                "%s.%s waits for a node with %s: no node of the cluster has that now",
+                app_name,
+                name,
+                ", ".join(f"{amount:g} {resource}" for resource, amount in needs.items()),
+            )
         try:
-            serve.run(
+            serve._run(
                 deployment.bind(code, function.web.kind, function.web.method),
                 name=_serve_name(app_name, name, dev),
                 route_prefix=prefix,
-                blocking=False,
+                _blocking=wait,
             )
         except Exception as exc:
             raise InvalidError(f"Serving {app_name}.{name} at {prefix} failed: {exc}") from exc
         endpoints.append(Endpoint(name, base_url() + prefix))
     return endpoints
+
+
+def _node_totals() -> list[dict[str, float]]:
+    return [node["Resources"] for node in ray.nodes() if node["Alive"]]
 
 
 def check_routes(
@@ -215,10 +232,16 @@ def _route_prefix(app_name: str, function: str, web: WebEndpoint, dev: bool) -> 
     return f"/{app_name}{'-dev' if dev else ''}/{function}"
 
 
+def serve_app_prefix(app_name: str, *, dev: bool = False) -> str:
+    """How the Serve applications of an app's web functions are named (their replica
+    actors are ``ServeReplica:<that name>...``)."""
+    return f"rayfn{'-dev' if dev else ''}:{app_name}:"
+
+
 def _serve_name(app_name: str, function: str, dev: bool) -> str:
-    return f"rayfn{'-dev' if dev else ''}:{app_name}:{function}"
+    return serve_app_prefix(app_name, dev=dev) + function
 
 
 def _serve_apps_of(app_name: str, dev: bool) -> list[str]:
-    prefix = f"rayfn{'-dev' if dev else ''}:{app_name}:"
+    prefix = serve_app_prefix(app_name, dev=dev)
     return [n for n in serve.status().applications if n.startswith(prefix)]

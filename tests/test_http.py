@@ -24,8 +24,9 @@ from ray import serve
 import rayfn
 from rayfn._loader import find_app, import_file
 from rayfn.exception import InvalidError, NotFoundError
-from rayfn.serve.deploy import deploy_api, stop_api
-from tests.apps import api_jobs, http_worker
+from rayfn.runtime.launcher import pending_demand
+from rayfn.serve.deploy import delete_web_functions, deploy_api, stop_api
+from tests.apps import api_jobs, http_worker, web_resources
 from tests.conftest import ROOT, Cluster, free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -305,6 +306,24 @@ def test_fastapi_endpoint_serves_one_function(base: str) -> None:
     assert url == f"{base}/api-jobs/square"
     answer = httpx.get(url, params={"x": 7}, timeout=30)
     assert (answer.status_code, answer.json()) == (200, {"square": 49})
+
+
+def test_web_replicas_hold_the_resources_their_function_asks_for(base: str) -> None:
+    web_resources.app.deploy()
+    try:
+        answer = poll(web_resources.sized.get_web_url(), 200, seconds=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"CPU": 0.5, "memory": 256 * 1024 * 1024}
+        # No GPU here: deploy did not wait for it; the replica waits for one, asked of
+        # Ray, instead of running on CPU.
+        deadline = time.monotonic() + 30
+        while ({"GPU": 1.0}, 1) not in pending_demand()[0]:
+            assert time.monotonic() < deadline, pending_demand()
+            time.sleep(0.2)
+        status = serve.status().applications["rayfn:web-resources:needs_gpu"]
+        assert status.deployments["web-resources.needs_gpu"].replica_states == {"STARTING": 1}
+    finally:
+        delete_web_functions("web-resources")
 
 
 def test_async_twins_in_the_sdk(base: str) -> None:
