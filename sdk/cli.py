@@ -348,6 +348,7 @@ def http_start() -> None:
     """Run the built-in job API on Ray Serve. Example: rayfn http start"""
     from rayfn.serve.deploy import deploy_api
 
+    _connection.connect()  # rayfn's way, with the cluster's token: Serve's own has none
     api = deploy_api()
     out.print(f"job API => {api}/v1 (docs: {api}/docs)", highlight=False)
 

@@ -46,12 +46,14 @@ class Cluster:
             timeout=timeout,
         )
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run the ``rayfn`` command line against this cluster."""
+    def cli(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the ``rayfn`` command line against this cluster (``env``: added)."""
         rayfn = Path(sys.executable).parent / "rayfn"
         return subprocess.run(
             [str(rayfn), *args],
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             cwd=ROOT,
             capture_output=True,
             text=True,
