@@ -355,6 +355,11 @@ def test_rayfn_serve_reloads_and_stops_cleanly_on_sigterm(
             url = _wait_for_line(proc, " => ").split(" => ")[1].strip()
             assert url == f"{base}/served-dev/hello"
             assert httpx.get(url, timeout=10).json() == {"version": "first"}
+            # The app's image applies, and what handlers print or raise shows here.
+            assert httpx.get(f"{url}/flavour", timeout=10).json() == "from-the-image"
+            _wait_for_line(proc, "[hello web] asked for the flavour")
+            assert httpx.get(f"{url}/boom", timeout=10).status_code == 500
+            _wait_for_line(proc, "RuntimeError: boom in the handler")
 
             source.write_text(_served_app("second"))
             _wait_for_line(proc, "reloading")
@@ -415,11 +420,16 @@ def test_token_protects_every_route_but_healthz(cluster: Cluster, base: str) -> 
 
 def _served_app(version: str) -> str:
     return (
-        "import fastapi\nimport rayfn\n"
-        'app = rayfn.App("served")\n'
+        "import os\nimport fastapi\nimport rayfn\n"
+        'image = rayfn.Image.debian_slim().env({"FLAVOUR": "from-the-image"})\n'
+        'app = rayfn.App("served", image=image)\n'
         "web = fastapi.FastAPI()\n"
         '@web.get("/")\n'
         f'def root():\n    return {{"version": "{version}"}}\n'
+        '@web.get("/flavour")\n'
+        'def flavour():\n    print("asked for the flavour")\n    return os.environ["FLAVOUR"]\n'
+        '@web.get("/boom")\n'
+        'def boom():\n    raise RuntimeError("boom in the handler")\n'
         "@app.function()\n@rayfn.asgi_app()\n"
         "def hello():\n    return web\n"
     )
