@@ -85,6 +85,9 @@ class ControlActor:
         # client let go of them (`rayfn run --detach`), which stop once their calls end.
         self._seen: dict[str, float] = {}
         self._detached: set[str] = set()
+        # What each app's last deploy replaced, so a deploy that fails halfway (its
+        # web functions cannot be served) can be undone.
+        self._replaced: dict[str, Deployment | None] = {}
         self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever())
 
     async def deploy(self, spec: AppSpec) -> tuple[AppInfo, AppInfo | None]:
@@ -107,6 +110,7 @@ class ControlActor:
                 namespace=NAMESPACE,
             )
         self._apps[spec.name] = deployment
+        self._replaced[spec.name] = previous
         self._last_version[spec.name] = version
         if spec.ephemeral:
             self._seen[spec.name] = time.monotonic()
@@ -122,12 +126,31 @@ class ControlActor:
         stopped = self._apps.pop(app, None)
         if stopped is None:
             return None
+        self._replaced.pop(app, None)
         self._seen.pop(app, None)
         self._detached.discard(app)
         cancelled = await self._tell_registry_app_changed(app, cancel_why)
         drop_code(app, below_version=None if stopped.spec.ephemeral else stopped.version)
         internal_kv._internal_kv_del(_kv_key(app), namespace=NAMESPACE)
         return cancelled
+
+    async def roll_back(
+        self, app: str, version: int
+    ) -> tuple[AppSpec, dict[str, Any] | None] | None:
+        """Undo the deploy that made ``version`` of ``app`` (its web functions could not
+        be served): the deployment it replaced comes back (as a new version, versions
+        only grow), or, if there was none, the app stops. Returns the spec and
+        runtime env now deployed, for the client to serve its web functions again."""
+        current = self._apps.get(app)
+        if current is None or current.version != version:
+            return None  # deployed again meanwhile: that deploy is the one that counts
+        previous = self._replaced.pop(app, None)
+        if previous is None:
+            await self.stop(app)
+            return None
+        await self.deploy(previous.spec)
+        self._replaced.pop(app, None)
+        return previous.spec, self._apps[app].runtime_env
 
     async def heartbeat(self, app: str) -> bool:
         """The client running ephemeral ``app`` is still there; False: the app is gone."""

@@ -193,8 +193,8 @@ def run_call(
     attempt = int(attempt_text)
     if report_start:
         _start_reporter().running(call_id, attempt, started_at)
-    token = _current_call_id.set(call_id)
     tagged = output.begin(output.call_tag(code_key, call_id))
+    token = _current_call_id.set(call_id)
     try:
         env = secret_env(secret_names) if secret_names else {}
         with environment(env):
@@ -205,8 +205,8 @@ def run_call(
     except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
         return _failed(started_at, RemoteFailure.capture(exc, None))
     finally:
-        output.end(tagged)
         _current_call_id.reset(token)
+        output.end(tagged)
         if report_start:
             _start_reporter().done()
 

@@ -29,7 +29,8 @@ _fallback: str | None = None  # threads the call started carry no context: its l
 
 def call_tag(code_key: str, call_id: str) -> str:
     """The task name a call's output goes under: its app's digest, function and id."""
-    digest, _version, function = code_key[len(KV_CODE_PREFIX) :].split(":", 2)
+    parts = code_key.removeprefix(KV_CODE_PREFIX).split(":", 2)
+    digest, function = (parts[0], parts[2]) if len(parts) == 3 else ("", code_key)
     return f"{TAG}{digest}|{function}|{call_id}"
 
 

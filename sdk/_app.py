@@ -304,7 +304,11 @@ class App:
             from rayfn.serve.deploy import deploy_web_functions
 
             served = _progress.step(f"serve {len(web)} web functions", 1)
-            deploy_web_functions(app_name, self._functions, runtime_env=info.runtime_env)
+            try:
+                deploy_web_functions(app_name, self._functions, runtime_env=info.runtime_env)
+            except BaseException:
+                _roll_back(app_name, info.version)  # all or nothing
+                raise
             served(1)
         if previous is not None and previous.source and previous.source != self.source:
             logger.warning(
@@ -390,6 +394,22 @@ class App:
         # Shipped inside a function's globals, an app is just its name: its functions
         # travel on their own.
         return (App, (self._name,))
+
+
+def _roll_back(app_name: str, version: int) -> None:
+    """Put back what a deploy replaced, its web functions included, or remove
+    everything of a first deploy."""
+    from rayfn.serve.deploy import delete_web_functions, deploy_web_functions
+
+    try:
+        restored = _connection.ask(_connection.control(), "roll_back", app_name, version)
+        if restored is None:
+            delete_web_functions(app_name)
+        else:
+            spec, runtime_env = restored
+            deploy_web_functions(app_name, spec.functions, runtime_env=runtime_env)
+    except Exception as exc:  # the deploy's own error is the one to report
+        logger.warning("Putting back what was deployed of %r failed: %s", app_name, exc)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ API's catch-all ``/``.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,7 @@ from rayfn._serialization import dumps_function
 from rayfn._web import check_route_free
 from rayfn.exception import InvalidError
 from rayfn.runtime.constants import KV_API_CONFIG, NAMESPACE
-from rayfn.runtime.records import FunctionOptions, WebEndpoint
+from rayfn.runtime.records import FunctionOptions, FunctionSpec, WebEndpoint
 from rayfn.runtime.resources import fits_some_node, held_resources
 from rayfn.serve._guard import token_digest
 from rayfn.serve._hosting import ApiConfig, JobAPI, WebFunction
@@ -135,7 +137,7 @@ def api_replicas(cores: int) -> dict[str, Any]:
 
 def deploy_web_functions(
     app_name: str,
-    functions: dict[str, Function],
+    functions: Mapping[str, Function | FunctionSpec],
     *,
     runtime_env: dict[str, Any] | None = None,
     dev: bool = False,
@@ -182,7 +184,11 @@ def deploy_web_functions(
                 _blocking=wait,
             )
         except Exception as exc:
-            raise InvalidError(f"Serving {app_name}.{name} at {prefix} failed: {exc}") from exc
+            summary, frames = _why_it_failed(_serve_name(app_name, name, dev)) or (str(exc), "")
+            failed = InvalidError(f"Serving {app_name}.{name} at {prefix} failed: {summary}")
+            if frames:
+                failed.add_note(frames)  # the user's traceback, from the replica
+            raise failed from None
         endpoints.append(Endpoint(name, base_url() + prefix))
     return endpoints
 
@@ -192,8 +198,8 @@ def _node_totals() -> list[dict[str, float]]:
 
 
 def check_routes(
-    app_name: str, functions: dict[str, Function], *, dev: bool = False
-) -> dict[str, Function]:
+    app_name: str, functions: Mapping[str, Function | FunctionSpec], *, dev: bool = False
+) -> dict[str, Function | FunctionSpec]:
     """The app's web functions, once none of their routes is the job API's.
 
     Raises:
@@ -221,9 +227,51 @@ def delete_web_functions(app_name: str, *, dev: bool = False) -> list[str]:
     return names
 
 
-def _code_and_options(function: Function) -> tuple[bytes, FunctionOptions]:
+def _code_and_options(function: Function | FunctionSpec) -> tuple[bytes, FunctionOptions]:
+    if isinstance(function, FunctionSpec):  # as deployed before: a deploy rolled back
+        return function.code, function.options
     raw, options = function.definition()
     return dumps_function(raw), options
+
+
+def _why_it_failed(serve_name: str) -> tuple[str, str] | None:
+    """What Serve says of a web function's failed deployment: its replicas' error."""
+    status = serve.status().applications.get(serve_name)
+    if status is None:
+        return None
+    for deployment in status.deployments.values():
+        if deployment.message:
+            return replica_failure(deployment.message)
+    return (status.message, "") if status.message else None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FRAME = re.compile(r'^  File "([^"]+)", line \d+')
+_NOT_USERS = ("/site-packages/", "/dist-packages/", "/lib/python3", "<frozen")
+
+
+def replica_failure(message: str) -> tuple[str, str]:
+    """From Serve's message for a deployment whose replicas failed to start (a long
+    text of Ray's and Serve's frames around the user's error): the error's last line,
+    and its innermost traceback with only the user's frames."""
+    text = _ANSI.sub("", message).strip()
+    if "Traceback (most recent call last):" not in text:
+        return text.splitlines()[-1] if text else message, ""
+    inner = text.rsplit("Traceback (most recent call last):", 1)[1]
+    lines = [line for line in inner.splitlines() if line.strip()]
+    if not lines:
+        return text.strip(), ""
+    kept = ["Traceback (most recent call last):"]
+    keep = True
+    for line in lines:
+        frame = _FRAME.match(line)
+        if frame is not None:
+            keep = not any(part in frame.group(1) for part in _NOT_USERS)
+        elif not line.startswith(" "):
+            keep = True  # the exception's own lines
+        if keep:
+            kept.append(line)
+    return lines[-1].strip(), "\n".join(kept) if len(kept) > 1 else ""
 
 
 def _route_prefix(app_name: str, function: str, web: WebEndpoint, dev: bool) -> str:

@@ -387,6 +387,54 @@ def test_rayfn_deploy_stays_up_until_app_stop(cluster: Cluster, base: str, tmp_p
     assert httpx.get(f"{base}/deployed-web/hello", timeout=10).status_code == 404
 
 
+def test_a_failed_deploy_leaves_the_previous_version_serving_or_nothing(
+    cluster: Cluster, base: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "flaky_web.py"
+    url = f"{base}/flaky-web/site"
+
+    def deploy(broken: bool) -> subprocess.CompletedProcess[str]:
+        source.write_text(_flaky_app(broken))
+        return cluster.cli("deploy", str(source))
+
+    def listed() -> dict[str, int]:
+        apps = json.loads(cluster.cli("app", "list", "--json").stdout)
+        return {a["name"]: a["version"] for a in apps}
+
+    first = deploy(broken=True)  # nothing before it: nothing after it
+    assert first.returncode == 1
+    err = first.stderr
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith("ModuleNotFoundError: No module named 'not_a_module_here'")
+    ), err
+    assert "import not_a_module_here" in err and str(source) in err, err  # the user's frame
+    assert "site-packages" not in err and "Failed to update the deployments" not in err, err
+    assert "flaky-web" not in listed()
+    assert not any(n.startswith("rayfn:flaky-web:") for n in serve.status().applications)
+
+    assert deploy(broken=False).returncode == 0
+    assert httpx.get(url, timeout=10).json() == {"v": "good"}
+    assert deploy(broken=True).returncode == 1  # the good version comes back
+    assert poll_json(url, {"v": "good"})
+    assert listed()["flaky-web"] == 4  # versions only grow: the good one, deployed again
+    assert cluster.cli("app", "stop", "flaky-web").returncode == 0
+
+
+def _flaky_app(broken: bool) -> str:
+    return (
+        "import fastapi\nimport rayfn\n"
+        'app = rayfn.App("flaky-web")\n'
+        "@app.function()\n@rayfn.asgi_app()\n"
+        "def site():\n"
+        + ("    import not_a_module_here  # noqa\n" if broken else "")
+        + "    web = fastapi.FastAPI()\n"
+        '    web.get("/")(lambda: {"v": "good"})\n'
+        "    return web\n"
+    )
+
+
 def test_token_protects_every_route_but_healthz(cluster: Cluster, base: str) -> None:
     """A token set while the API already runs is applied to it; a later deploy
     without the variable keeps it (removing a token takes `rayfn http stop`)."""

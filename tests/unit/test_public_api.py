@@ -27,6 +27,7 @@ def test_public_names() -> None:
             "asgi_app",
             "concurrent",
             "current_function_call_id",
+            "enable_output",
             "enter",
             "exception",
             "exit",
