@@ -53,6 +53,8 @@ def connect() -> None:
             address = record.address
         if record is not None and record.address == address:
             _use_token(record.token_file)
+            if record.loopback:
+                _single_machine_mode()
         _check_reachable(address)
         try:
             # Calls run as tasks of the registry's job, so their output would not reach
@@ -63,6 +65,18 @@ def connect() -> None:
                 f"Cannot connect to the Ray cluster at {address}: {exc}. If it uses token "
                 "authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH."
             ) from exc
+
+
+def _single_machine_mode() -> None:
+    """Join rayfn's local cluster, which keeps every port on 127.0.0.1 (see
+    ``_local_cluster``), as Ray lets only a client in the same mode do: otherwise
+    ``ray.init`` swaps 127.0.0.1 for the machine's outward address, where nothing
+    answers. Ray reads the switch at import, so it is set on the module as well as in
+    the environment (for processes this one starts)."""
+    from ray._private import ray_constants
+
+    os.environ.update(_local_cluster.SINGLE_MACHINE_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _check_reachable(address: str) -> None:

@@ -5,10 +5,13 @@ started it; its pid, address and auth token live in ``$RAYFN_HOME``. Stopping se
 SIGTERM to that pid (Ray then stops every process of that cluster, and only those):
 nothing is ever killed by name.
 
-What that cluster listens on, and where, is in README.md ("Exposure"), held to the truth
-by tests/test_exposure.py: the dashboard (and Serve's HTTP port) are on 127.0.0.1; the
-GCS, raylet, workers, agents and metrics endpoints are not (Ray 2.60 binds those to
-loopback only in its single-machine mode, which every client would have to be in too).
+It runs in Ray's single-machine mode (``SINGLE_MACHINE_ENV``): Ray moves a node given
+``--node-ip-address=127.0.0.1`` to the machine's outward address, where the GCS, raylet,
+workers, agents and metrics endpoints listen on every interface, unless it believes a
+cluster cannot span machines. In that mode every process of the node binds 127.0.0.1;
+a client reaches it only in the same mode, which ``rayfn._connection`` enters for this
+cluster. What listens where is in README.md ("Exposure"), held to the truth by
+tests/test_exposure.py.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ _LOG_FILE = "cluster.log"
 _READY_MARKER = "block forever"
 _START_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 45.0
+# Ray's switch for "clusters on this platform span one machine" (meant for macOS and
+# Windows): "0" keeps the node, and so every port, on 127.0.0.1.
+SINGLE_MACHINE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class ClusterRecord:
     token_file: str
     log_file: str
     started_at: float
+    loopback: bool = False  # in Ray's single-machine mode: clients must be too
 
 
 def token_file(home: Path) -> Path:
@@ -106,9 +113,7 @@ def start(
         "--head",
         "--block",
         "--disable-usage-stats",
-        # Ray moves a node given 127.0.0.1 to the machine's outward address (as it does
-        # 127.0.0.1 in a client's ray.init), so this is not what keeps ports on loopback.
-        "--node-ip-address=127.0.0.1",
+        "--node-ip-address=127.0.0.1",  # kept there by SINGLE_MACHINE_ENV
         f"--port={gcs_port}",
         f"--ray-client-server-port={_free_port()}",
         f"--dashboard-agent-listen-port={_free_port()}",
@@ -131,6 +136,7 @@ def start(
         **(extra_env or {}),
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
+        **SINGLE_MACHINE_ENV,
     }
     env.pop("RAY_ADDRESS", None)
     log_file = home / _LOG_FILE
@@ -155,6 +161,7 @@ def start(
         token_file=str(token),
         log_file=str(log_file),
         started_at=time.time(),
+        loopback=True,
     )
     (home / _RECORD_FILE).write_text(json.dumps(asdict(record), indent=2))
     return record

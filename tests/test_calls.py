@@ -257,7 +257,7 @@ def _spawned_after_its_app_stopped(app_name: str) -> rayfn.FunctionCall:
 
     app.deploy()
     assert one.remote() == 1
-    assert ray.get(_connection.control().stop.remote(app_name))
+    assert ray.get(_connection.control().stop.remote(app_name)) is not None
     return one.spawn()
 
 
