@@ -41,6 +41,9 @@ class _Follower:
         self._deployed: set[str] = set()  # looked up inside enable_output()
         self.enabled = 0  # enable_output() blocks open
         self._thread: threading.Thread | None = None
+        self._address = ""  # of the GCS the thread follows
+        self._stop = threading.Event()
+        self._subscriber: Any = None
         self._last_line_at = 0.0
         self._progress: dict[bool, bool] = {False: False, True: False}  # a bar is drawn
 
@@ -64,6 +67,7 @@ class _Follower:
                     self._replicas[replicas] -= 1
                 self._apps += Counter()  # drops the zeros
                 self._replicas += Counter()
+            self._stop_when_idle()
 
     def note_deployed(self, app: str) -> None:
         if self.enabled:
@@ -83,33 +87,61 @@ class _Follower:
             time.sleep(0.05)
 
     def _start(self) -> None:
+        """Follow the connected cluster's log channel (again, after a reconnect)."""
+        from rayfn import _connection
+
+        _connection.connect()
+        import ray
+
+        address = ray._private.worker.global_worker.gcs_client.address  # type: ignore[attr-defined]
         with self._lock:
-            if self._thread is not None:
+            if self._thread is not None and self._thread.is_alive() and self._address == address:
                 return
-            from rayfn import _connection
-
-            _connection.connect()
-            import ray
-
-            address = ray._private.worker.global_worker.gcs_client.address  # type: ignore[attr-defined]
+            self._stop_thread()  # one of an earlier connection
+            self._stop = stop = threading.Event()
             subscriber = ray._raylet.GcsLogSubscriber(address=address)  # type: ignore[attr-defined]
             subscriber.subscribe()
+            self._subscriber = subscriber
+            self._address = address
             self._thread = threading.Thread(
-                target=self._follow, args=(subscriber,), name="rayfn-output", daemon=True
+                target=self._follow, args=(subscriber, stop), name="rayfn-output", daemon=True
             )
             self._thread.start()
 
-    def _follow(self, subscriber: Any) -> None:
-        while True:
-            try:
-                batch = subscriber.poll(timeout=_POLL_S)
-            except Exception:  # the cluster went away: nothing more to show
-                return
-            if batch:
-                prefix = self._prefix(batch)
+    def _stop_when_idle(self) -> None:
+        """No thread while nothing is followed: a subscriber left polling a cluster
+        that has gone spins a core inside Ray."""
+        with self._lock:
+            if not self._apps and not self._replicas and not self.enabled:
+                self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        self._stop.set()
+        if self._subscriber is not None:
+            self._subscriber.close()  # wakes a poll in flight
+            self._subscriber = None
+        self._thread = None
+
+    def _follow(self, subscriber: Any, stop: threading.Event) -> None:
+        import ray
+
+        try:
+            while not stop.is_set():
+                try:
+                    batch = subscriber.poll(timeout=_POLL_S)
+                except Exception:  # the cluster went away: nothing more to show
+                    return
+                if batch is None:  # the GCS does not answer (Ray answers at once)
+                    if not ray.is_initialized():
+                        return
+                    stop.wait(_POLL_S)
+                    continue
+                prefix = self._prefix(batch) if batch else None
                 if prefix is not None:
                     self._last_line_at = time.monotonic()
                     self._show(prefix, batch["lines"], bool(batch.get("is_err")))
+        except Exception:  # closed under it by _stop_thread
+            return
 
     def _prefix(self, batch: dict[str, Any]) -> str | None:
         """How to prefix the batch's lines, or None when no one here follows it."""
@@ -164,3 +196,4 @@ def enable_output(show_progress: bool = True) -> Iterator[None]:
     finally:
         follower.drain()
         follower.enabled -= 1
+        follower._stop_when_idle()

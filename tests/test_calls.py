@@ -13,7 +13,7 @@ import pytest
 import ray
 
 import rayfn
-from rayfn import _connection
+from rayfn import _connection, _output
 from rayfn.exception import NotFoundError, OutputExpiredError, RemoteError
 from tests.apps import jobs
 from tests.conftest import Cluster
@@ -174,6 +174,9 @@ def test_ephemeral_run_does_not_replace_the_deployed_app(cluster: Cluster) -> No
     names = [a.name for a in _list_apps()]
     assert "test-jobs" in names
     assert not any(n.startswith("test-jobs@") for n in names)  # stopped on exit
+    # Nothing left following Ray's log channel: a subscriber outliving its cluster
+    # spins a core inside Ray (it did, through every later test module).
+    assert _output.follower._thread is None
 
 
 def test_local_runs_in_this_process(cluster: Cluster) -> None:

@@ -345,3 +345,17 @@ def test_http_start_reaches_a_token_protected_cluster(cluster: Cluster) -> None:
     assert started.returncode == 0, started.stderr
     url = started.stdout.split("job API => ", 1)[1].split("/v1", 1)[0]
     assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+
+
+def test_enable_output_shows_what_deployed_functions_print(cluster: Cluster) -> None:
+    script = (
+        "import rayfn\n"
+        "from tests.apps import output_app\n"
+        "output_app.app.deploy()\n"
+        "with rayfn.enable_output():\n"
+        "    print(rayfn.Function.from_name('test-output', 'chatty').remote(8))\n"
+    )
+    ran = cluster.python(script)
+    assert ran.returncode == 0, ran.stderr
+    assert re.search(_PREFIX + "hello from call 8$", ran.stdout, re.M), ran.stdout
+    assert cluster.cli("app", "stop", "test-output").returncode == 0
