@@ -228,14 +228,7 @@ def test_run_shows_what_calls_print_once_with_function_and_call(cluster: Cluster
 
 def test_run_streams_output_while_the_call_runs(cluster: Cluster, tmp_path: Path) -> None:
     marker = tmp_path / "seen"
-    with subprocess.Popen(
-        [_RAYFN, "run", f"{OUTPUT_APP}::live", "--marker", str(marker)],
-        env=cluster.env(),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as run:
+    with _running(cluster, f"{OUTPUT_APP}::live", "--marker", str(marker)) as run:
         assert run.stdout is not None
         for line in run.stdout:  # the call waits for the marker, made once we read this
             if re.match(_PREFIX + "waiting for the marker$", line):
@@ -245,6 +238,18 @@ def test_run_streams_output_while_the_call_runs(cluster: Cluster, tmp_path: Path
     assert run.returncode == 0, err
     assert re.search(_PREFIX + r"printed at [\d.]+$", out, re.M), out
     assert "seen" in out.splitlines()  # the result; the call's last print may come after
+
+
+def _running(cluster: Cluster, *args: str, grace: str = "30") -> subprocess.Popen[str]:
+    """``rayfn run ARGS`` in the background, its output in pipes."""
+    return subprocess.Popen(
+        [_RAYFN, "run", *args],
+        env={**cluster.env(), "RAYFN_CLIENT_GRACE": grace},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _statuses(cluster: Cluster, ids: list[str]) -> list[str]:
@@ -288,15 +293,7 @@ def test_run_cancels_calls_left_running_and_detach_keeps_them(cluster: Cluster) 
 
 
 def test_a_killed_run_leaves_no_app_and_no_calls_behind(cluster: Cluster) -> None:
-    env = {**cluster.env(), "RAYFN_CLIENT_GRACE": "3"}
-    with subprocess.Popen(
-        [_RAYFN, "run", f"{OUTPUT_APP}::hang"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as run:
+    with _running(cluster, f"{OUTPUT_APP}::hang", grace="3") as run:
         try:
             assert run.stdout is not None
             ids = run.stdout.readline().split()
@@ -321,14 +318,8 @@ def test_an_entrypoint_that_raises_exits_1_with_the_users_traceback(cluster: Clu
 
 
 def test_sigterm_stops_a_run_at_once_without_a_stack_dump(cluster: Cluster) -> None:
-    with subprocess.Popen(
-        [_RAYFN, "run", f"{OUTPUT_APP}::hang"],
-        env=cluster.env(),  # the default grace (30 s): the run itself cancels its calls
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as run:
+    # The default grace (30 s): the run itself cancels its calls.
+    with _running(cluster, f"{OUTPUT_APP}::hang") as run:
         assert run.stdout is not None
         ids = run.stdout.readline().split()
         run.send_signal(signal.SIGTERM)
