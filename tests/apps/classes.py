@@ -38,9 +38,11 @@ class Model:
 @rayfn.concurrent(max_inputs=4)
 class Server:
     @rayfn.method()
-    def handle(self, seconds: float) -> float:
+    def handle(self, seconds: float) -> tuple[float, float]:
+        """Sleeps; returns when it started and ended."""
+        started = time.time()
         time.sleep(seconds)
-        return seconds
+        return started, time.time()
 
 
 @app.cls(max_containers=2)  # 1 CPU each, default scaledown_window (60 s)
