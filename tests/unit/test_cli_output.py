@@ -8,18 +8,18 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from rayfn import _cli_common
+from rayfn.cli import _common
 
 
 def test_a_table_wider_than_the_console_keeps_its_ids_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     narrow = Console(file=io.StringIO(), width=60, soft_wrap=True)
-    monkeypatch.setattr(_cli_common, "out", narrow)
+    monkeypatch.setattr(_common, "out", narrow)
     table = Table("Call", "Function", "Status", "Created")
     call_id = "fc-0-1-uqqcevxbpamuy7taqcxkqyalky"
     table.add_row(call_id, "my-job-queue.process_job", "SUCCEEDED", "2026-12-03 18:48:44")
-    _cli_common.print_table(table)
+    _common.print_table(table)
     printed = narrow.file.getvalue()  # type: ignore[attr-defined]
     assert call_id in printed and "…" not in printed
     assert len(printed.splitlines()) == 5  # header rule, header, rule, the row, bottom

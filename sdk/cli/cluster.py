@@ -8,12 +8,13 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from rayfn import _local_cluster
-from rayfn._cli_common import dashboard_address, friendly, out, when
 from rayfn._config import settings
+from rayfn.cli._common import LauncherConfig, Yes, dashboard_address, out, when
 from rayfn.exception import InvalidError
 from rayfn.runtime.resources import parse_gpu
 
@@ -23,19 +24,21 @@ cluster_cli = typer.Typer(
 
 
 @cluster_cli.command("start")
-@friendly
 def cluster_start(
-    num_cpus: int | None = typer.Option(None, help="CPUs to offer (default: all)."),
-    num_gpus: int | None = typer.Option(
-        None,
-        help="GPUs to offer (default: those Ray detects); more than the machine has "
-        "declares fake ones, for trying gpu= functions on a laptop.",
-    ),
-    gpu_type: str | None = typer.Option(
-        None, help='Accelerator type the GPUs are declared as, e.g. A100 (for gpu="A100").'
-    ),
-    port: int | None = typer.Option(None, help="GCS port (default: 6379 if free)."),
-    dashboard: bool = typer.Option(True, help="Run the Ray dashboard."),
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs to offer (default: all).")] = None,
+    num_gpus: Annotated[
+        int | None,
+        typer.Option(
+            help="GPUs to offer (default: those Ray detects); more than the machine has "
+            "declares fake ones, for trying gpu= functions on a laptop."
+        ),
+    ] = None,
+    gpu_type: Annotated[
+        str | None,
+        typer.Option(help='Accelerator type the GPUs are declared as, e.g. A100 (for gpu="A100").'),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="GCS port (default: 6379 if free).")] = None,
+    dashboard: Annotated[bool, typer.Option(help="Run the Ray dashboard.")] = True,
 ) -> None:
     """Start a local Ray cluster in the background, if none is running.
     Example: rayfn cluster start --num-cpus 2 --num-gpus 1 --gpu-type A100"""
@@ -73,7 +76,6 @@ def cluster_start(
 
 
 @cluster_cli.command("stop")
-@friendly
 def cluster_stop() -> None:
     """Stop the local cluster rayfn started (only that one). Example: rayfn cluster stop"""
     record = _local_cluster.stop(settings().home)
@@ -84,7 +86,6 @@ def cluster_stop() -> None:
 
 
 @cluster_cli.command("status")
-@friendly
 def cluster_status() -> None:
     """Say whether the local cluster runs, and where. Example: rayfn cluster status"""
     record = _local_cluster.read_record(settings().home)
@@ -100,22 +101,14 @@ def cluster_status() -> None:
 
 
 @cluster_cli.command("up")
-@friendly
-def cluster_up(
-    config: Path = typer.Argument(Path("cluster.yaml"), help="Ray cluster launcher config."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-) -> None:
+def cluster_up(config: LauncherConfig = Path("cluster.yaml"), yes: Yes = False) -> None:
     """Create or update a cloud cluster from a launcher config (`ray up`), checked with
     Ray's own validation first. Example: rayfn cluster up cluster.yaml -y"""
     _run_ray("up", _checked_launcher_config(config), yes)
 
 
 @cluster_cli.command("down")
-@friendly
-def cluster_down(
-    config: Path = typer.Argument(Path("cluster.yaml"), help="Ray cluster launcher config."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-) -> None:
+def cluster_down(config: LauncherConfig = Path("cluster.yaml"), yes: Yes = False) -> None:
     """Tear down the cloud cluster of a launcher config (`ray down`).
     Example: rayfn cluster down cluster.yaml -y"""
     _run_ray("down", _checked_launcher_config(config), yes)
@@ -146,7 +139,6 @@ def _run_ray(verb: str, config: Path, yes: bool) -> None:
     raise typer.Exit(subprocess.call(command))
 
 
-@friendly
 def dashboard() -> None:
     """Print the Ray dashboard's URL: rayfn's tasks show there as app.function, its
     actors as rayfn:registry:0 and rayfn:control. Example: rayfn dashboard"""

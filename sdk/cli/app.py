@@ -1,13 +1,9 @@
-"""The ``rayfn`` command line.
-
-Every user mistake (missing file, unknown app, bad id) prints one line and exits 1;
-exceptions raised by the user's own entrypoint keep their traceback.
-"""
+"""Commands about apps: ``rayfn deploy``, ``serve`` and ``run`` a file's app, and
+``rayfn app ...`` for the deployed ones."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import json
 import signal
@@ -15,7 +11,7 @@ import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import click
 import typer
@@ -24,48 +20,29 @@ from rich.table import Table
 from rich.text import Text
 
 from rayfn import _connection, _output
-from rayfn._cli_cluster import cluster_cli, dashboard
-from rayfn._cli_common import (
+from rayfn._function import Function
+from rayfn._loader import find_app, import_file
+from rayfn.cli._common import (
+    AppFile,
+    AppName,
+    AsJson,
     ProgressBars,
     dashboard_address,
     err,
-    friendly,
     out,
     print_table,
     when,
 )
-from rayfn._cli_secrets import secret_cli
-from rayfn._function import Function
-from rayfn._function_call import FunctionCall, list_calls
-from rayfn._loader import find_app, import_file
 from rayfn.exception import Error, InvalidError
-from rayfn.runtime.records import CallInfo, CallStatus, user_traceback
+from rayfn.runtime.records import user_traceback
 
-cli = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Run Modal-style functions and job queues on your Ray cluster.\n\n"
-    "Example: rayfn deploy my_job_queue.py && rayfn run my_job_queue.py",
-)
 app_cli = typer.Typer(no_args_is_help=True, help="Deployed apps. Example: rayfn app list")
-call_cli = typer.Typer(no_args_is_help=True, help="Calls. Example: rayfn call get fc-...")
-cli.add_typer(app_cli, name="app")
-cli.add_typer(call_cli, name="call")
-http_cli = typer.Typer(no_args_is_help=True, help="The job API. Example: rayfn http start")
-cli.add_typer(cluster_cli, name="cluster")
-cli.add_typer(secret_cli, name="secret")
-cli.command()(dashboard)
-cli.add_typer(http_cli, name="http")
 
 
-# -- deploy and run ---------------------------------------------------------------------
+# -- deploy, serve and run ----------------------------------------------------------------
 
 
-@cli.command()
-@friendly
-def deploy(
-    file: str = typer.Argument(..., help="Python file defining an App; FILE::VARIABLE picks one."),
-) -> None:
+def deploy(file: AppFile) -> None:
     """Deploy the app in FILE; it stays until `rayfn app stop`. Example: rayfn deploy jobs.py"""
     from rayfn.serve.deploy import deploy_api
 
@@ -85,11 +62,7 @@ def deploy(
     out.print(f"job API => {api}/v1 (docs: {api}/docs)", highlight=False)
 
 
-@cli.command()
-@friendly
-def serve(
-    file: str = typer.Argument(..., help="Python file defining an App; FILE::VARIABLE picks one."),
-) -> None:
+def serve(file: AppFile) -> None:
     """Serve the app's web functions until Ctrl-C or SIGTERM, reloading when FILE
     changes; they live at /<app>-dev/<function>. Example: rayfn serve web.py"""
     from rayfn.serve.deploy import delete_web_functions, deploy_web_functions, serve_app_prefix
@@ -150,14 +123,16 @@ def _mtime(path: str) -> float | None:
         return None
 
 
-@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@friendly
+# `run` passes what follows FILE to the entrypoint: its parameters become options.
+RUN_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
 def run(
     ctx: typer.Context,
-    target: str = typer.Argument(..., help="FILE or FILE::FUNCTION"),
-    detach: bool = typer.Option(
-        False, "--detach", help="Leave the calls running when the entrypoint returns."
-    ),
+    target: Annotated[str, typer.Argument(help="FILE or FILE::FUNCTION")],
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Leave the calls running when the entrypoint returns.")
+    ] = False,
 ) -> None:
     """Run a local entrypoint (or one function) with the file's app running ephemerally,
     showing what its calls print. When the entrypoint returns, calls still running are
@@ -257,12 +232,11 @@ def _parse_entry_options(
     return parsed
 
 
-# -- apps ---------------------------------------------------------------------------------
+# -- rayfn app ... --------------------------------------------------------------------------
 
 
 @app_cli.command("list")
-@friendly
-def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def app_list(as_json: AsJson = False) -> None:
     """List deployed apps. Example: rayfn app list --json"""
     apps = _connection.ask(_connection.control(), "list_apps")
     if as_json:
@@ -290,11 +264,14 @@ def app_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
 
 
 @app_cli.command("logs")
-@friendly
 def app_logs(
-    name: str = typer.Argument(..., help="App name"),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new calls' logs."),
-    limit: int = typer.Option(20, help="Show the logs of at most this many recent tasks."),
+    name: AppName,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new calls' logs.")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option(help="Show the logs of at most this many recent tasks.")
+    ] = 20,
 ) -> None:
     """Print what an app's tasks wrote to stdout/stderr, read through Ray's log API
     (the cluster needs its dashboard). Example: rayfn app logs my-job-queue -f"""
@@ -328,8 +305,7 @@ def app_logs(
 
 
 @app_cli.command("stop")
-@friendly
-def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
+def app_stop(name: AppName) -> None:
     """Stop (undeploy) an app; running calls finish. Example: rayfn app stop my-job-queue"""
     from rayfn.serve.deploy import delete_web_functions
 
@@ -337,110 +313,3 @@ def app_stop(name: str = typer.Argument(..., help="App name")) -> None:
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
     delete_web_functions(name)
     out.print(f"Stopped app [bold]{name}[/bold].", highlight=False)
-
-
-# -- http ---------------------------------------------------------------------------------
-
-
-@http_cli.command("start")
-@friendly
-def http_start() -> None:
-    """Run the built-in job API on Ray Serve. Example: rayfn http start"""
-    from rayfn.serve.deploy import deploy_api
-
-    _connection.connect()  # rayfn's way, with the cluster's token: Serve's own has none
-    api = deploy_api()
-    out.print(f"job API => {api}/v1 (docs: {api}/docs)", highlight=False)
-
-
-@http_cli.command("stop")
-@friendly
-def http_stop() -> None:
-    """Remove the built-in job API from Ray Serve. Example: rayfn http stop"""
-    from rayfn.serve.deploy import stop_api
-
-    _connection.connect()
-    stop_api()
-    out.print("Stopped the job API.", highlight=False)
-
-
-# -- calls --------------------------------------------------------------------------------
-
-
-@call_cli.command("get")
-@friendly
-def call_get(
-    call_id: str = typer.Argument(..., help="Call id, fc-..."),
-    timeout: float = typer.Option(0.0, "--timeout", help="Seconds to wait for it to finish."),
-) -> None:
-    """Pretty-print a call's result; exits 1 while it is still running.
-    Example: rayfn call get fc-0-1-... --timeout 10"""
-    call = FunctionCall.from_id(call_id)
-    try:
-        result = call.get(timeout=timeout)
-    except TimeoutError as exc:
-        err.print(f"[yellow]Pending:[/yellow] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except Error:
-        raise
-    except Exception as exc:  # the function's own exception: show it, it is the result
-        err.print(f"[red]The call failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
-        for note in getattr(exc, "__notes__", []):
-            err.print(note, highlight=False, markup=False)
-        raise typer.Exit(1) from None
-    pprint(result, expand_all=False)
-
-
-@call_cli.command("list")
-@friendly
-def call_list(
-    app: str | None = typer.Option(None, "--app", help="Only this app's calls."),
-    function: str | None = typer.Option(None, "--function", help="Only this function's."),
-    status: CallStatus | None = typer.Option(None, "--status", case_sensitive=False),
-    limit: int = typer.Option(50, "--limit", min=1, max=10_000),
-    before: str | None = typer.Option(None, "--before", help="Continue after this call id."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """List calls, newest first. Example: rayfn call list --app my-job-queue --status FAILED"""
-    calls = list_calls(app=app, function=function, status=status, limit=limit, before=before)
-    if as_json:
-        out.print_json(json.dumps([_call_json(c) for c in calls]))
-        return
-    table = Table("Call", "Function", "Status", "Attempts", "Created", "Error")
-    for c in calls:
-        table.add_row(
-            c.call_id,
-            f"{c.app}.{c.function}",
-            c.status.value,
-            str(len(c.attempts)),
-            when(c.created_at),
-            c.error or "",
-        )
-    print_table(table)
-    if len(calls) == limit:
-        out.print(f"More: rayfn call list --before {calls[-1].call_id}", highlight=False)
-
-
-@call_cli.command("cancel")
-@friendly
-def call_cancel(call_id: str = typer.Argument(..., help="Call id, fc-...")) -> None:
-    """Cancel a call (a finished one is left as it is). Example: rayfn call cancel fc-..."""
-    info = FunctionCall.from_id(call_id).cancel()
-    out.print(f"{call_id}: {info.status.value}", highlight=False)
-
-
-def _call_json(c: CallInfo) -> dict[str, Any]:
-    record = dataclasses.asdict(c)
-    record["status"] = c.status.value
-    return record
-
-
-def main() -> None:
-    cli()
-
-
-if __name__ == "__main__":
-    main()
-
-
-__all__ = ["cli", "main"]

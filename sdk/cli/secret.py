@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from rayfn import _connection
 from rayfn._checks import check_name
-from rayfn._cli_common import friendly, out, print_table
 from rayfn._secret import check_secret_values
+from rayfn.cli._common import AsJson, SecretName, out, print_table
 from rayfn.exception import InvalidError
 
 secret_cli = typer.Typer(
@@ -19,11 +20,10 @@ secret_cli = typer.Typer(
 
 
 @secret_cli.command("create")
-@friendly
 def secret_create(
-    name: str = typer.Argument(..., help="Secret name"),
-    pairs: list[str] = typer.Argument(..., help="KEY=VALUE pairs"),
-    force: bool = typer.Option(False, "--force", help="Replace a secret of that name."),
+    name: SecretName,
+    pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE pairs")],
+    force: Annotated[bool, typer.Option("--force", help="Replace a secret of that name.")] = False,
 ) -> None:
     """Create a secret that functions get as environment variables
     (secrets=[rayfn.Secret.from_name(NAME)]). Example: rayfn secret create openai KEY=sk-1"""
@@ -43,8 +43,7 @@ def secret_create(
 
 
 @secret_cli.command("list")
-@friendly
-def secret_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def secret_list(as_json: AsJson = False) -> None:
     """List secrets and their keys (never their values). Example: rayfn secret list"""
     found = _connection.ask(_connection.control(), "list_secrets")
     if as_json:
@@ -57,8 +56,7 @@ def secret_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 
 
 @secret_cli.command("delete")
-@friendly
-def secret_delete(name: str = typer.Argument(..., help="Secret name")) -> None:
+def secret_delete(name: SecretName) -> None:
     """Delete a secret. Example: rayfn secret delete openai"""
     if not _connection.ask(_connection.control(), "delete_secret", check_name("secret", name)):
         raise InvalidError(f"No secret named {name!r} (see `rayfn secret list`).")

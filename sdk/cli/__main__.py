@@ -1,0 +1,5 @@
+"""``python -m rayfn.cli``, as the ``rayfn`` script."""
+
+from rayfn.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""``rayfn call ...``: one call's result, the list of calls, cancelling one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.pretty import pprint
+from rich.table import Table
+
+from rayfn._function_call import FunctionCall, list_calls
+from rayfn.cli._common import AsJson, CallId, err, out, print_table, when
+from rayfn.exception import Error
+from rayfn.runtime.records import CallInfo, CallStatus
+
+call_cli = typer.Typer(no_args_is_help=True, help="Calls. Example: rayfn call get fc-...")
+
+
+@call_cli.command("get")
+def call_get(
+    call_id: CallId,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for it to finish.")
+    ] = 0.0,
+) -> None:
+    """Pretty-print a call's result; exits 1 while it is still running.
+    Example: rayfn call get fc-0-1-... --timeout 10"""
+    call = FunctionCall.from_id(call_id)
+    try:
+        result = call.get(timeout=timeout)
+    except TimeoutError as exc:
+        err.print(f"[yellow]Pending:[/yellow] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except Error:
+        raise
+    except Exception as exc:  # the function's own exception: show it, it is the result
+        err.print(f"[red]The call failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        for note in getattr(exc, "__notes__", []):
+            err.print(note, highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    pprint(result, expand_all=False)
+
+
+@call_cli.command("list")
+def call_list(
+    app: Annotated[str | None, typer.Option("--app", help="Only this app's calls.")] = None,
+    function: Annotated[
+        str | None, typer.Option("--function", help="Only this function's.")
+    ] = None,
+    status: Annotated[CallStatus | None, typer.Option("--status", case_sensitive=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Continue after this call id.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List calls, newest first. Example: rayfn call list --app my-job-queue --status FAILED"""
+    calls = list_calls(app=app, function=function, status=status, limit=limit, before=before)
+    if as_json:
+        out.print_json(json.dumps([_call_json(c) for c in calls]))
+        return
+    table = Table("Call", "Function", "Status", "Attempts", "Created", "Error")
+    for c in calls:
+        table.add_row(
+            c.call_id,
+            f"{c.app}.{c.function}",
+            c.status.value,
+            str(len(c.attempts)),
+            when(c.created_at),
+            c.error or "",
+        )
+    print_table(table)
+    if len(calls) == limit:
+        out.print(f"More: rayfn call list --before {calls[-1].call_id}", highlight=False)
+
+
+@call_cli.command("cancel")
+def call_cancel(call_id: CallId) -> None:
+    """Cancel a call (a finished one is left as it is). Example: rayfn call cancel fc-..."""
+    info = FunctionCall.from_id(call_id).cancel()
+    out.print(f"{call_id}: {info.status.value}", highlight=False)
+
+
+def _call_json(c: CallInfo) -> dict[str, Any]:
+    record = dataclasses.asdict(c)
+    record["status"] = c.status.value
+    return record
