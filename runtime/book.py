@@ -352,8 +352,8 @@ class Book:
         """An attempt failed: retry after the backoff delay, or end the call."""
         kind = failure.kind
         made = call.tries
-        type_name = failure.type_name if kind is FailureKind.RAISED else None
-        if kind in _RETRYABLE and policy.retries.should_retry(made, type_name):
+        raised = failure.type_names if kind is FailureKind.RAISED else None
+        if kind in _RETRYABLE and policy.retries.should_retry(made, raised):
             call.status = CallStatus.RETRYING
             call.retry_at = now + policy.retries.next_delay(made)
             self._dirty[call.call_id] = None

@@ -37,6 +37,7 @@ from rayfn.runtime.records import (
     FunctionSpec,
     NotDeployed,
 )
+from rayfn.runtime.schedules import Timetable
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,9 @@ class ControlActor:
             self._apps[deployment.spec.name] = deployment
             self._last_version[deployment.spec.name] = deployment.version
         logger.info("control actor started with %d deployed apps", len(self._apps))
-        # Scheduled functions: (app, function, version) -> next firing time, last call.
-        self._next_tick: dict[tuple[str, str, int], float] = {}
+        # Scheduled functions, keyed (app, function, version): when each fires next,
+        # and the call its last firing made.
+        self._timetable: Timetable[tuple[str, str, int]] = Timetable()
         self._last_tick: dict[tuple[str, str, int], str] = {}
         # Ephemeral apps: when their client last said it is there; and those whose
         # client let go of them (`rayfn run --detach`), which stop once their calls end.
@@ -255,31 +257,25 @@ class ControlActor:
         """Spawn the scheduled functions that are due, skipping one whose previous
         tick still runs. Stopped or redeployed apps drop out by themselves: their
         (app, function, version) keys are no longer among the deployments."""
-        live = set()
-        for app, deployment in list(self._apps.items()):
-            if deployment.spec.ephemeral:
+        scheduled = {
+            (app, function, deployment.version): (spec.options.schedule, deployment.deployed_at)
+            for app, deployment in self._apps.items()
+            if not deployment.spec.ephemeral
+            for function, spec in deployment.spec.functions.items()
+            if spec.options.schedule is not None
+        }
+        for key in self._timetable.due(scheduled, now):
+            app, function, _ = key
+            if await self._still_running(self._last_tick.get(key)):
+                logger.info("%s.%s: tick skipped, the last one still runs", app, function)
                 continue
-            for function, spec in deployment.spec.functions.items():
-                schedule = spec.options.schedule
-                if schedule is None:
-                    continue
-                key = (app, function, deployment.version)
-                live.add(key)
-                due = self._next_tick.setdefault(key, schedule.next_after(deployment.deployed_at))
-                if now < due:
-                    continue
-                self._next_tick[key] = schedule.next_after(now)
-                if await self._still_running(self._last_tick.get(key)):
-                    logger.info("%s.%s: tick skipped, the last one still runs", app, function)
-                    continue
-                registry = _registry()
-                item = (app, function, _NO_ARGUMENTS, None)
-                (answer,) = await registry.spawn_batch.remote([item])
-                if isinstance(answer, str):
-                    self._last_tick[key] = answer
-        for key in set(self._next_tick) - live:
-            del self._next_tick[key]
-            self._last_tick.pop(key, None)
+            registry = _registry()
+            item = (app, function, _NO_ARGUMENTS, None)
+            (answer,) = await registry.spawn_batch.remote([item])
+            if isinstance(answer, str):
+                self._last_tick[key] = answer
+        for key in self._last_tick.keys() - scheduled.keys():
+            del self._last_tick[key]
 
     @staticmethod
     async def _still_running(call_id: str | None) -> bool:

@@ -204,6 +204,15 @@ class RemoteFailure:
     traceback: str  # the remote traceback as text
     pickled: bytes | None  # the exception itself, when it could be pickled
     kind: FailureKind = FailureKind.RAISED
+    # The qualified names of the exception's classes, its own first (its MRO), so that
+    # retry_on matches a subclass as `except` would; empty in records from before it.
+    mro: tuple[str, ...] = ()
+
+    @property
+    def type_names(self) -> tuple[str, ...]:
+        """The exception's class and its bases by qualified name, most specific first
+        (only its own name for a record that predates ``mro``)."""
+        return self.mro or (self.type_name,)
 
     @property
     def summary(self) -> str:
@@ -233,8 +242,8 @@ class RemoteFailure:
             pickled: bytes | None = cloudpickle.dumps(exc)
         except Exception:
             pickled = None
-        kind = type(exc)
-        return cls(f"{kind.__module__}.{kind.__qualname__}", str(exc), text, pickled)
+        mro = tuple(f"{k.__module__}.{k.__qualname__}" for k in type(exc).__mro__)
+        return cls(mro[0], str(exc), text, pickled, mro=mro)
 
 
 def _internal_folders() -> tuple[str, ...]:

@@ -41,17 +41,27 @@ class RetryPolicy:
             delay = self.max_delay
         return min(delay, self.max_delay)
 
-    def should_retry(self, attempts_made: int, failure_type: str | None) -> bool:
+    def should_retry(self, attempts_made: int, failure_type: str | tuple[str, ...] | None) -> bool:
         """Whether a call whose attempt ``attempts_made`` just failed gets another.
+
+        ``retry_on`` matches as ``except`` does: a listed class matches its subclasses
+        too, when ``failure_type`` names the exception's classes (``RemoteFailure.
+        type_names``): ``retry_on=(OSError,)`` retries a ``ConnectionError``.
+
+        >>> RetryPolicy(1, retry_on=("builtins.OSError",)).should_retry(
+        ...     1, ("builtins.ConnectionError", "builtins.OSError", "builtins.Exception"))
+        True
 
         Args:
             attempts_made: attempts so far, the failed one included (1 after the first).
-            failure_type: the qualified type name of the exception the function raised,
-                or None when the attempt failed without one (worker crash, timeout):
-                those are always retried while retries remain.
+            failure_type: the qualified names of the classes of the exception the
+                function raised, its own first (one name alone matches only that
+                class), or None when the attempt failed without one (worker crash,
+                timeout): those are always retried while retries remain.
         """
         if attempts_made > self.max_retries:
             return False
         if failure_type is None or not self.retry_on:
             return True
-        return failure_type in self.retry_on
+        names = (failure_type,) if isinstance(failure_type, str) else failure_type
+        return any(name in self.retry_on for name in names)

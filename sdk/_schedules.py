@@ -26,17 +26,23 @@ class Period:
 
 
 class Cron:
-    """Run at the minutes a cron expression allows, in UTC.
+    """Run at the minutes a cron expression allows, read in ``timezone`` (UTC unless
+    given; any IANA name). In a zone with daylight saving time, a job at a fixed local
+    time runs once a day: at 03:00 when spring skips 02:30, and only the first time
+    autumn repeats it.
 
     Example:
         >>> @app.function(schedule=rayfn.Cron("*/5 * * * *"))
+        >>> @app.function(schedule=rayfn.Cron("0 9 * * 1", timezone="Europe/Berlin"))
     """
 
-    def __init__(self, expression: str) -> None:
+    def __init__(self, cron_string: str, timezone: str = "UTC") -> None:
         try:
-            self.schedule = Schedule(cron=expression)
+            self.schedule = Schedule(cron=cron_string, timezone=timezone)
         except ValueError as exc:
             raise InvalidError(str(exc)) from None
 
     def __repr__(self) -> str:
-        return f"Cron({self.schedule.cron!r})"
+        if self.schedule.timezone == "UTC":
+            return f"Cron({self.schedule.cron!r})"
+        return f"Cron({self.schedule.cron!r}, timezone={self.schedule.timezone!r})"

@@ -59,6 +59,26 @@ def test_retry_on_leaves_other_exceptions_unretried(tmp_path: Path) -> None:
     assert len((listed / "attempts").read_text().splitlines()) == 4  # 1 + 3 retries
 
 
+def test_retry_on_a_base_class_retries_its_subclasses_as_except_does(tmp_path: Path) -> None:
+    app = rayfn.App("test-semantics-retry-on")
+
+    @app.function(retries=rayfn.Retries(2, initial_delay=0.0, retry_on=[OSError]))
+    def connects_the_second_time(folder: str) -> str:
+        attempts = Path(folder) / "attempts"
+        with attempts.open("a") as marks:
+            marks.write("attempt\n")
+        if len(attempts.read_text().splitlines()) == 1:
+            raise ConnectionError("refused")  # a subclass of OSError
+        return "connected"
+
+    app.deploy()
+    call = connects_the_second_time.spawn(str(tmp_path))
+    assert call.get(timeout=60) == "connected"
+    info = call.status()
+    assert [a.outcome for a in info.attempts] == ["raised", "succeeded"]
+    assert info.attempts[0].error == "ConnectionError: refused"
+
+
 def test_a_crashed_worker_is_retried(tmp_path: Path) -> None:
     assert jobs.crashes_first.remote(str(tmp_path)) == "survived"
     call = jobs.crashes_always.spawn()

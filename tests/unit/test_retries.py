@@ -1,8 +1,11 @@
+import pickle
+
 import pytest
 
 import rayfn
 from rayfn._retries import retry_policy
 from rayfn.exception import InvalidError
+from rayfn.runtime.records import RemoteFailure
 from rayfn.runtime.retries import RetryPolicy
 
 
@@ -22,6 +25,43 @@ def test_should_retry_counts_attempts_and_honours_retry_on() -> None:
     assert not policy.should_retry(1, "builtins.KeyError")  # not listed
     assert policy.should_retry(1, None)  # crashes and timeouts always retry
     assert not RetryPolicy().should_retry(1, None)  # no retries by default
+
+
+class FlakyServiceError(ConnectionResetError):
+    """A user's own exception class, two levels below OSError."""
+
+
+def test_retry_on_matches_subclasses_as_except_does() -> None:
+    policy = rayfn.Retries(2, retry_on=[OSError]).policy()
+    connection = RemoteFailure.capture(ConnectionError("refused"))
+    assert connection.type_names[:2] == ("builtins.ConnectionError", "builtins.OSError")
+    assert policy.should_retry(1, connection.type_names)
+    own = RemoteFailure.capture(FlakyServiceError("reset"))
+    assert own.type_name == f"{__name__}.FlakyServiceError"
+    assert policy.should_retry(1, own.type_names)
+    assert not policy.should_retry(1, RemoteFailure.capture(KeyError("k")).type_names)
+    assert not policy.should_retry(3, connection.type_names)  # retries used up
+    # Listing the subclass does not retry its base, as `except ConnectionError` would not.
+    narrow = rayfn.Retries(1, retry_on=[ConnectionError]).policy()
+    assert not narrow.should_retry(1, RemoteFailure.capture(OSError("disk")).type_names)
+
+
+def test_a_failure_carries_the_names_of_its_exception_classes() -> None:
+    failure = RemoteFailure.capture(ConnectionError("refused"))
+    assert failure.mro == tuple(f"{k.__module__}.{k.__qualname__}" for k in ConnectionError.__mro__)
+    assert failure.type_name == failure.mro[0] == "builtins.ConnectionError"
+    assert failure.summary == "ConnectionError: refused"
+    # Failures rayfn decides have no exception: no class names, always retried.
+    assert RemoteFailure.from_ray_error(RuntimeError("worker died")).mro == ()
+
+
+def test_a_failure_journaled_before_mro_existed_still_loads_and_matches_its_own_type() -> None:
+    current = RemoteFailure.capture(ConnectionError("refused"))
+    old = object.__new__(RemoteFailure)  # as pickled by a release without the field
+    old.__dict__.update({k: v for k, v in vars(current).items() if k != "mro"})
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.type_names == ("builtins.ConnectionError",)
+    assert RetryPolicy(1, retry_on=("builtins.ConnectionError",)).should_retry(1, loaded.type_names)
 
 
 def test_an_int_means_that_many_retries_one_second_apart() -> None:

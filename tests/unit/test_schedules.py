@@ -1,8 +1,11 @@
+import pickle
+import time
+
 import pytest
 
 import rayfn
 from rayfn.exception import InvalidError
-from rayfn.runtime.schedules import Schedule, parse_cron, utc
+from rayfn.runtime.schedules import Schedule, Timetable, parse_cron, utc
 
 
 def test_period_fires_one_period_later() -> None:
@@ -32,6 +35,133 @@ def test_cron_next_firing(expression: str, after: float, fires: float) -> None:
 def test_bad_cron_is_refused_saying_why(bad: str) -> None:
     with pytest.raises(InvalidError, match="cron"):
         rayfn.Cron(bad)
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "fires"),
+    [
+        ("0 0 1 1 *", utc(2026, 1, 1, 0, 1), utc(2027, 1, 1)),  # yearly, just missed
+        ("0 12 29 2 *", utc(2026, 3, 1), utc(2028, 2, 29, 12)),  # leap days only
+        ("0 0 L 2 *", utc(2027, 1, 1), utc(2027, 2, 28)),  # cronsim's "last day"
+    ],
+)
+def test_yearly_and_rare_crons_find_their_next_firing(
+    expression: str, after: float, fires: float
+) -> None:
+    started = time.perf_counter()
+    assert Schedule(cron=expression).next_after(after) == fires
+    assert time.perf_counter() - started < 0.5  # the hand-written search took ~1 s
+
+
+@pytest.mark.parametrize(
+    ("zone", "after", "fires"),
+    [
+        ("Europe/Berlin", utc(2026, 1, 1), utc(2026, 1, 5, 8)),  # CET: UTC+1
+        ("Europe/Berlin", utc(2026, 7, 1), utc(2026, 7, 6, 7)),  # CEST: UTC+2
+        ("America/New_York", utc(2026, 1, 1), utc(2026, 1, 5, 14)),  # EST: UTC-5
+        ("UTC", utc(2026, 7, 1), utc(2026, 7, 6, 9)),
+    ],
+)
+def test_cron_reads_its_fields_in_its_time_zone(zone: str, after: float, fires: float) -> None:
+    cron = rayfn.Cron("0 9 * * 1", timezone=zone)  # Mondays at 09:00 local time
+    assert cron.schedule.next_after(after) == fires
+
+
+def test_a_fixed_local_time_runs_once_on_the_days_the_clocks_change() -> None:
+    nightly = Schedule(cron="30 2 * * *", timezone="Europe/Berlin")
+    # 2026-03-29: 02:00 CET jumps to 03:00 CEST, so 02:30 never happens: it runs at 03:00.
+    assert nightly.next_after(utc(2026, 3, 28, 12)) == utc(2026, 3, 29, 1, 0)
+    # 2026-10-25: 03:00 CEST falls back to 02:00 CET, so 02:30 happens twice: it runs the
+    # first time only, also when asked from inside the repeated hour.
+    first = nightly.next_after(utc(2026, 10, 24, 12))
+    assert first == utc(2026, 10, 25, 0, 30)  # 02:30 CEST
+    assert nightly.next_after(first) == utc(2026, 10, 26, 1, 30)  # 02:30 CET, next day
+    assert nightly.next_after(utc(2026, 10, 25, 1, 15)) == utc(2026, 10, 26, 1, 30)
+
+
+def test_an_every_few_minutes_cron_keeps_its_pace_through_the_repeated_hour() -> None:
+    every_half_hour = Schedule(cron="*/30 * * * *", timezone="Europe/Berlin")
+    t, fired = utc(2026, 10, 25, 0, 0), []
+    for _ in range(4):
+        t = every_half_hour.next_after(t)
+        fired.append(t)
+    assert fired == [utc(2026, 10, 25, 0, 30) + 1800 * n for n in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("0 0 30 2 *", "day-of-month"),  # no February has a 30th
+        ("0 0 * * * *", "five fields"),  # cronsim's seconds field: not Modal's syntax
+        ("0 0 * 13 *", "month"),
+    ],
+)
+def test_a_cron_that_cannot_fire_is_refused_at_decoration(bad: str, why: str) -> None:
+    with pytest.raises(InvalidError, match=why):
+        rayfn.Cron(bad)
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "Europe", "", "../etc/passwd", 5])
+def test_an_unknown_time_zone_is_refused_naming_a_good_one(zone: object) -> None:
+    with pytest.raises(InvalidError, match=r"Unknown time zone .* such as 'Europe/Berlin'"):
+        rayfn.Cron("0 9 * * 1", timezone=zone)  # type: ignore[arg-type]
+
+
+def test_cron_repr_shows_its_zone_when_not_utc() -> None:
+    assert repr(rayfn.Cron("0 9 * * 1")) == "Cron('0 9 * * 1')"
+    assert (
+        repr(rayfn.Cron("0 9 * * 1", "Europe/Berlin"))
+        == "Cron('0 9 * * 1', timezone='Europe/Berlin')"
+    )
+
+
+def test_a_schedule_saved_before_time_zones_reads_as_utc() -> None:
+    saved = Schedule(cron="0 9 * * 1")
+    old = object.__new__(Schedule)  # as pickled by a release without the field
+    old.__dict__.update({k: v for k, v in vars(saved).items() if k != "timezone"})
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.timezone == "UTC"
+    assert loaded.next_after(utc(2026, 7, 1)) == utc(2026, 7, 6, 9)
+
+
+def test_timetable_fires_when_due_and_moves_past_now() -> None:
+    table: Timetable[str] = Timetable()
+    every_minute = (Schedule(period_s=60.0), 1000.0)
+    assert table.due({"tick": every_minute}, 1059.0) == []
+    assert table.next_firing("tick") == 1060.0
+    assert table.due({"tick": every_minute}, 1060.5) == ["tick"]
+    assert table.next_firing("tick") == 1120.5
+    assert table.due({"tick": every_minute}, 1061.0) == []
+
+
+def test_timetable_forgets_schedules_that_are_gone() -> None:
+    table: Timetable[str] = Timetable()
+    table.due({"old": (Schedule(period_s=60.0), 0.0)}, 1.0)
+    table.due({}, 2.0)
+    assert table.next_firing("old") is None
+
+
+def test_a_yearly_cron_costs_an_idle_tick_no_cron_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control actor ticks every 0.2 s; a yearly cron must not be searched on each."""
+    searches = 0
+    next_after = Schedule.next_after
+
+    def counted(schedule: Schedule, t: float) -> float:
+        nonlocal searches
+        searches += 1
+        return next_after(schedule, t)
+
+    table: Timetable[tuple[str, str, int]] = Timetable()
+    deployed_at = utc(2026, 1, 1, 0, 1)
+    scheduled = {("app", "yearly", 1): (Schedule(cron="0 0 1 1 *"), deployed_at)}
+    monkeypatch.setattr(Schedule, "next_after", counted)
+    started = time.perf_counter()
+    for tick in range(1000):
+        assert table.due(scheduled, deployed_at + 0.2 * tick) == []
+    assert time.perf_counter() - started < 1.0  # a generous bound: microseconds each
+    assert searches == 1  # when it first showed up; never again while not due
+    assert table.due(scheduled, utc(2027, 1, 1)) == [("app", "yearly", 1)]
+    assert searches == 2 and table.next_firing(("app", "yearly", 1)) == utc(2028, 1, 1)
 
 
 def test_cron_fields() -> None:
