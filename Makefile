@@ -32,7 +32,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads the package as Python imports it (rayfn = sdk/, rayfn.runtime = runtime/,
+# rayfn.serve = serve/): the editable install maps them with an import hook mypy cannot
+# follow, and without this tree every import of rayfn would be Any to it.
 typecheck: install
+	@rm -rf .typecheck && mkdir -p .typecheck/rayfn
+	@ln -s $(CURDIR)/sdk/* $(CURDIR)/runtime $(CURDIR)/serve .typecheck/rayfn/
 	$(BIN)/mypy
 
 unit: install

@@ -282,8 +282,8 @@ def registry_scale(sizes: Sizes) -> Result:
     registry = _connection.registry()
     steps = {}
     for tracked in sizes.scale_steps:
-        ray.get(registry.debug_fill_finished.remote(tracked, 3600.0))
-        rss = ray.get(registry.debug_memory.remote())
+        registry.debug("fill_finished", tracked, 3600.0).result()
+        rss = registry.debug("memory").result()
         spawn_ms, get_ms = [], []
         for _ in range(max(20, sizes.sequential)):
             # Until the registry holds the call (its id exists), not just until the
@@ -302,18 +302,18 @@ def registry_scale(sizes: Sizes) -> Result:
             "spawn_p50_ms": _pct(spawn_ms, 50),
             "get_p50_ms": _pct(get_ms, 50),
         }
-        ray.get(registry.debug_clear.remote())
+        registry.debug("clear").result()
     first, last = sizes.scale_steps[0], sizes.scale_steps[-1]
     per_call = (steps[last]["rss_mib"] - steps[first]["rss_mib"]) * 2**20 / max(1, last - first)
     # Expiry of a burst while spawning: the worst spawn latency during the burst.
-    ray.get(registry.debug_fill_finished.remote(sizes.expire_burst, 0.5))
+    registry.debug("fill_finished", sizes.expire_burst, 0.5).result()
     worst = 0.0
     deadline = time.perf_counter() + 3.0
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         noop.spawn().object_id  # noqa: B018  # accepted by the registry
         worst = max(worst, (time.perf_counter() - start) * 1000)
-    ray.get(registry.debug_clear.remote())
+    registry.debug("clear").result()
     flatness = steps[last]["spawn_p50_ms"] / max(1e-9, steps[first]["spawn_p50_ms"])
     return Result(
         "registry_scale",
@@ -334,21 +334,21 @@ def journal_cost(sizes: Sizes) -> Result:
     from rayfn.runtime.constants import NAMESPACE, REGISTRY_ACTOR_NAME
 
     registry = _connection.registry()
-    before = ray.get(registry.stats.remote())
+    before = registry.stats().result()
     calls = [noop.spawn() for _ in range(sizes.calls)]
     for call in calls:
         call.get()
-    after = ray.get(registry.stats.remote())
+    after = registry.stats().result()
     written = after["journal_bytes_written"] - before["journal_bytes_written"]
-    ray.get(registry.debug_compact.remote())
-    compacted = ray.get(registry.stats.remote())
+    registry.debug("compact").result()
+    compacted = registry.stats().result()
     held = compacted["journal_snapshot_bytes"] + compacted["journal_tail_bytes"]
     per_call = held / max(1, compacted["tracked_calls"])
     start = time.perf_counter()
     ray.kill(ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE), no_restart=False)
     restored = compacted
     while restored["epoch"] == compacted["epoch"]:  # until the new start answers
-        restored = _connection.ask(_connection.registry(), "stats")
+        restored = _connection.registry().stats().result()
     restart_s = time.perf_counter() - start
     return Result(
         "journal_cost",

@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import time
 
+from rayfn.records import CallGraphNode, CallInfo, CallStatus
 from rayfn.runtime.book import Book
 from rayfn.runtime.expiry import expires_at
 from rayfn.runtime.journal import Journal
-from rayfn.runtime.records import CallGraphNode, CallInfo, CallOutcome, CallStatus
+from rayfn.runtime.protocol import Polled, PollMode
+from rayfn.runtime.records import CallOutcome
 
 
 class Answers:
@@ -28,48 +30,39 @@ class Answers:
         if event is not None:
             event.set()
 
-    async def get(self, call_id: str, timeout: float | None) -> CallOutcome:
-        """Wait up to ``timeout`` seconds (None: forever, 0: not at all) for a call to
-        finish, then say where it stands; a finished call comes with its result."""
-        if self._is_open(call_id) and timeout != 0:
-            await self._wait(call_id, timeout)
-        await self._settled([call_id])
-        return self._outcome(call_id)
-
-    async def get_with_others(
-        self, call_id: str, timeout: float | None, others: list[str]
-    ) -> tuple[CallOutcome, dict[str, CallOutcome]]:
-        """``get`` for one call, plus the answers for those of ``others`` that have
-        finished by then: a client that spawned many calls fetches them in few trips."""
-        if self._is_open(call_id) and timeout != 0:
-            await self._wait(call_id, timeout)
-        await self._settled([call_id, *others])
-        calls = self._book.calls
-        done = [i for i in others if i in calls and calls[i].status.is_terminal]
-        return self._outcome(call_id), {i: self._outcome(i) for i in done}
-
-    async def get_many(self, call_ids: list[str], timeout: float | None) -> list[CallOutcome]:
-        """Wait until all have finished (or the timeout passes); answer for each."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for call_id in call_ids:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._is_open(call_id) and left != 0:
-                await self._wait(call_id, left)
+    async def poll(self, call_ids: list[str], timeout: float | None, mode: PollMode) -> Polled:
+        """Where calls stand, after waiting up to ``timeout`` seconds (None: as long as
+        it takes, 0: not at all): for the first call (``FIRST``: and for those of the
+        others that have finished by then, so a client that spawned many fetches them
+        in few trips), for all of them (``ALL``), or until one has finished (``ANY``:
+        for those that have). A finished call comes with its result; one that is no
+        longer tracked counts as finished (its outcome says EXPIRED, LOST or unknown)."""
+        if timeout != 0:
+            await self._wait(call_ids, timeout, mode)
         await self._settled(call_ids)
-        return [self._outcome(call_id) for call_id in call_ids]
+        if mode is PollMode.ALL:
+            return {i: self._outcome(i) for i in call_ids}
+        done = {i: self._outcome(i) for i in call_ids if not self._is_open(i)}
+        if mode is PollMode.FIRST and call_ids[0] not in done:
+            done[call_ids[0]] = self._outcome(call_ids[0])
+        return done
 
-    async def wait_any(self, call_ids: list[str], timeout: float | None) -> list[str]:
-        """The ids among ``call_ids`` that have finished, waiting (up to ``timeout``)
-        until at least one has."""
-        if call_ids and timeout != 0 and all(self._is_open(i) for i in call_ids):
-            waiters = [asyncio.ensure_future(self._wait(i, None)) for i in call_ids]
+    async def _wait(self, call_ids: list[str], timeout: float | None, mode: PollMode) -> None:
+        if mode is PollMode.FIRST:
+            await self._wait_one(call_ids[0], timeout)
+        elif mode is PollMode.ALL:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for call_id in call_ids:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if left != 0:
+                    await self._wait_one(call_id, left)
+        elif call_ids and all(self._is_open(i) for i in call_ids):
+            waiters = [asyncio.ensure_future(self._wait_one(i, None)) for i in call_ids]
             try:
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waiters:
                     waiter.cancel()
-        await self._settled(call_ids)
-        return [i for i in call_ids if not self._is_open(i)]
 
     async def describe(self, call_id: str) -> CallInfo | CallStatus | None:
         """The status record of a call; for one no longer tracked, EXPIRED or LOST
@@ -102,7 +95,9 @@ class Answers:
         call = self._book.calls.get(call_id)
         return call is not None and not call.status.is_terminal
 
-    async def _wait(self, call_id: str, timeout: float | None) -> None:
+    async def _wait_one(self, call_id: str, timeout: float | None) -> None:
+        if not self._is_open(call_id):
+            return
         event = self._waiters.setdefault(call_id, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)

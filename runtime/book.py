@@ -18,6 +18,7 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+from rayfn.records import FAILURES, CallGraphNode, CallInfo, CallStatus, FailureKind
 from rayfn.runtime.calls import INTERRUPTED, Attempt, Call, Timer
 from rayfn.runtime.commands import (
     Command,
@@ -31,27 +32,10 @@ from rayfn.runtime.commands import (
     Warn,
 )
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
+from rayfn.runtime.identity import app_of
 from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.packing import PackPolicy
-from rayfn.runtime.records import (
-    AttemptMeta,
-    CallGraphNode,
-    CallInfo,
-    CallStatus,
-    FailureKind,
-    RemoteFailure,
-)
-
-# The terminal status a failure of each kind leaves a call in, once retries are over.
-_FINAL_STATUS = {
-    FailureKind.RAISED: CallStatus.FAILED,
-    FailureKind.CRASHED: CallStatus.FAILED,
-    FailureKind.NOT_STARTED: CallStatus.FAILED,
-    FailureKind.TIMED_OUT: CallStatus.TIMED_OUT,
-    FailureKind.CANCELLED: CallStatus.CANCELLED,
-    FailureKind.BAD_RESULT: CallStatus.FAILED,
-}
-_RETRYABLE = frozenset({FailureKind.RAISED, FailureKind.CRASHED, FailureKind.TIMED_OUT})
+from rayfn.runtime.records import AttemptMeta, RemoteFailure
 
 # The counter a call's terminal status bumps (runtime/metrics.py).
 _EVENT = {
@@ -353,13 +337,13 @@ class Book:
         kind = failure.kind
         made = call.tries
         raised = failure.type_names if kind is FailureKind.RAISED else None
-        if kind in _RETRYABLE and policy.retries.should_retry(made, raised):
+        if FAILURES[kind].retryable and policy.retries.should_retry(made, raised):
             call.status = CallStatus.RETRYING
             call.retry_at = now + policy.retries.next_delay(made)
             self._dirty[call.call_id] = None
             self._counter.count("retried", call.app, call.function)
             return [self._set_timer(call, Timer.RETRY, call.retry_at)]
-        return self._finish(call, _FINAL_STATUS[kind], now, failure)
+        return self._finish(call, FAILURES[kind].status, now, failure)
 
     def _finish(
         self, call: Call, status: CallStatus, at: float, failure: RemoteFailure | None = None
@@ -500,7 +484,7 @@ class Book:
             if seeking:
                 seeking = call.call_id != before
                 continue
-            if app is not None and call.app.split("@", 1)[0] != app:
+            if app is not None and app_of(call.app) != app:
                 continue
             if function is not None and call.function != function:
                 continue
@@ -519,7 +503,7 @@ class Book:
                 child = self.calls.get(child_id)
                 if child is not None:
                     children.append(self.graph(child, depth + 1))
-        app = call.app.split("@", 1)[0]
+        app = app_of(call.app)
         return CallGraphNode(call.call_id, app, call.function, call.status, tuple(children))
 
     # -- the journal --------------------------------------------------------------------

@@ -7,8 +7,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from rayfn.records import AttemptInfo, CallInfo, CallStatus, FailureKind
 from rayfn.runtime.expiry import expires_at
-from rayfn.runtime.records import AttemptInfo, CallInfo, CallStatus, FailureKind, RemoteFailure
+from rayfn.runtime.identity import FunctionKey, app_of
+from rayfn.runtime.records import RemoteFailure
 
 # The outcome of an attempt the registry lost by restarting while it ran: the call runs
 # again, and the attempt does not count against the function's retries.
@@ -121,8 +123,8 @@ class Call:
         self.journaled = False  # its args are in the journal already
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.app, self.function)
+    def key(self) -> FunctionKey:
+        return FunctionKey(self.app, self.function)
 
     @property
     def current(self) -> Attempt | None:
@@ -151,7 +153,7 @@ class Call:
             error = self.attempts[-1].error
         return CallInfo(
             call_id=self.call_id,
-            app=self.app.split("@", 1)[0],
+            app=app_of(self.app),
             function=self.function,
             status=self.status,
             created_at=self.created_at,

@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rayfn.runtime.identity import FunctionKey as Key
+from rayfn.runtime.identity import FunctionVersion as Version
 from rayfn.runtime.retries import RetryPolicy
-
-Key = tuple[str, str]  # (deployment key, function)
-Version = tuple[str, str, int]  # (deployment key, function, version)
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Policy:
 
     @property
     def key(self) -> Key:
-        return (self.version[0], self.version[1])
+        return self.version.key
 
 
 # -- commands -----------------------------------------------------------------------

@@ -37,6 +37,10 @@ KV_SECRET_PREFIX = "rayfn:secret:"
 # in memory, so a store is for coordination and work items, not for bulk data.
 KV_STORE_PREFIX = "rayfn:store:"
 STORE_MAX_BYTES = 64 * 1024 * 1024
+# Where Ray Serve listens for rayfn's HTTP side (RAYFN_HTTP_HOST, RAYFN_HTTP_PORT):
+# loopback unless asked, so nothing is reachable from other machines by default.
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
 # The job API's defaults (RAYFN_HTTP_MAX_BODY, _MAX_RESULT, _BODY_TIMEOUT override them):
 # request bodies and JSON results up to 16 MiB, and 10 s for each piece of a body.
 DEFAULT_HTTP_MAX_BODY = 16 * 1024 * 1024
@@ -55,6 +59,10 @@ CODE_VERSIONS_KEPT = 2
 # 128 random bits (runtime/ids.py).
 CALL_ID_PREFIX = "fc-"
 CALL_ID_RANDOM_BYTES = 16
+
+# Seconds an ephemeral app outlives its client's last heartbeat (RAYFN_CLIENT_GRACE):
+# long enough for a laptop's network blip, short enough that a killed run's calls stop.
+DEFAULT_CLIENT_GRACE_S = 30.0
 
 # How long a finished call's result is kept, in seconds (Modal keeps outputs for a day
 # on its side; an hour bounds the object store memory a busy queue can pin).
@@ -106,6 +114,8 @@ REPORT_RUNNING_AFTER_S = 0.05
 
 # How long a caller of rayfn's own actors waits out their restart before giving up.
 CONTROL_RESTART_WAIT_S = 60.0
+# Pause between tries of an operation while the actor it went to restarts.
+RESTART_RETRY_PAUSE_S = 0.2
 # How long a deploy waits for the registry to confirm it dropped the app's old version.
 REGISTRY_NOTICE_WAIT_S = 10.0
 

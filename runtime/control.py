@@ -16,27 +16,20 @@ from typing import Any
 import ray
 from ray.experimental import internal_kv
 
-from rayfn.runtime import code
+from rayfn.records import CallInfo
+from rayfn.runtime import clients, code
 from rayfn.runtime.code import drop_code, put_code
 from rayfn.runtime.constants import (
     CODE_VERSIONS_KEPT,
     KV_APP_PREFIX,
     NAMESPACE,
     REAP_EVERY_S,
-    REGISTRY_ACTOR_NAME,
     REGISTRY_NOTICE_WAIT_S,
     SCHEDULE_TICK_S,
 )
 from rayfn.runtime.environment import runtime_env_for
-from rayfn.runtime.records import (
-    AppInfo,
-    AppSpec,
-    CallInfo,
-    FunctionInfo,
-    FunctionOptions,
-    FunctionSpec,
-    NotDeployed,
-)
+from rayfn.runtime.protocol import LoadedVersion, Submission
+from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, FunctionSpec, NotDeployed
 from rayfn.runtime.schedules import Timetable
 
 logger = logging.getLogger(__name__)
@@ -171,8 +164,8 @@ class ControlActor:
             return 0
         self._detached.add(app)
         self._seen.pop(app, None)
-        stats = await _registry().stats.remote(app)
-        return int(stats["unfinished"])
+        stats = await clients.registry().stats(app)
+        return stats["unfinished"]
 
     async def _reap(self) -> None:
         """Stop the ephemeral apps whose client is gone (no heartbeat for their
@@ -186,7 +179,7 @@ class ControlActor:
                     "%s: client gone for %.0fs; stopped, %s calls cancelled", app, grace, cancelled
                 )
         for app in list(self._detached):
-            if (await _registry().stats.remote(app))["unfinished"] == 0:
+            if (await clients.registry().stats(app))["unfinished"] == 0:
                 await self.stop(app)
 
     async def missing_secrets(self, names: list[str]) -> list[str]:
@@ -220,16 +213,14 @@ class ControlActor:
             app, function, deployment.version, spec.signature, spec.options, spec.parameters
         )
 
-    async def get_function(
-        self, app: str, function: str
-    ) -> tuple[int, FunctionOptions, dict[str, Any] | None] | NotDeployed:
+    async def get_function(self, app: str, function: str) -> LoadedVersion | NotDeployed:
         """The current version, options and runtime env of a function, for the
         registry (its code is in the GCS, for the workers)."""
         found = self._find(app, function)
         if isinstance(found, NotDeployed):
             return found
         deployment, spec = found
-        return deployment.version, spec.options, deployment.runtime_env
+        return LoadedVersion(deployment.version, spec.options, deployment.runtime_env)
 
     def _find(self, app: str, function: str) -> tuple[Deployment, FunctionSpec] | NotDeployed:
         deployment = self._apps.get(app)
@@ -269,9 +260,8 @@ class ControlActor:
             if await self._still_running(self._last_tick.get(key)):
                 logger.info("%s.%s: tick skipped, the last one still runs", app, function)
                 continue
-            registry = _registry()
-            item = (app, function, _NO_ARGUMENTS, None)
-            (answer,) = await registry.spawn_batch.remote([item])
+            tick = Submission(app, function, _NO_ARGUMENTS)
+            (answer,) = (await clients.registry().submit([tick], None)).answers
             if isinstance(answer, str):
                 self._last_tick[key] = answer
         for key in self._last_tick.keys() - scheduled.keys():
@@ -281,7 +271,7 @@ class ControlActor:
     async def _still_running(call_id: str | None) -> bool:
         if call_id is None:
             return False
-        info = await _registry().describe.remote(call_id)
+        info = await clients.registry().describe(call_id)
         return isinstance(info, CallInfo) and not info.status.is_terminal
 
     @staticmethod
@@ -289,13 +279,11 @@ class ControlActor:
         """Waited for, so that a spawn made after ``deploy`` returns runs the new version
         (a registry that does not answer soon learns it when it reloads the function).
         Returns how many calls it cancelled (with ``cancel_why``)."""
-        try:
-            registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE)
-        except ValueError:
+        registry = clients.existing_registry()
+        if registry is None:
             return 0  # no registry yet: nothing cached to forget, no calls
         try:
-            told: Any = registry.forget_app.remote(app, cancel_why)
-            return int(await asyncio.wait_for(told, REGISTRY_NOTICE_WAIT_S))
+            return await registry.forget_app(app, cancel_why).within(REGISTRY_NOTICE_WAIT_S)
         except (TimeoutError, ray.exceptions.RayError) as exc:
             logger.warning("the registry did not confirm that %s changed: %s", app, exc)
             return 0
@@ -309,12 +297,6 @@ _CLIENT_GONE = "Its app's client went away (no heartbeat for its grace period)."
 
 # A scheduled tick calls the function with no arguments.
 _NO_ARGUMENTS = ray.cloudpickle.dumps(((), {}))
-
-
-def _registry() -> Any:
-    from rayfn.runtime.handles import registry_actor  # handles imports this module
-
-    return registry_actor()
 
 
 def _kv_key(app: str) -> str:

@@ -4,7 +4,7 @@ container of the class."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -14,6 +14,7 @@ from rayfn.runtime.commands import Policy
 from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
 from rayfn.runtime.executor import execute_call, execute_pack, task_header
+from rayfn.runtime.identity import FunctionVersion
 from rayfn.runtime.records import FunctionOptions
 
 
@@ -21,25 +22,25 @@ from rayfn.runtime.records import FunctionOptions
 class LoadedFunction:
     """A deployed function as the registry dispatches it."""
 
-    key: tuple[str, str, int]  # (app, function, version)
+    key: FunctionVersion
     code_key: str  # where workers find its code (runtime/code.py)
     options: FunctionOptions
     runtime_env: dict[str, Any] | None
     task_name: str  # "app.function", as the Ray dashboard shows it
-    task: Any  # execute_call with this function's Ray options, built once
-    pack_task: Any  # execute_pack likewise, where calls may be packed (can_pack)
-    policy: Policy  # what the call book needs to know of it
+    task: Any = None  # execute_call with this function's Ray options, built once
+    pack_task: Any = None  # execute_pack likewise, where calls may be packed (can_pack)
+    policy: Policy = field(init=False)  # what the call book needs to know of it
 
     @classmethod
     def build(
         cls,
-        key: tuple[str, str, int],
+        key: FunctionVersion,
         options: FunctionOptions,
         runtime_env: dict[str, Any] | None,
     ) -> LoadedFunction:
-        task_name = f"{key[0].split('@', 1)[0]}.{key[1]}"
-        code_key = code.code_key(key[0], key[2], key[1])
-        loaded = cls(key, code_key, options, runtime_env, task_name, None, None, None)
+        task_name = key.key.label
+        code_key = code.code_key(key.deployment, key.version, key.function)
+        loaded = cls(key, code_key, options, runtime_env, task_name)
         if not loaded.picks_gpu_per_call and options.container is None:
             object.__setattr__(loaded, "task", loaded._task_with_options(execute_call))
         if loaded.can_pack:

@@ -20,24 +20,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
-from ray.actor import ActorHandle
 
-from rayfn.runtime import output
+from rayfn.records import FailureKind
+from rayfn.runtime import clients, output
 from rayfn.runtime.code import get_code, get_secret
 from rayfn.runtime.constants import (
     DEFAULT_MAX_RESULT_BYTES,
     INLINE_RESULT_BYTES,
-    NAMESPACE,
     PACK_BUDGET_S,
-    REGISTRY_ACTOR_NAME,
     REPORT_RUNNING_AFTER_S,
 )
-from rayfn.runtime.records import AttemptMeta, FailureKind, RemoteFailure
+from rayfn.runtime.records import AttemptMeta, RemoteFailure
 
 # code key (app, version, function) -> the unpickled user function, per worker process.
 _loaded: dict[str, Callable[..., Any]] = {}
 
-_registry_handle: ActorHandle | None = None  # looked up once per worker process
 
 _current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "rayfn_current_call_id", default=None
@@ -101,7 +98,9 @@ class StartReporter:
             call_id, attempt, started_at, finished = seen
             # A registry that is restarting misses the report; the call still runs.
             with contextlib.suppress(Exception):
-                _registry().attempt_started.remote(call_id, attempt, started_at, finished)
+                registry = clients.existing_registry()
+                if registry is not None:
+                    registry.attempt_started(call_id, attempt, started_at, finished)
 
 
 _reporter: StartReporter | None = None
@@ -112,13 +111,6 @@ def _start_reporter() -> StartReporter:
     if _reporter is None:
         _reporter = StartReporter()
     return _reporter
-
-
-def _registry() -> ActorHandle:
-    global _registry_handle
-    if _registry_handle is None:
-        _registry_handle = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE)
-    return _registry_handle
 
 
 def load_code(code_key: str, label: str) -> Any:

@@ -29,8 +29,9 @@ _DETACHED: dict[str, Any] = {
     "max_concurrency": ACTOR_MAX_CONCURRENCY,
 }
 
-_RemoteControl = ray.remote(ControlActor)
-_RemoteRegistry = ray.remote(CallRegistry)
+# Typed as Any: Ray's stubs make .options().remote() a union with the class itself.
+_RemoteControl: Any = ray.remote(ControlActor)
+_RemoteRegistry: Any = ray.remote(CallRegistry)
 
 
 def control_actor() -> ActorHandle:

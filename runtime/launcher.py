@@ -14,10 +14,12 @@ from typing import Any
 
 import ray
 
+from rayfn.runtime import clients
 from rayfn.runtime.commands import Key, Launch, Policy
-from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S, RECLAIM_CHECK_S
+from rayfn.runtime.constants import RECLAIM_CHECK_S
 from rayfn.runtime.containers import Pool, Slot, stop_container, to_reclaim
 from rayfn.runtime.dispatch import LoadedFunction
+from rayfn.runtime.identity import FunctionVersion
 from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
 from rayfn.runtime.resources import Resources, held_resources
 
@@ -39,17 +41,17 @@ class Launcher:
         self._reclaiming: asyncio.Task[None] | None = None  # a look at Ray's pending demand
         self._next_reclaim = 0.0  # monotonic time of the next look allowed
 
-    async def function(self, app: str, function: str) -> LoadedFunction | NotDeployed:
-        """The deployed version of ``app.function`` (cached until ``forget``)."""
-        loaded = self.functions.get((app, function))
+    async def function(self, key: Key) -> LoadedFunction | NotDeployed:
+        """The deployed version of ``key``'s function (cached until ``forget``)."""
+        loaded = self.functions.get(key)
         if loaded is not None:
             return loaded
-        found = await _ask_control("get_function", app, function)
+        found = await clients.control().get_function(*key)
         if isinstance(found, NotDeployed):
             return found
         version, options, runtime_env = found
-        loaded = LoadedFunction.build((app, function, version), options, runtime_env)
-        self.functions[(app, function)] = loaded
+        loaded = LoadedFunction.build(FunctionVersion(*key, version), options, runtime_env)
+        self.functions[key] = loaded
         if options.container is not None:  # keep min_containers warm from now on
             self.pool(loaded).warm(loaded.start_container)
         return loaded
@@ -57,10 +59,11 @@ class Launcher:
     def forget(self, app: str) -> dict[Key, LoadedFunction]:
         """``app`` was redeployed or stopped: its versions are read again when next
         needed, and its containers go once idle. Returns the versions it dropped."""
-        for key, pool in self._pools.items():
-            if key[0] == app:
+        for (deployment, _, _), pool in self._pools.items():
+            if deployment == app:
                 pool.retired = True
-        return {k: self.functions.pop(k) for k in [k for k in self.functions if k[0] == app]}
+        dropped = [k for k in self.functions if k.deployment == app]
+        return {k: self.functions.pop(k) for k in dropped}
 
     def pumpable(self, loaded: LoadedFunction) -> list[tuple[Policy, int | None]]:
         """The functions whose queues may move now that ``loaded``'s may, each with
@@ -73,7 +76,7 @@ class Launcher:
         return [
             (f.policy, self.pool(f).capacity())
             for f in siblings
-            if f.key[0] == loaded.key[0]
+            if f.key.deployment == loaded.key.deployment
             and f.options.container
             and f.options.container.class_name == container.class_name
         ]
@@ -147,7 +150,7 @@ class Launcher:
     def pool(self, loaded: LoadedFunction) -> Pool:
         container = loaded.options.container
         assert container is not None
-        key = (loaded.key[0], container.class_name, loaded.key[2])
+        key = (loaded.key.deployment, container.class_name, loaded.key.version)
         pool = self._pools.get(key)
         if pool is None:
             held = held_resources(loaded.options.ray_task_options())
@@ -212,18 +215,3 @@ def pending_demand() -> tuple[list[tuple[Resources, int]], list[Resources]]:
     waiting = [(dict(r.request.resources_bundle), r.count) for r in state.pending_resource_requests]
     nodes = [dict(n.total_resources) for n in state.node_states if n.status != NodeStatus.DEAD]
     return waiting, nodes
-
-
-async def _ask_control(method: str, *args: Any) -> Any:
-    """Call the control actor, waiting out a restart of it (its calls are reads)."""
-    # Imported here: the handles module imports the registry, which imports this one.
-    from rayfn.runtime.handles import control_actor
-
-    deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
-    while True:
-        try:
-            return await getattr(control_actor(), method).remote(*args)
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)

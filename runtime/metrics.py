@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from rayfn.runtime.identity import FunctionKey, app_of
+
 # Events counted per call: rayfn_calls_<event> counters.
 EVENTS = ("spawned", "succeeded", "failed", "retried", "timed_out", "cancelled", "expired")
 TAG_KEYS = ("app", "function")
@@ -19,8 +21,8 @@ FLUSH_EVERY_S = 1.0
 
 
 def _tags(app: str, function: str) -> dict[str, str]:
-    # An ephemeral app's deployment key (name@ep-...) is reported under its name.
-    return {"app": app.split("@", 1)[0], "function": function}
+    # An ephemeral run is reported under its app's name.
+    return {"app": app_of(app), "function": function}
 
 
 class CallMetrics:
@@ -28,7 +30,7 @@ class CallMetrics:
         self._counts: Counter[tuple[str, str, str]] = Counter()  # (event, app, fn)
         self._waits: list[tuple[str, str, float]] = []
         self._runs: list[tuple[str, str, float]] = []
-        self._gauged: set[tuple[str, str]] = set()  # functions whose gauges are set
+        self._gauged: set[FunctionKey] = set()  # functions whose gauges are set
         self._ray: dict[str, Any] | None = None
 
     def count(self, event: str, app: str, function: str, n: int = 1) -> None:
@@ -40,9 +42,7 @@ class CallMetrics:
     def run_time(self, app: str, function: str, seconds: float) -> None:
         self._runs.append((app, function, seconds))
 
-    def flush(
-        self, queued: dict[tuple[str, str], int], running: dict[tuple[str, str], int]
-    ) -> None:
+    def flush(self, queued: dict[FunctionKey, int], running: dict[FunctionKey, int]) -> None:
         """Hand what was counted since the last flush to Ray, and set the gauges."""
         ray_metrics = self._metrics()
         counts, self._counts = self._counts, Counter()

@@ -6,7 +6,6 @@ Records are frozen dataclasses; they hold no handles to live objects except the
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 import traceback
@@ -14,54 +13,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from rayfn.records import CallStatus, FailureKind
 from rayfn.runtime.resources import GpuRequest, choose_type
 from rayfn.runtime.retries import RetryPolicy
 from rayfn.runtime.schedules import Schedule
 
 if TYPE_CHECKING:
     import ray
-
-
-class CallStatus(enum.StrEnum):
-    """Where a call stands. Terminal states never change again, except to EXPIRED."""
-
-    QUEUED = "QUEUED"  # in rayfn's queue (e.g. waiting for a max_containers slot)
-    PENDING = "PENDING"  # handed to Ray, waiting for resources or a worker
-    RUNNING = "RUNNING"  # the function has started
-    RETRYING = "RETRYING"  # an attempt failed; waiting out the backoff delay
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    TIMED_OUT = "TIMED_OUT"  # its last attempt ran past the function's timeout
-    EXPIRED = "EXPIRED"  # finished, and its result has aged out
-    LOST = "LOST"  # accepted by a registry that died since; nothing is known of it
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset(
-    {
-        CallStatus.SUCCEEDED,
-        CallStatus.FAILED,
-        CallStatus.CANCELLED,
-        CallStatus.TIMED_OUT,
-        CallStatus.EXPIRED,
-        CallStatus.LOST,
-    }
-)
-
-
-class FailureKind(enum.StrEnum):
-    """Why an attempt or a call failed."""
-
-    RAISED = "raised"  # the function raised an exception
-    CRASHED = "crashed"  # Ray lost the attempt (worker died, node lost...)
-    TIMED_OUT = "timed_out"  # it ran past the function's timeout
-    NOT_STARTED = "not_started"  # it did not start within startup_timeout
-    CANCELLED = "cancelled"
-    BAD_RESULT = "bad_result"  # its result could not be pickled, or was too large
 
 
 @dataclass(frozen=True)
@@ -298,44 +256,6 @@ class AttemptMeta:
     finished_at: float
     inline: bytes | None = None  # the pickled result, when small
     failure: RemoteFailure | None = None  # set when not ok
-
-
-@dataclass(frozen=True)
-class AttemptInfo:
-    """One attempt of a call, as status records show it."""
-
-    number: int  # 1 for the first attempt
-    submitted_at: float  # handed to Ray
-    started_at: float | None = None  # the function started
-    finished_at: float | None = None
-    outcome: str | None = None  # "succeeded", or a FailureKind value; None while on
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    """The status record of one call."""
-
-    call_id: str
-    app: str
-    function: str
-    status: CallStatus
-    created_at: float
-    started_at: float | None = None  # its first attempt started
-    finished_at: float | None = None
-    error: str | None = None  # "ValueError: bad input" for a failed call
-    attempts: tuple[AttemptInfo, ...] = ()
-
-
-@dataclass(frozen=True)
-class CallGraphNode:
-    """A call and the calls spawned from inside it (``FunctionCall.get_call_graph``)."""
-
-    call_id: str
-    app: str
-    function_name: str
-    status: CallStatus
-    children: tuple[CallGraphNode, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from rayfn.records import CallGraphNode, CallInfo, CallStatus, FailureKind
 from rayfn.runtime import commands as events
 from rayfn.runtime.answers import Answers
 from rayfn.runtime.book import Book
@@ -37,19 +38,10 @@ from rayfn.runtime.ids import new_call_id
 from rayfn.runtime.journal import Journal, next_epoch
 from rayfn.runtime.launcher import Launcher
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
-from rayfn.runtime.records import (
-    CallGraphNode,
-    CallInfo,
-    CallOutcome,
-    CallStatus,
-    FailureKind,
-    NotDeployed,
-    RemoteFailure,
-)
+from rayfn.runtime.protocol import CallQuery, Polled, PollMode, Submission, Submitted
+from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
 
 logger = logging.getLogger(__name__)
-
-SpawnItem = tuple[str, str, bytes, str | None]  # (app, function, args blob, parent id)
 
 
 class CallRegistry:
@@ -65,7 +57,7 @@ class CallRegistry:
         self._metrics = CallMetrics()
         self._book = book = Book(max_tombstones, self._metrics)
         self._journal = Journal(shard, book.take_changes, book.snapshot, book.has_changes)
-        self._launcher = Launcher(lambda *ended: self._run(book.launch_ended(*ended, time.time())))
+        self._launcher = Launcher(self._launch_ended)
         self._answers = Answers(book, self._journal, shard, self._epoch)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
@@ -78,69 +70,58 @@ class CallRegistry:
 
     # -- accepting calls ---------------------------------------------------------------
 
-    async def spawn_batch(
-        self, items: list[SpawnItem], token: str | None = None
-    ) -> list[str | NotDeployed]:
-        """Accept calls of any functions, in order: what a client's coalesced
-        ``spawn()``s send (sdk/_spawner.py). Answers once they are journaled. A
-        ``token`` makes it safe to send again: the same token gets the same ids."""
-        self._spawn_batches += 1
-        answers, touched = await self._accept(items, token)
+    async def submit(
+        self,
+        submissions: list[Submission],
+        token: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Submitted:
+        """Accept calls of any functions, in order, answering once they are journaled:
+        what a client's coalesced ``spawn()``s send (sdk/_spawner.py). A ``token`` makes
+        it safe to send again: the same token gets the same ids. With ``wait``, also
+        wait up to ``timeout`` for the first call to end and answer its outcome: one
+        round trip for ``f.remote(...)`` and for ``f.spawn(...).get()`` when no other
+        call of the client is ahead of it."""
+        if not wait:
+            self._spawn_batches += 1
+        answers, touched = await self._accept(submissions, token)
         for loaded in touched:
             self._loop.call_soon(self._pump, loaded)  # Ray takes them while we journal
         await self._journal.sync()
-        return answers
-
-    async def spawn_and_get(
-        self, item: SpawnItem, token: str | None, timeout: float | None
-    ) -> tuple[str, CallOutcome] | NotDeployed:
-        """``spawn_batch`` of one call and then ``get`` in one round trip: what
-        ``f.spawn(...).get()`` and ``f.remote(...)`` send when no other call of the
-        client is ahead of it."""
-        (answer,), touched = await self._accept([item], token)
-        if isinstance(answer, NotDeployed):
-            return answer
-        self._pump(touched[0])
-        await self._journal.sync()
-        return answer, await self._answers.get(answer, timeout)
+        first = answers[0] if answers else None
+        if not wait or not isinstance(first, str):
+            return Submitted(answers)
+        polled = await self._answers.poll([first], timeout, PollMode.FIRST)
+        return Submitted(answers, polled[first])
 
     async def _accept(
-        self, items: list[SpawnItem], token: str | None
+        self, submissions: list[Submission], token: str | None
     ) -> tuple[list[str | NotDeployed], list[LoadedFunction]]:
         answers: list[str | NotDeployed] = []
         touched: dict[Key, LoadedFunction] = {}
         now = time.time()
         # Sent before, and the answer lost with a registry that restarted: same ids.
         replay = iter(self._book.batches.get(token, ()) if token else ())
-        for app, function, blob, parent in items:
-            loaded = touched.get((app, function)) or await self._launcher.function(app, function)
+        for target, function, blob, parent in submissions:
+            key = Key(target, function)
+            loaded = touched.get(key) or await self._launcher.function(key)
             if isinstance(loaded, NotDeployed):
                 answers.append(loaded)
                 continue
-            touched[(app, function)] = loaded
+            touched[key] = loaded
             call_id = next(replay, None)
             if call_id is None:
                 call_id = new_call_id(self._shard, self._epoch)
                 ttl = loaded.options.result_ttl
-                self._book.accept(call_id, (app, function), blob, ttl, now, parent, token)
+                self._book.accept(call_id, key, blob, ttl, now, parent, token)
             answers.append(call_id)
         return answers, list(touched.values())
 
     # -- answering (runtime/answers.py) -----------------------------------------------
 
-    async def get(self, call_id: str, timeout: float | None) -> CallOutcome:
-        return await self._answers.get(call_id, timeout)
-
-    async def get_with_others(
-        self, call_id: str, timeout: float | None, others: list[str]
-    ) -> tuple[CallOutcome, dict[str, CallOutcome]]:
-        return await self._answers.get_with_others(call_id, timeout, others)
-
-    async def get_many(self, call_ids: list[str], timeout: float | None) -> list[CallOutcome]:
-        return await self._answers.get_many(call_ids, timeout)
-
-    async def wait_any(self, call_ids: list[str], timeout: float | None) -> list[str]:
-        return await self._answers.wait_any(call_ids, timeout)
+    async def poll(self, call_ids: list[str], timeout: float | None, mode: PollMode) -> Polled:
+        return await self._answers.poll(call_ids, timeout, mode)
 
     async def describe(self, call_id: str) -> CallInfo | CallStatus | None:
         return await self._answers.describe(call_id)
@@ -148,16 +129,11 @@ class CallRegistry:
     async def call_graph(self, call_id: str) -> CallGraphNode | CallStatus | None:
         return self._answers.call_graph(call_id)
 
-    async def list_calls(
-        self,
-        app: str | None = None,
-        function: str | None = None,
-        status: CallStatus | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[CallInfo]:
+    async def list_calls(self, query: CallQuery) -> list[CallInfo]:
         """Calls newest first, filtered; ``before`` (a call id) continues a listing."""
-        return self._book.listing(app, function, status, limit, before)
+        return self._book.listing(
+            query.app, query.function, query.status, query.limit, query.before
+        )
 
     # -- steering ------------------------------------------------------------------------
 
@@ -248,6 +224,15 @@ class CallRegistry:
                     logger.warning(message)
         self._journal.nudge()
 
+    def _launch_ended(
+        self,
+        launch: events.Launch,
+        metas: list[AttemptMeta] | None,
+        crash: RemoteFailure | None,
+        payload: Any,
+    ) -> None:
+        self._run(self._book.launch_ended(launch, metas, crash, payload, time.time()))
+
     def _timer_fired(self, call_id: str) -> None:
         self._timers.pop(call_id, None)
         self._run(self._book.timer_fired(call_id))
@@ -268,7 +253,7 @@ class CallRegistry:
             self._pump(current)
 
     async def _reload_and_pump(self, key: Key, known: Policy | None) -> None:
-        loaded = await self._launcher.function(*key)
+        loaded = await self._launcher.function(key)
         if not isinstance(loaded, NotDeployed):
             self._pump(loaded)
         elif known is not None:

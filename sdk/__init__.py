@@ -9,7 +9,7 @@ from rayfn import exception, functions
 from rayfn._app import App
 from rayfn._cls import Cls, concurrent, enter, exit, method
 from rayfn._function import Function
-from rayfn._function_call import FunctionCall, list_calls
+from rayfn._function_call import FunctionCall, current_function_call_id, list_calls
 from rayfn._image import Image
 from rayfn._output import enable_output
 from rayfn._retries import Retries
@@ -17,8 +17,7 @@ from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret
 from rayfn._stores import Dict, Queue
 from rayfn._web import asgi_app, fastapi_endpoint
-from rayfn.runtime.executor import current_call_id as current_function_call_id
-from rayfn.runtime.records import CallInfo, CallStatus
+from rayfn.records import CallInfo, CallStatus
 
 __version__ = "0.1.0"
 

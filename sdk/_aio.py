@@ -1,36 +1,90 @@
 """Methods with an async twin, Modal style: ``obj.spawn(...)`` blocks, while
-``await obj.spawn.aio(...)`` does the same without blocking the event loop."""
+``await obj.spawn.aio(...)`` does the same without blocking the event loop.
+
+A method is written once, as a generator of *steps*: each ``yield`` hands over
+something to wait for (an actor ``Reply``, a ``concurrent.futures.Future`` or an
+``ObjectRef``) and receives its value, or has its exception raised at the ``yield``.
+``run_steps`` waits for each by blocking, ``run_steps_async`` by awaiting, so the
+blocking and the async form cannot drift apart (the sans-I/O pattern of h11)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import ray
+
+from rayfn.runtime.clients import Reply
 
 R = TypeVar("R")
 
+# What a step waits for.
+Step: TypeAlias = "Reply[Any] | Future[Any] | ray.ObjectRef[Any]"
+Steps: TypeAlias = Generator[Step, Any, R]
+
+_in_async = contextvars.ContextVar("rayfn_steps_in_async", default=False)
+
+
+def running_async() -> bool:
+    """Whether the steps running now are awaited (``.aio``), not blocked on."""
+    return _in_async.get()
+
+
+def run_steps(steps: Steps[R]) -> R:
+    """Run ``steps``, blocking for each."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(send) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        send, error = None, None
+        try:
+            send = ray.get(step) if isinstance(step, ray.ObjectRef) else step.result()
+        except Exception as exc:
+            error = exc
+
+
+async def run_steps_async(steps: Steps[R]) -> R:
+    """Run ``steps``, awaiting each. A ``Future`` is awaited shielded: cancelling the
+    awaiting task (``asyncio.wait_for``, an HTTP client that gave up) leaves it to
+    whoever else holds it (a ``get.aio`` that times out must not un-send a call its
+    ``spawn()`` already returned)."""
+    _in_async.set(True)  # for this task only: asyncio gives each its own context
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(send) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        send, error = None, None
+        try:
+            send = await (wait_uncancelled(step) if isinstance(step, Future) else step)
+        except Exception as exc:
+            error = exc
+
 
 class aio_method(Generic[R]):
-    """Decorate the blocking method, then its async twin with ``@name.aio_impl``.
+    """A method written as steps (see the module's docstring), callable blocking and,
+    as ``.aio``, from async code.
 
     Example:
         >>> class Call:
         ...     @aio_method
-        ...     def get(self): ...
-        ...     @get.aio_impl
-        ...     async def get(self): ...
+        ...     def get(self) -> Steps[int]:
+        ...         outcome = yield clients.registry().poll(...)
+        ...         return outcome
     """
 
-    def __init__(self, sync: Callable[..., R]) -> None:
-        self._sync = sync
-        self._async: Callable[..., Awaitable[R]] | None = None
-        self.__doc__ = sync.__doc__
-        self.__name__ = sync.__name__
-
-    def aio_impl(self, fn: Callable[..., Awaitable[R]]) -> aio_method[R]:
-        self._async = fn
-        return self
+    def __init__(self, steps: Callable[..., Steps[R]]) -> None:
+        self._steps = steps
+        self.__doc__ = steps.__doc__
+        self.__name__ = steps.__name__
 
     def __get__(self, obj: object, objtype: type | None = None) -> Any:
         if obj is None:
@@ -46,12 +100,15 @@ class _Bound(Generic[R]):
         self._method = method
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
-        return self._method._sync(self._obj, *args, **kwargs)
+        return run_steps(self._method._steps(self._obj, *args, **kwargs))
 
     def aio(self, *args: Any, **kwargs: Any) -> Awaitable[R]:
         """The same call, awaitable."""
-        assert self._method._async is not None, f"{self._method.__name__} has no async twin"
-        return self._method._async(self._obj, *args, **kwargs)
+        return run_steps_async(self._method._steps(self._obj, *args, **kwargs))
+
+    def steps(self, *args: Any, **kwargs: Any) -> Steps[R]:
+        """The same call as steps, for another method's steps to ``yield from``."""
+        return self._method._steps(self._obj, *args, **kwargs)
 
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
@@ -60,8 +117,6 @@ class _Bound(Generic[R]):
 
 async def wait_uncancelled(future: Future[R]) -> R:
     """The outcome of a ``concurrent.futures.Future``, awaited without blocking the
-    event loop. Cancelling the awaiting task (``asyncio.wait_for``, an HTTP client
-    that gave up) does not cancel ``future``, which others may hold: a ``get.aio``
-    that times out must not un-send a call its ``spawn()`` already returned.
-    ``asyncio.wrap_future`` alone would cancel it."""
+    event loop. Cancelling the awaiting task does not cancel ``future``, which others
+    may hold. ``asyncio.wrap_future`` alone would cancel it."""
     return await asyncio.shield(asyncio.wrap_future(future))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
@@ -13,7 +12,6 @@ from typing import Any, overload
 from rayfn import _connection, _output, _progress
 from rayfn._checks import check_name
 from rayfn._cls import MAX_INPUTS_MARK, Cls, methods_of
-from rayfn._config import settings
 from rayfn._function import Function
 from rayfn._image import Image
 from rayfn._options import check_pool, function_options
@@ -22,7 +20,10 @@ from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret, inline_secrets
 from rayfn._serialization import dumps_function
 from rayfn._web import web_endpoint_of
+from rayfn.config import settings
 from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime.clients import ControlClient
+from rayfn.runtime.identity import DeploymentKey
 from rayfn.runtime.records import AppInfo, AppSpec, ContainerOptions, FunctionSpec
 
 logger = logging.getLogger(__name__)
@@ -294,14 +295,14 @@ class App:
         web = [f for f in self._functions.values() if f.web is not None]
         if web:
             # Imported here: a process that only submits work never loads Ray Serve.
-            from rayfn.serve.deploy import check_routes
+            from rayfn._web_hosting import check_routes
 
             check_routes(app_name, self._functions)  # before anything is deployed
         registered = _progress.step(f"register {app_name}", 1)
-        info, previous = _connection.ask(_connection.control(), "deploy", spec)
+        info, previous = _connection.control().deploy(spec).result()
         registered(1)
         if web:
-            from rayfn.serve.deploy import deploy_web_functions
+            from rayfn._web_hosting import deploy_web_functions
 
             served = _progress.step(f"serve {len(web)} web functions", 1)
             try:
@@ -334,15 +335,14 @@ class App:
         """
         if self._ephemeral_key is not None:
             raise InvalidError(f"App {self._name!r} is already running.")
-        base = self._name or "ephemeral"
         # Set before pickling, so functions that call each other call this deployment.
-        self._ephemeral_key = key = f"{base}@ep-{secrets.token_hex(6)}"
+        self._ephemeral_key = key = str(DeploymentKey.new_run(self._name or "ephemeral"))
         control = _connection.control()
         grace = settings().client_grace
         try:
             spec = dataclasses.replace(self._spec(key, ephemeral=True), client_grace=grace)
             _check_secrets(spec)
-            info, _ = _connection.ask(control, "deploy", spec)
+            info, _ = control.deploy(spec).result()
         except BaseException:
             self._ephemeral_key = None
             raise
@@ -352,7 +352,7 @@ class App:
                 yield self
         finally:
             self._ephemeral_key = None
-            left = _connection.ask(control, "end_run", key, detach)
+            left = control.end_run(key, detach).result()
             if left and detach:
                 logger.warning("%s runs on detached with %d unfinished calls.", key, left)
             elif left:
@@ -367,10 +367,10 @@ class App:
         functions = {}
         pickled = _progress.step(f"pickle {len(self._functions)} functions", len(self._functions))
         for fn_name, function in self._functions.items():
-            _, options = function.definition()
+            raw, options = function.definition()
             functions[fn_name] = FunctionSpec(
                 name=fn_name,
-                code=dumps_function(function.code),
+                code=dumps_function(function.code or raw),
                 options=options,
                 signature=function.signature,
                 web=function.web,
@@ -399,10 +399,10 @@ class App:
 def _roll_back(app_name: str, version: int) -> None:
     """Put back what a deploy replaced, its web functions included, or remove
     everything of a first deploy."""
-    from rayfn.serve.deploy import delete_web_functions, deploy_web_functions
+    from rayfn._web_hosting import delete_web_functions, deploy_web_functions
 
     try:
-        restored = _connection.ask(_connection.control(), "roll_back", app_name, version)
+        restored = _connection.control().roll_back(app_name, version).result()
         if restored is None:
             delete_web_functions(app_name)
         else:
@@ -413,17 +413,15 @@ def _roll_back(app_name: str, version: int) -> None:
 
 
 @contextlib.contextmanager
-def _heartbeat(control: Any, key: str, every: float) -> Iterator[None]:
+def _heartbeat(control: ControlClient, key: str, every: float) -> Iterator[None]:
     """Tell the control actor every ``every`` seconds that this process still runs
     ephemeral app ``key``: without it, the cluster stops the app."""
-    import ray
-
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(every):
             try:
-                alive = ray.get(control.heartbeat.remote(key), timeout=every)
+                alive = control.heartbeat(key).within(every).result()
             except Exception:  # a restarting control actor misses a beat or two
                 continue
             if not alive:
@@ -451,7 +449,7 @@ def _check_secrets(spec: AppSpec) -> None:
     }
     if not named:
         return
-    missing = _connection.ask(_connection.control(), "missing_secrets", sorted(named))
+    missing = _connection.control().missing_secrets(sorted(named)).result()
     if missing:
         raise NotFoundError(
             f"Secret {missing[0]!r} does not exist; create it with "

@@ -7,29 +7,22 @@ Order: inside a Ray worker or Serve replica, the existing connection; else
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import threading
-import time
-from typing import Any
 
 import ray
-from ray.actor import ActorHandle
 
 from rayfn import _local_cluster
-from rayfn._config import settings
+from rayfn.config import settings
 from rayfn.exception import ClusterError
-from rayfn.runtime import handles
-from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S
+from rayfn.runtime import clients
 
 # How long the reachability probe waits for the cluster's answer.
 _PROBE_TIMEOUT_S = 5.0
 
 _lock = threading.Lock()
-_cached: dict[str, ActorHandle] = {}
-_cached_for: str | None = None  # the GCS address the cached handles belong to
 
 
 def connect() -> None:
@@ -134,54 +127,13 @@ def _use_token(path: str) -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def registry() -> ActorHandle:
-    """The call registry of the connected cluster."""
-    return _handle("registry")
-
-
-def control() -> ActorHandle:
-    """The control actor of the connected cluster."""
-    return _handle("control")
-
-
-def _handle(kind: str) -> ActorHandle:
-    global _cached_for
+def registry() -> clients.RegistryClient:
+    """The call registry of the connected cluster (connecting first)."""
     connect()
-    address = ray.get_runtime_context().gcs_address
-    if _cached_for != address:
-        _cached.clear()
-        _cached_for = address
-    handle = _cached.get(kind)
-    if handle is None:
-        handle = handles.registry_actor() if kind == "registry" else handles.control_actor()
-        _cached[kind] = handle
-    return handle
+    return clients.registry()
 
 
-def ask(handle: ActorHandle, method: str, *args: Any, timeout: float | None = None) -> Any:
-    """Call one of rayfn's actors and wait (up to ``timeout`` seconds per try) for the
-    answer, waiting out a restart of the actor (Ray answers ``ActorUnavailableError``
-    meanwhile, or ``ActorDiedError`` for a call the dying actor had taken). Only for
-    calls that are safe to repeat, or whose first try died with the actor's state
-    (a ``spawn`` the dead registry took is gone with it: trying again is not a
-    duplicate)."""
-    deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
-    while True:
-        try:
-            return ray.get(getattr(handle, method).remote(*args), timeout=timeout)
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-async def ask_async(handle: ActorHandle, method: str, *args: Any) -> Any:
-    """``ask`` for async code."""
-    deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
-    while True:
-        try:
-            return await getattr(handle, method).remote(*args)
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+def control() -> clients.ControlClient:
+    """The control actor of the connected cluster (connecting first)."""
+    connect()
+    return clients.control()

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rayfn import _connection, _output, _progress
-from rayfn._aio import aio_method
+from rayfn._aio import Steps, aio_method
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, fetch_results
 from rayfn._serialization import dumps_args
 from rayfn._spawner import spawn_token, spawner
 from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime.clients import Reply
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
-from rayfn.runtime.records import (
-    FunctionInfo,
-    FunctionOptions,
-    NotDeployed,
-    Parameter,
-    WebEndpoint,
-)
+from rayfn.runtime.identity import app_of
+from rayfn.runtime.protocol import PollMode, Submission
+from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, Parameter, WebEndpoint
 
 if TYPE_CHECKING:
     from rayfn._app import App
@@ -97,22 +93,19 @@ class Function:
         return function
 
     @aio_method
-    def hydrate(self) -> Function:
+    def hydrate(self) -> Steps[Function]:
         """Check with the cluster that this function is deployed (and learn its
         signature, so calls with the wrong arguments are refused before they run).
 
         Raises:
             NotFoundError: it is not.
         """
-        control = _connection.control()
-        found = _connection.ask(control, "describe_function", self._target, self._name)
-        return self._hydrated(found)
+        return self._hydrated(
+            (yield _connection.control().describe_function(self._target, self._name))
+        )
 
-    @hydrate.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
-    async def hydrate(self) -> Function:
-        control = _connection.control()
-        found = await _connection.ask_async(control, "describe_function", self._target, self._name)
-        return self._hydrated(found)
+    def _describe(self) -> Reply[FunctionInfo | NotDeployed]:
+        return _connection.control().describe_function(self._target, self._name)
 
     def _hydrated(self, found: FunctionInfo | NotDeployed) -> Function:
         if isinstance(found, NotDeployed):
@@ -133,7 +126,7 @@ class Function:
     # -- calling -------------------------------------------------------------------------
 
     @aio_method
-    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+    def spawn(self, *args: Any, **kwargs: Any) -> Steps[FunctionCall]:
         """Start a call and return its ``FunctionCall``. From async code:
         ``await f.spawn.aio(...)``.
 
@@ -147,6 +140,10 @@ class Function:
             NotFoundError: the function is not deployed.
             SerializationError: an argument cannot be pickled.
         """
+        if self._raw is None and self._info is None:
+            self._hydrated(
+                (yield _connection.control().describe_function(self._target, self._name))
+            )
         check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
         _connection.connect()
@@ -155,33 +152,16 @@ class Function:
         if target not in self._accepted_by:
             # The first call waits for the registry, so a missing deployment raises here;
             # later ones return at once and share round trips (rayfn/_spawner.py).
-            accepted.result()
+            yield accepted
             self._accepted_by.add(target)
         return FunctionCall(accepted)
 
-    @spawn.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
-    async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
-        if self._raw is None and self._info is None:
-            await self.hydrate.aio()
-        check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
-        blob = dumps_args(self.qualname, args, kwargs)
-        _connection.connect()
-        # Concurrent spawns (an HTTP server's requests) share round trips. This is the
-        # future's only holder, so cancelling the await (a client gave up) may cancel
-        # it: a call the sender has not taken yet is then never sent.
-        call_id = await asyncio.wrap_future(spawner().submit(self._target, self._name, blob))
-        return FunctionCall(call_id)
-
     @aio_method
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
+    def remote(self, *args: Any, **kwargs: Any) -> Steps[Any]:
         """Run on the cluster, wait, and return the value (or raise the remote error).
         From async code: ``await f.remote.aio(...)``."""
-        return self.spawn(*args, **kwargs).get()
-
-    @remote.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
-    async def remote(self, *args: Any, **kwargs: Any) -> Any:
-        call = await self.spawn.aio(*args, **kwargs)
-        return await call.get.aio()
+        call = yield from self.spawn.steps(*args, **kwargs)
+        return (yield from call.get.steps())
 
     def spawn_map(
         self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None
@@ -251,9 +231,8 @@ class Function:
         calls: list[FunctionCall] = []
         for start in range(0, len(blobs), SPAWN_BATCH_SIZE):
             batch = blobs[start : start + SPAWN_BATCH_SIZE]
-            items = [(self._target, self._name, blob, parent) for blob in batch]
-            answers = _connection.ask(registry, "spawn_batch", items, spawn_token())
-            for answer in answers:
+            items = [Submission(self._target, self._name, blob, parent) for blob in batch]
+            for answer in registry.submit(items, spawn_token()).result().answers:
                 if isinstance(answer, NotDeployed):
                     raise NotFoundError(answer.message())
                 calls.append(FunctionCall(answer))
@@ -297,7 +276,7 @@ class Function:
         """The URL a deployed web function is served at (None if not a web function)."""
         if self.web is None:
             return None
-        from rayfn.serve.deploy import web_url
+        from rayfn._web_hosting import web_url
 
         return web_url(self._app_name, self._name, self.web)
 
@@ -353,11 +332,11 @@ def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Ite
     registry = _connection.registry()
     pending = list(call_ids)
     while pending:
-        done = set(_connection.ask(registry, "wait_any", pending, None))
+        done = registry.poll(pending, None, PollMode.ANY).result()
         finished = [i for i in pending if i in done]
         pending = [i for i in pending if i not in done]
         yield from fetch_results(finished, return_exceptions)
 
 
 def _rebuild(target: str, name: str) -> Function:
-    return Function(target.split("@", 1)[0], name, deployment=target)
+    return Function(app_of(target), name, deployment=target)

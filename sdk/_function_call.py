@@ -8,32 +8,23 @@ from typing import Any
 import ray
 
 from rayfn import _connection, _prefetch
-from rayfn._aio import aio_method, wait_uncancelled
+from rayfn._aio import Steps, aio_method, running_async
 from rayfn._checks import check_wait
-from rayfn._spawner import Request, spawn_token, spawner
+from rayfn._spawner import spawn_token, spawner
 from rayfn.exception import (
     CallLostError,
-    CancelledError,
     ExecutionError,
-    FunctionTimeoutError,
     InvalidError,
     NotFoundError,
     OutputExpiredError,
     RemoteError,
-    SerializationError,
-    StartupTimeoutError,
 )
+from rayfn.records import FAILURES, CallGraphNode, CallInfo, CallStatus, FailureKind
 from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S
+from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.ids import CALL_ID_EXAMPLE, is_call_id
-from rayfn.runtime.records import (
-    CallGraphNode,
-    CallInfo,
-    CallOutcome,
-    CallStatus,
-    FailureKind,
-    NotDeployed,
-    RemoteFailure,
-)
+from rayfn.runtime.protocol import CallQuery, PollMode, Submission, Submitted
+from rayfn.runtime.records import CallOutcome, NotDeployed, RemoteFailure
 
 
 class FunctionCall:
@@ -78,7 +69,7 @@ class FunctionCall:
         return self._call_id
 
     @aio_method
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> Steps[Any]:
         """The call's result, waiting up to ``timeout`` seconds (None: as long as it
         takes; 0: look once). Can be called any number of times until expiry; from
         async code, ``await call.get.aio(timeout=0)``.
@@ -92,61 +83,39 @@ class FunctionCall:
                 its notes (``RemoteError`` when its type cannot be rebuilt here).
         """
         timeout = check_wait("timeout", timeout)
-        client_timeout = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
+        round_trip = None if timeout is None else timeout + GET_ROUND_TRIP_MARGIN_S
         claimed = self._claim()
         if claimed is not None:
-            outcome = self._spawn_and_get(claimed, timeout, client_timeout)
+            outcome: CallOutcome | None = yield from self._submit_and_get(
+                claimed, timeout, round_trip
+            )
         else:
-            outcome = _prefetch.take(self._call_id)
+            call_id = yield from self._accepted_id()
+            outcome = _prefetch.take(call_id)
         if outcome is None:
-            others = _prefetch.others(self._call_id)
-            outcome, finished = _connection.ask(
-                _connection.registry(),
-                "get_with_others",
-                self._call_id,
-                timeout,
-                others,
-                timeout=client_timeout,
-            )
-            _prefetch.keep(self._call_id, outcome, finished)
+            call_id = self._call_id
+            asked = [call_id, *_prefetch.others(call_id)]
+            registry = _connection.registry()
+            polled = yield registry.poll(asked, timeout, PollMode.FIRST).within(round_trip)
+            outcome = polled.pop(call_id)
+            _prefetch.keep(call_id, outcome, polled)
         found = _payload(self._call_id, outcome)
-        value = ray.get(found) if isinstance(found, ray.ObjectRef) else _loaded(found)
-        return _settle(outcome, value)
-
-    @get.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
-    async def get(self, timeout: float | None = None) -> Any:
-        timeout = check_wait("timeout", timeout)
-        await self._accepted_aio()
-        outcome = _prefetch.take(self._call_id)
-        if outcome is None:
-            others = _prefetch.others(self._call_id)
-            outcome, finished = await _connection.ask_async(
-                _connection.registry(), "get_with_others", self._call_id, timeout, others
-            )
-            _prefetch.keep(self._call_id, outcome, finished)
-        found = _payload(self._call_id, outcome)
-        value = await found if isinstance(found, ray.ObjectRef) else _loaded(found)
+        value = (yield found) if isinstance(found, ray.ObjectRef) else _loaded(found)
         return _settle(outcome, value)
 
     @aio_method
-    def status(self) -> CallInfo:
+    def status(self) -> Steps[CallInfo]:
         """The call's status record (beyond Modal): ``.status`` (a ``CallStatus``),
         timestamps, error summary and each attempt.
 
         Raises:
             NotFoundError: no such call, or its result has expired.
         """
-        info = _connection.ask(_connection.registry(), "describe", self._call_id)
-        return _described(self._call_id, info)
-
-    @status.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
-    async def status(self) -> CallInfo:
-        await self._accepted_aio()
-        info = await _connection.ask_async(_connection.registry(), "describe", self._call_id)
-        return _described(self._call_id, info)
+        call_id = yield from self._accepted_id()
+        return _described(call_id, (yield _connection.registry().describe(call_id)))
 
     @aio_method
-    def cancel(self) -> CallInfo:
+    def cancel(self) -> Steps[CallInfo]:
         """Cancel the call: a queued call never runs, a running one is stopped (its
         worker process is killed), a finished one is left as it is. ``get()`` then
         raises ``rayfn.exception.CancelledError``. Returns the call's status record.
@@ -154,14 +123,8 @@ class FunctionCall:
         Raises:
             NotFoundError: no such call, or its result has expired.
         """
-        info = _connection.ask(_connection.registry(), "cancel", self._call_id)
-        return _described(self._call_id, info)
-
-    @cancel.aio_impl  # type: ignore[no-redef]  # the async twin shares the name
-    async def cancel(self) -> CallInfo:
-        await self._accepted_aio()
-        info = await _connection.ask_async(_connection.registry(), "cancel", self._call_id)
-        return _described(self._call_id, info)
+        call_id = yield from self._accepted_id()
+        return _described(call_id, (yield _connection.registry().cancel(call_id)))
 
     def get_call_graph(self) -> list[CallGraphNode]:
         """This call and the calls spawned from inside it, recursively, each with its
@@ -170,7 +133,7 @@ class FunctionCall:
         Raises:
             NotFoundError: no such call, or its result has expired.
         """
-        found = _connection.ask(_connection.registry(), "call_graph", self._call_id)
+        found = _connection.registry().call_graph(self._call_id).result()
         if found is CallStatus.LOST:
             raise CallLostError(self._call_id)
         if not isinstance(found, CallGraphNode):
@@ -187,18 +150,24 @@ class FunctionCall:
         """
         return fetch_results([c.object_id for c in calls], False)
 
-    def _claim(self) -> Request | None:
-        """This call, taken back from the spawner if it has not been sent yet."""
-        if isinstance(self._accepted, Future):
+    def _claim(self) -> Submission | None:
+        """This call, taken back from the spawner if it has not been sent yet. Not
+        from async code: a cancelled await (``asyncio.wait_for``) would abandon the
+        call's acceptance with it, while others may hold the call."""
+        if isinstance(self._accepted, Future) and not running_async():
             return spawner().claim(self._accepted)
         return None
 
-    def _spawn_and_get(
-        self,
-        claimed: Request,
-        timeout: float | None,
-        client_timeout: float | None,
-    ) -> CallOutcome:
+    def _accepted_id(self) -> Steps[str]:
+        """The id, once the registry holds the call (raising what refused it)."""
+        accepted = self._accepted
+        if isinstance(accepted, Future):
+            accepted = self._accepted = yield accepted
+        return accepted
+
+    def _submit_and_get(
+        self, claimed: Submission, timeout: float | None, round_trip: float | None
+    ) -> Steps[CallOutcome]:
         """Send a claimed call with its get: one round trip for both."""
         accepted = self._accepted
         assert isinstance(accepted, Future)
@@ -206,30 +175,27 @@ class FunctionCall:
         token = spawn_token()  # sent again, the call is not spawned twice
         try:
             try:
-                answer = _connection.ask(
-                    registry, "spawn_and_get", claimed, token, timeout, timeout=client_timeout
-                )
+                submitted: Submitted = yield registry.submit(
+                    [claimed], token, wait=True, timeout=timeout
+                ).within(round_trip)
             except ray.exceptions.GetTimeoutError:
                 # The registry answered too slowly: the call may be in, so learn its id.
-                (call_id,) = _connection.ask(registry, "spawn_batch", [claimed], token)
+                (call_id,) = (yield registry.submit([claimed], token)).answers
                 if isinstance(call_id, str):
                     accepted.set_result(call_id)
                     self._accepted = call_id
                 raise
+            (answer,) = submitted.answers
             if isinstance(answer, NotDeployed):
                 raise NotFoundError(answer.message())
         except BaseException as exc:
             if not accepted.done():
                 accepted.set_exception(exc)  # anybody else holding the call learns it too
             raise
-        call_id, outcome = answer
-        accepted.set_result(call_id)
-        self._accepted = call_id
-        return outcome
-
-    async def _accepted_aio(self) -> None:
-        if isinstance(self._accepted, Future):
-            self._accepted = await wait_uncancelled(self._accepted)
+        accepted.set_result(answer)
+        self._accepted = answer
+        assert submitted.outcome is not None
+        return submitted.outcome
 
     def __repr__(self) -> str:
         return f"FunctionCall({self._call_id!r})"
@@ -242,6 +208,18 @@ class FunctionCall:
 
     def __hash__(self) -> int:
         return hash(self._call_id)
+
+
+def current_function_call_id() -> str | None:
+    """The id of the call this code runs for (Modal's ``modal.current_function_call_id``);
+    None outside a call.
+
+    Example:
+        >>> @app.function()
+        ... def work():
+        ...     print("running as", rayfn.current_function_call_id())
+    """
+    return current_call_id()
 
 
 def list_calls(
@@ -262,8 +240,8 @@ def list_calls(
         raise InvalidError(f"limit must be a whole number from 1 to 10000, got {limit!r}.")
     if before is not None and not is_call_id(before):
         raise InvalidError(f"before must be a call id, got {before!r}.")
-    registry = _connection.registry()
-    return _connection.ask(registry, "list_calls", app, function, status, limit, before)
+    query = CallQuery(app, function, status, limit, before)
+    return _connection.registry().list_calls(query).result()
 
 
 def _described(call_id: str, info: CallInfo | CallStatus | None) -> CallInfo:
@@ -307,9 +285,8 @@ def _settle(outcome: CallOutcome, value: Any) -> Any:
 
 def fetch_results(call_ids: list[str], return_exceptions: bool) -> list[Any]:
     """Wait for all ``call_ids`` and fetch their values (or exceptions) in one go."""
-    outcomes: list[CallOutcome] = _connection.ask(
-        _connection.registry(), "get_many", call_ids, None
-    )
+    polled = _connection.registry().poll(call_ids, None, PollMode.ALL).result()
+    outcomes = [polled[i] for i in call_ids]
     found = [_payload(i, o) for i, o in zip(call_ids, outcomes, strict=True)]
     refs = [f for f in found if isinstance(f, ray.ObjectRef)]
     fetched = iter(ray.get(refs)) if refs else iter(())
@@ -326,18 +303,14 @@ def fetch_results(call_ids: list[str], return_exceptions: bool) -> list[Any]:
 
 
 def rebuild_exception(failure: RemoteFailure) -> BaseException:
-    """What ``get`` raises for a call that ended with ``failure``: the function's own
-    exception (its remote traceback in the notes), or rayfn's for the other endings."""
-    if failure.kind is FailureKind.TIMED_OUT:
-        return FunctionTimeoutError(failure.message)
-    if failure.kind is FailureKind.CANCELLED:
-        return CancelledError(failure.message)
-    if failure.kind is FailureKind.NOT_STARTED:
-        return StartupTimeoutError(failure.message)
-    if failure.kind is FailureKind.BAD_RESULT:
-        return SerializationError(failure.message)
+    """What ``get`` raises for a call that ended with ``failure`` (the failure table,
+    ``rayfn.records.FAILURES``): the function's own exception, with its remote
+    traceback in the notes (``RemoteError`` when it cannot be rebuilt here), or rayfn's
+    for the other endings."""
     if failure.kind is FailureKind.CRASHED:
         return ExecutionError(f"The call could not run to its end: {failure.summary}")
+    if failure.kind is not FailureKind.RAISED:
+        return FAILURES[failure.kind].error(failure.message)
     exc: BaseException | None = None
     if failure.pickled is not None:
         try:

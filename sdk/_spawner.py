@@ -1,6 +1,6 @@
 """Spawns coalesced behind the scenes: ``spawn()`` hands its call to one sender
 thread per process and returns; the sender ships everything queued meanwhile to the
-registry in one ``spawn_batch`` round trip, one batch in flight at a time, so a
+registry in one ``submit`` round trip, one batch in flight at a time, so a
 process's calls reach the registry in the order they were spawned.
 
 A call's id exists once the registry has accepted it, and a ``FunctionCall`` only
@@ -29,6 +29,7 @@ from rayfn import _connection, _prefetch
 from rayfn.exception import NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
+from rayfn.runtime.protocol import Submission
 from rayfn.runtime.records import NotDeployed
 
 logger = logging.getLogger(__name__)
@@ -36,19 +37,14 @@ logger = logging.getLogger(__name__)
 # How long interpreter exit waits for queued spawns to be accepted.
 _EXIT_FLUSH_S = 60.0
 
-# One call as the registry takes it: target deployment, function, pickled arguments,
-# and the call it was spawned from (for the call graph).
-Request = tuple[str, str, bytes, str | None]
 # Sends a batch and returns the registry's answer for each: an id, or a refusal.
-Send = Callable[[list[Request]], list[str | NotDeployed]]
+Send = Callable[[list[Submission]], list[str | NotDeployed]]
 
 
-def send_to_registry(requests: list[Request]) -> list[str | NotDeployed]:
-    """One ``spawn_batch`` round trip to the registry. Its token makes the batch
-    safe to send again (``ask`` does, after a registry restart): no call twice."""
-    answers: list[str | NotDeployed] = _connection.ask(
-        _connection.registry(), "spawn_batch", requests, spawn_token()
-    )
+def send_to_registry(submissions: list[Submission]) -> list[str | NotDeployed]:
+    """One ``submit`` round trip to the registry. Its token makes the batch safe to
+    send again (the client does, after a registry restart): no call twice."""
+    answers = _connection.registry().submit(submissions, spawn_token()).result().answers
     _prefetch.spawned([a for a in answers if isinstance(a, str)])
     return answers
 
@@ -68,7 +64,7 @@ class Spawner:
     def __init__(self, send: Send = send_to_registry) -> None:
         self._send = send
         self._lock = threading.Condition()
-        self._queued: list[tuple[Request, Future[str]]] = []
+        self._queued: list[tuple[Submission, Future[str]]] = []
         self._in_flight = False
         self._pid = os.getpid()
         self._replaced = False  # a sender thread died and was replaced (warned once)
@@ -82,11 +78,11 @@ class Spawner:
         parent = current_call_id()  # spawned from inside a call: for the call graph
         with self._lock:
             self._revive_sender()
-            self._queued.append(((target, function, blob, parent), future))
+            self._queued.append((Submission(target, function, blob, parent), future))
             self._lock.notify_all()
         return future
 
-    def claim(self, future: Future[str]) -> Request | None:
+    def claim(self, future: Future[str]) -> Submission | None:
         """Take back the call ``future`` stands for, for its caller to send along with
         its ``get`` (one round trip for both): only while it is next in line and no
         batch is on its way, so it cannot overtake calls spawned before it. The caller
@@ -152,7 +148,7 @@ class Spawner:
                     self._in_flight = False
                     self._lock.notify_all()
 
-    def _deliver(self, batch: list[tuple[Request, Future[str]]]) -> None:
+    def _deliver(self, batch: list[tuple[Submission, Future[str]]]) -> None:
         answers = self._send([request for request, _ in batch])
         for (_, future), answer in zip(batch, answers, strict=True):
             if isinstance(answer, NotDeployed):
@@ -161,7 +157,7 @@ class Spawner:
                 future.set_result(answer)
 
 
-def _fail(batch: list[tuple[Request, Future[str]]], exc: BaseException) -> None:
+def _fail(batch: list[tuple[Submission, Future[str]]], exc: BaseException) -> None:
     """Settle with ``exc`` each future of ``batch`` that has no outcome yet."""
     for _, future in batch:
         with contextlib.suppress(InvalidStateError):  # answered, or cancelled meanwhile

@@ -28,13 +28,19 @@ from ray.actor import ActorHandle
 from rayfn import _connection
 from rayfn._checks import check_name, check_wait
 from rayfn.exception import ClusterError, InvalidError, NotFoundError, SerializationError
-from rayfn.runtime.constants import CONTROL_RESTART_WAIT_S, NAMESPACE, ON_HEAD_NODE
+from rayfn.runtime.clients import DictClient, QueueClient, Reply
+from rayfn.runtime.constants import (
+    CONTROL_RESTART_WAIT_S,
+    NAMESPACE,
+    ON_HEAD_NODE,
+    RESTART_RETRY_PAUSE_S,
+)
 from rayfn.runtime.stores import DictStore, QueueStore, StoreFull
 
 _MISSING = object()
 S = TypeVar("S", bound="_Store")
-# Pause between tries while a store's actor restarts.
-_RETRY_PAUSE_S = 0.2
+C = TypeVar("C", DictClient, QueueClient)
+T = TypeVar("T")
 
 
 def _dumps(value: Any) -> bytes:
@@ -62,6 +68,7 @@ class _Store:
         self.name = name
         self._create = create_if_missing
         self._handle: ActorHandle | None = None
+        self._clients: DictClient | QueueClient | None = None
 
     @classmethod
     def from_name(cls: type[S], name: str, *, create_if_missing: bool = False) -> S:
@@ -92,7 +99,7 @@ class _Store:
     def _destroy(self) -> None:
         """Drop the contents (persisted too), then the actor; return once its name is
         gone (``ray.kill`` returns before), so no call after this one reaches it."""
-        self._ask("destroy")
+        self._ask(self._client().destroy())
         ray.kill(self._actor())
         deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
         while time.monotonic() < deadline:
@@ -100,7 +107,7 @@ class _Store:
                 ray.get_actor(self._actor_name, namespace=NAMESPACE)
             except ValueError:
                 return
-            time.sleep(_RETRY_PAUSE_S)
+            time.sleep(RESTART_RETRY_PAUSE_S)
 
     def _actor(self) -> ActorHandle:
         if self._handle is None:
@@ -142,53 +149,42 @@ class _Store:
                 f"create it with {self._kind}.from_name({self.name!r}, create_if_missing=True)."
             ) from None
 
-    def _ask(self, method: str, *args: Any, repeatable: bool = True) -> Any:
-        """Call the store's actor and wait for the answer, waiting out a restart of
-        the actor (up to ``CONTROL_RESTART_WAIT_S`` from the first failure).
-        ``repeatable``: whether sending the call twice to a live store does no harm
-        (reads, plain puts, clear).
+    def _client_of(self, kind: type[C]) -> C:
+        """The typed client of this store's actor (``runtime/clients.py``)."""
+        if not isinstance(self._clients, kind):
+            self._clients = kind(self._actor, self._found_again, self._unsure)
+        return self._clients
+
+    def _client(self) -> Any:
+        raise NotImplementedError
+
+    def _found_again(self) -> None:
+        """The actor died for good: deleted (``NotFoundError``), or re-created under
+        its name since, which this handle then talks to."""
+        self._handle = self._find()
+
+    def _unsure(self, method: str) -> ClusterError:
+        return ClusterError(
+            f"{self!r} restarted, or could not be reached, while its {method} was on the "
+            "way: it may or may not have been applied. The handle works again once the "
+            f"{self._kind} is back."
+        )
+
+    def _ask(self, reply: Reply[T]) -> T:
+        """Wait for ``reply``, waiting out a restart of the actor.
 
         Raises:
             NotFoundError: the store was deleted.
             InvalidError: the change would take the store past ``STORE_MAX_BYTES``.
-            ClusterError: it did not come back in time, or a call that is not
-                repeatable may or may not have been applied.
+            ClusterError: a call that is not repeatable may or may not have been applied.
         """
-        deadline: float | None = None  # counted from the first failure
-        while True:
-            try:
-                return ray.get(getattr(self._actor(), method).remote(*args))
-            except StoreFull as full:
-                raise InvalidError(
-                    f"{self!r} refused the {method}: {full.args[0] if full.args else full}. "
-                    "Keep large data elsewhere (a result, a file) and store a reference."
-                ) from None
-            except ray.exceptions.ActorDiedError:
-                # Dead for good: deleted (NotFoundError), or re-created under its name
-                # since, which this handle then talks to. Whatever the call did died
-                # with that actor's memory, so sending it again duplicates nothing.
-                self._handle = self._find()
-            except ray.exceptions.ActorUnavailableError:
-                # The call was on its way when the actor restarted, or could not be
-                # reached: Ray cannot say whether it ran. Repeating a read or a plain
-                # put is harmless. Repeating a put_many (twice in the queue), a pop or
-                # get (what the first try took is lost) or a put-if-absent (a lock we
-                # may already hold looks taken) is not, so those raise instead. Calls
-                # sent while the actor restarts wait for it and never land here.
-                if not repeatable:
-                    raise ClusterError(
-                        f"{self!r} restarted, or could not be reached, while its {method} "
-                        "was on the way: it may or may not have been applied. The handle "
-                        f"works again once the {self._kind} is back."
-                    ) from None
-            if deadline is None:
-                deadline = time.monotonic() + CONTROL_RESTART_WAIT_S
-            elif time.monotonic() > deadline:
-                raise ClusterError(
-                    f"{self!r} has not answered for {CONTROL_RESTART_WAIT_S:.0f} s: its actor "
-                    "is restarting, or its node cannot be reached."
-                )
-            time.sleep(_RETRY_PAUSE_S)
+        try:
+            return reply.result()
+        except StoreFull as full:
+            raise InvalidError(
+                f"{self!r} refused the change: {full.args[0] if full.args else full}. "
+                "Keep large data elsewhere (a result, a file) and store a reference."
+            ) from None
 
     def __reduce__(self) -> tuple[Any, tuple[str, bool]]:
         # Passed to a function, a handle is its name; it is there already (created here).
@@ -210,9 +206,12 @@ class Dict(_Store):
     _kind = "Dict"
     _actor_class = DictStore
 
+    def _client(self) -> DictClient:
+        return self._client_of(DictClient)
+
     def get(self, key: Any, default: Any = None) -> Any:
-        found, blob = self._ask("get", _dumps(key))
-        return _loads(blob) if found else default
+        _, blob = self._ask(self._client().get(_dumps(key)))
+        return _loads(blob) if blob is not None else default
 
     def __getitem__(self, key: Any) -> Any:
         value = self.get(key, _MISSING)
@@ -224,7 +223,7 @@ class Dict(_Store):
         self.put(key, value)
 
     def __contains__(self, key: Any) -> bool:
-        return bool(self._ask("contains", _dumps(key)))
+        return bool(self._ask(self._client().contains(_dumps(key))))
 
     def __delitem__(self, key: Any) -> None:
         self.pop(key)
@@ -235,29 +234,29 @@ class Dict(_Store):
         if not isinstance(skip_if_exists, bool):
             raise InvalidError(f"skip_if_exists must be True or False, got {skip_if_exists!r}.")
         blobs = (_dumps(key), _dumps(value))
-        return bool(self._ask("put", *blobs, skip_if_exists, repeatable=not skip_if_exists))
+        return bool(self._ask(self._client().put(*blobs, skip_if_exists)))
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         pairs = dict(other, **kwargs)
-        self._ask("update", [(_dumps(k), _dumps(v)) for k, v in pairs.items()])
+        self._ask(self._client().update([(_dumps(k), _dumps(v)) for k, v in pairs.items()]))
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value (``default``, or KeyError, if absent)."""
-        found, blob = self._ask("pop", _dumps(key), repeatable=False)
-        if found:
+        _, blob = self._ask(self._client().pop(_dumps(key)))
+        if blob is not None:
             return _loads(blob)
         if default is _MISSING:
             raise KeyError(key)
         return default
 
     def len(self) -> int:
-        return int(self._ask("size"))
+        return int(self._ask(self._client().size()))
 
     def __len__(self) -> int:
         return self.len()
 
     def items(self) -> Iterator[tuple[Any, Any]]:
-        return iter([(_loads(k), _loads(v)) for k, v in self._ask("items")])
+        return iter([(_loads(k), _loads(v)) for k, v in self._ask(self._client().items())])
 
     def __iter__(self) -> Iterator[Any]:
         return self.keys()
@@ -269,7 +268,7 @@ class Dict(_Store):
         return (v for _, v in self.items())
 
     def clear(self) -> None:
-        self._ask("clear")
+        self._ask(self._client().clear())
 
 
 class Queue(_Store):
@@ -285,6 +284,9 @@ class Queue(_Store):
     _kind = "Queue"
     _actor_class = QueueStore
 
+    def _client(self) -> QueueClient:
+        return self._client_of(QueueClient)
+
     def put(self, value: Any) -> None:
         self.put_many([value])
 
@@ -296,7 +298,7 @@ class Queue(_Store):
             raise TypeError(
                 f"put_many takes an iterable of values, got {type(values).__name__}."
             ) from None
-        self._ask("put_many", [_dumps(v) for v in each], repeatable=False)
+        self._ask(self._client().put_many([_dumps(v) for v in each]))
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """The next value, waiting up to ``timeout`` seconds (None: forever) when
@@ -321,16 +323,16 @@ class Queue(_Store):
                 f"block must be True or False, got {block!r} (a wait in seconds goes in timeout=)."
             )
         wait = check_wait("timeout", timeout)
-        blobs = self._ask("get_many", n_values, wait if block else 0, repeatable=False)
+        blobs = self._ask(self._client().get_many(n_values, wait if block else 0))
         if not blobs:
             raise queue.Empty(f"Queue {self.name!r} had nothing within the timeout.")
         return [_loads(b) for b in blobs]
 
     def len(self) -> int:
-        return int(self._ask("size"))
+        return int(self._ask(self._client().size()))
 
     def __len__(self) -> int:
         return self.len()
 
     def clear(self) -> None:
-        self._ask("clear")
+        self._ask(self._client().clear())

@@ -62,11 +62,11 @@ class RemoteError(Error):
     def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
+        self.message = message
         self.remote_traceback = remote_traceback
 
     def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
-        message = str(self).split(": ", 1)[-1]
-        return (type(self), (self.type_name, message, self.remote_traceback))
+        return (type(self), (self.type_name, self.message, self.remote_traceback))
 
 
 class ExecutionError(Error):

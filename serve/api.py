@@ -37,23 +37,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import rayfn
 from rayfn.exception import (
-    CallLostError,
-    CancelledError,
-    Error,
-    ExecutionError,
-    FunctionTimeoutError,
-    InvalidError,
-    NotFoundError,
-    OutputExpiredError,
     RemoteError,
-    SerializationError,
 )
+from rayfn.records import ERROR_HTTP, FAILURES, CallInfo, CallStatus, failure_kind
 from rayfn.runtime.constants import (
     DEFAULT_HTTP_BODY_TIMEOUT_S,
     DEFAULT_HTTP_MAX_BODY,
     DEFAULT_HTTP_MAX_RESULT,
 )
-from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.serve._guard import RequestGuard
 from rayfn.serve._results import NoJsonForm, TooLarge, result_body
 
@@ -278,26 +269,21 @@ def build_api(
         """A call's result: 200 when done, 202 while it runs, 424 when it failed."""
         try:
             value = await backend.result(call_id)
-        except SerializationError as exc:  # its result could not be pickled, or was too big
-            return _failed(call_id, _qualname(exc), exc)
         except TimeoutError:
             info = await backend.describe(call_id)
             return JSONResponse(
                 PendingResponse(call_id=call_id, status=info.status).model_dump(mode="json"),
                 status_code=202,
             )
-        except CancelledError as exc:
-            return _error(409, "cancelled", f"Call {call_id} was cancelled: {exc}")
-        except CallLostError:
-            raise  # 410 "lost", from the handlers below: not the function's failure
-        except (RemoteError, ExecutionError, FunctionTimeoutError) as exc:
-            type_name = exc.type_name if isinstance(exc, RemoteError) else _qualname(exc)
-            return _failed(call_id, type_name, exc)
-        # rayfn's other errors (expired, not found, invalid) go to the handlers below.
-        except Error:
-            raise
-        except Exception as exc:  # the function's own exception: the call failed
-            return _failed(call_id, _qualname(exc), exc)
+        except Exception as exc:
+            kind = failure_kind(exc)
+            if kind is None:
+                raise  # rayfn's other errors (expired, lost, not found...): the handlers below
+            failing = FAILURES[kind]
+            if failing.http_code != "failed":
+                message = f"Call {call_id} was {failing.status.value.lower()}: {exc}"
+                return _error(failing.http_status, failing.http_code, message)
+            return _failed(call_id, exc, failing.http_status)
         try:
             body = result_body(call_id, value, max_result)
         except NoJsonForm as exc:
@@ -336,14 +322,18 @@ def _qualname(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def _failed(call_id: str, type_name: str, exc: BaseException) -> JSONResponse:
+def _failed(call_id: str, exc: BaseException, status: int) -> JSONResponse:
+    """A failed call's answer: what it raised (the function's exception, or rayfn's)."""
+    if isinstance(exc, RemoteError):
+        type_name, message = exc.type_name, exc.message
+    else:
+        type_name, message = _qualname(exc), str(exc)
     traceback = getattr(exc, "remote_traceback", None)
-    message = str(exc) if not isinstance(exc, RemoteError) else str(exc).split(": ", 1)[-1]
     body = FailedResponse(
         call_id=call_id,
         error=RemoteErrorBody(type=type_name, message=message, traceback=traceback),
     )
-    return JSONResponse(body.model_dump(mode="json"), status_code=424)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -351,15 +341,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def _add_error_handlers(api: FastAPI) -> None:
-    statuses: list[tuple[type[Exception], int, str]] = [
-        (OutputExpiredError, 410, "expired"),
-        (CallLostError, 410, "lost"),
-        (NotFoundError, 404, "not_found"),
-        (InvalidError, 422, "invalid"),
-        (SerializationError, 422, "not_serializable"),
-        (Error, 400, "error"),
-    ]
-    for kind, status, code in statuses:
+    for kind, status, code in ERROR_HTTP:
 
         async def handler(
             request: Request, exc: Exception, status: int = status, code: str = code

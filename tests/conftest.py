@@ -101,7 +101,7 @@ def multinode(
         os.environ["RAY_ADDRESS"] = ray_cluster.address
         _connection.connect()
         _connection.control(), _connection.registry()
-        ray.get(_connection.registry().stats.remote())
+        _connection.registry().stats().result()
         nodes = [ray_cluster.add_node(**small, **worker) for worker in workers]
         ray_cluster.wait_for_nodes()
         yield ray_cluster, nodes

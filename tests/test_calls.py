@@ -10,7 +10,6 @@ import time
 from concurrent.futures import Future
 
 import pytest
-import ray
 
 import rayfn
 from rayfn import _connection, _output
@@ -184,11 +183,10 @@ def test_local_runs_in_this_process(cluster: Cluster) -> None:
 
 
 def _list_apps() -> list[rayfn.runtime.records.AppInfo]:
-    import ray
 
     from rayfn import _connection
 
-    return ray.get(_connection.control().list_apps.remote())
+    return _connection.control().list_apps().result()
 
 
 def test_image_requirements_become_a_runtime_env_only_when_missing(cluster: Cluster) -> None:
@@ -238,10 +236,10 @@ def test_result_over_the_size_limit_fails_the_call_clearly(cluster: Cluster) -> 
 
 def test_spawns_in_a_loop_share_round_trips_and_keep_their_order(cluster: Cluster) -> None:
     registry = _connection.registry()
-    before = ray.get(registry.stats.remote())["spawn_batches"]
+    before = registry.stats().result()["spawn_batches"]
     calls = [jobs.echo.spawn(i) for i in range(300)]
     ids = [c.object_id for c in calls]  # each id exists only once the registry has it
-    batches = ray.get(registry.stats.remote())["spawn_batches"] - before
+    batches = registry.stats().result()["spawn_batches"] - before
     assert batches < 150, f"{batches} round trips for 300 spawns: not coalesced"
     # The registry took them in spawn order: its listing (newest first) is reversed.
     listed = rayfn.list_calls(app="test-jobs", function="echo", limit=300)
@@ -260,7 +258,7 @@ def _spawned_after_its_app_stopped(app_name: str) -> rayfn.FunctionCall:
 
     app.deploy()
     assert one.remote() == 1
-    assert ray.get(_connection.control().stop.remote(app_name)) is not None
+    assert _connection.control().stop(app_name).result() is not None
     return one.spawn()
 
 
@@ -282,12 +280,12 @@ def test_get_right_after_spawn_sends_both_in_one_round_trip(cluster: Cluster) ->
     the race for a call now and then; it never wins them all."""
     jobs.echo.spawn(-1).get(timeout=60)  # a handle's first spawn waits for the registry
     registry = _connection.registry()
-    before = ray.get(registry.stats.remote())["spawn_batches"]
+    before = registry.stats().result()["spawn_batches"]
     for i in range(20):
         call = jobs.echo.spawn(i)
         assert call.get(timeout=60) == {"args": [i], "kwargs": {}}
         assert rayfn.FunctionCall.from_id(call.object_id).get(timeout=0)["args"] == [i]
-    batches = ray.get(registry.stats.remote())["spawn_batches"] - before
+    batches = registry.stats().result()["spawn_batches"] - before
     assert batches <= 10, f"{batches} spawn round trips for 20 spawn-then-get"
 
 

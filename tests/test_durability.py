@@ -41,7 +41,7 @@ def _kill_registry(wait: bool = True) -> None:
 
 def _stats() -> dict[str, int]:
     """The registry's figures, once it answers again."""
-    stats: dict[str, int] = _connection.ask(_connection.registry(), "stats")
+    stats: dict[str, int] = _connection.registry().stats().result()
     return stats
 
 
@@ -216,10 +216,10 @@ def test_a_spawn_sent_again_with_its_token_is_not_a_second_call() -> None:
     registry = _connection.registry()
     blob = ray.cloudpickle.dumps(((5,), {}))
     items = [("test-durable", "square", blob, None)] * 3
-    first = _connection.ask(registry, "spawn_batch", items, "token-1")
-    assert _connection.ask(registry, "spawn_batch", items, "token-1") == first
+    first = registry.submit(items, "token-1").result().answers
+    assert registry.submit(items, "token-1").result().answers == first
     _kill_registry()
-    assert _connection.ask(_connection.registry(), "spawn_batch", items, "token-1") == first
+    assert _connection.registry().submit(items, "token-1").result().answers == first
     assert len(set(first)) == 3
     assert fetch_results(first, return_exceptions=True) == [25, 25, 25]
 
@@ -232,7 +232,7 @@ def test_a_compacted_journal_restores_the_same_calls(tmp_path: Path) -> None:
     rayfn.FunctionCall.gather(*done)
     waiting = [durable.slow.spawn(i, str(tmp_path), 0.05) for i in range(40)]
     segments_before = len(kv.keys("rayfn:journal:0:seg:"))
-    _connection.ask(_connection.registry(), "debug_compact")
+    _connection.registry().debug("compact").result()
     assert len(kv.keys("rayfn:journal:0:seg:")) < segments_before
     assert kv.keys("rayfn:journal:0:snap:")
     after = [durable.square.spawn(1000 + i) for i in range(20)]  # the tail

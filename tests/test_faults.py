@@ -68,7 +68,7 @@ def test_control_actor_killed_restarts_with_its_deployments(cluster: Cluster) ->
                 raise
             time.sleep(0.5)
     assert found.remote(21) == 42
-    assert "test-faults" in [a.name for a in ray.get(_connection.control().list_apps.remote())]
+    assert "test-faults" in [a.name for a in _connection.control().list_apps().result()]
 
 
 def test_calls_of_a_client_killed_right_after_spawning_all_complete(cluster: Cluster) -> None:

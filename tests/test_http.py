@@ -23,9 +23,10 @@ from ray import serve
 
 import rayfn
 from rayfn._loader import find_app, import_file
+from rayfn._web_hosting import delete_web_functions
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.launcher import pending_demand
-from rayfn.serve.deploy import delete_web_functions, deploy_api, stop_api
+from rayfn.serve.deploy import deploy_api, stop_api
 from tests.apps import api_jobs, http_worker, web_resources
 from tests.conftest import ROOT, Cluster, free_port
 

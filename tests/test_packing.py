@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import ray
 
 import rayfn
 from rayfn import _connection
@@ -26,7 +25,7 @@ def deployed(cluster: Cluster) -> None:
 
 
 def _packs() -> int:
-    return int(ray.get(_connection.registry().stats.remote())["packs"])
+    return int(_connection.registry().stats().result()["packs"])
 
 
 def _runs(folder: Path) -> Counter[int]:

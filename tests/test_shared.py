@@ -172,7 +172,7 @@ def _restart(store: rayfn.Dict | rayfn.Queue) -> None:
     until a new process answers."""
     before = ray.get(store._actor().debug_pid.remote())
     ray.kill(store._actor(), no_restart=False)
-    _wait_until(lambda: store._ask("debug_pid") != before)
+    _wait_until(lambda: store._ask(store._client().debug_pid()) != before)
 
 
 def test_a_dict_whose_actor_died_comes_back_as_it_was(cluster: Cluster) -> None:

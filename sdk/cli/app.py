@@ -65,7 +65,7 @@ def deploy(file: AppFile) -> None:
 def serve(file: AppFile) -> None:
     """Serve the app's web functions until Ctrl-C or SIGTERM, reloading when FILE
     changes; they live at /<app>-dev/<function>. Example: rayfn serve web.py"""
-    from rayfn.serve.deploy import delete_web_functions, deploy_web_functions, serve_app_prefix
+    from rayfn._web_hosting import delete_web_functions, deploy_web_functions, serve_app_prefix
 
     path, _, var = file.partition("::")
     _stop_on_sigterm()
@@ -238,7 +238,7 @@ def _parse_entry_options(
 @app_cli.command("list")
 def app_list(as_json: AsJson = False) -> None:
     """List deployed apps. Example: rayfn app list --json"""
-    apps = _connection.ask(_connection.control(), "list_apps")
+    apps = _connection.control().list_apps().result()
     if as_json:
         out.print_json(
             json.dumps(
@@ -277,7 +277,7 @@ def app_logs(
     (the cluster needs its dashboard). Example: rayfn app logs my-job-queue -f"""
     from ray.util.state import get_log, list_tasks
 
-    apps = {a.name: a for a in _connection.ask(_connection.control(), "list_apps")}
+    apps = {a.name: a for a in _connection.control().list_apps().result()}
     if name not in apps:
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
     dashboard_address()  # connects, and says so at once when there is no dashboard
@@ -307,9 +307,9 @@ def app_logs(
 @app_cli.command("stop")
 def app_stop(name: AppName) -> None:
     """Stop (undeploy) an app; running calls finish. Example: rayfn app stop my-job-queue"""
-    from rayfn.serve.deploy import delete_web_functions
+    from rayfn._web_hosting import delete_web_functions
 
-    if _connection.ask(_connection.control(), "stop", name) is None:
+    if _connection.control().stop(name).result() is None:
         raise InvalidError(f"No deployed app named {name!r} (see `rayfn app list`).")
     delete_web_functions(name)
     out.print(f"Stopped app [bold]{name}[/bold].", highlight=False)

@@ -13,7 +13,7 @@ from rich.table import Table
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn.cli._common import AsJson, CallId, err, out, print_table, when
 from rayfn.exception import Error
-from rayfn.runtime.records import CallInfo, CallStatus
+from rayfn.records import CallInfo, CallStatus
 
 call_cli = typer.Typer(no_args_is_help=True, help="Calls. Example: rayfn call get fc-...")
 

@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from rayfn import _local_cluster
-from rayfn._config import settings
 from rayfn.cli._common import LauncherConfig, Yes, dashboard_address, out, when
+from rayfn.config import settings
 from rayfn.exception import InvalidError
 from rayfn.runtime.resources import parse_gpu
 

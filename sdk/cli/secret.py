@@ -36,16 +36,16 @@ def secret_create(
     check_name("secret", name)
     check_secret_values(values)
     control = _connection.control()
-    if not force and not _connection.ask(control, "missing_secrets", [name]):
+    if not force and not control.missing_secrets([name]).result():
         raise InvalidError(f"Secret {name!r} exists; add --force to replace it.")
-    _connection.ask(control, "put_secret", name, values)
+    control.put_secret(name, values).result()
     out.print(f"[green]✓[/green] Created secret {name} with keys {', '.join(sorted(values))}")
 
 
 @secret_cli.command("list")
 def secret_list(as_json: AsJson = False) -> None:
     """List secrets and their keys (never their values). Example: rayfn secret list"""
-    found = _connection.ask(_connection.control(), "list_secrets")
+    found = _connection.control().list_secrets().result()
     if as_json:
         out.print_json(json.dumps([{"name": n, "keys": keys} for n, keys in found]))
         return
@@ -58,6 +58,6 @@ def secret_list(as_json: AsJson = False) -> None:
 @secret_cli.command("delete")
 def secret_delete(name: SecretName) -> None:
     """Delete a secret. Example: rayfn secret delete openai"""
-    if not _connection.ask(_connection.control(), "delete_secret", check_name("secret", name)):
+    if not _connection.control().delete_secret(check_name("secret", name)).result():
         raise InvalidError(f"No secret named {name!r} (see `rayfn secret list`).")
     out.print(f"Deleted secret {name}.")

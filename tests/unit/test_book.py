@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rayfn.records import CallStatus, FailureKind
 from rayfn.runtime.book import Book
 from rayfn.runtime.calls import INTERRUPTED
 from rayfn.runtime.commands import (
@@ -23,7 +24,8 @@ from rayfn.runtime.commands import (
     Warn,
 )
 from rayfn.runtime.constants import PACK_MAX_CALLS
-from rayfn.runtime.records import AttemptMeta, CallStatus, FailureKind, RemoteFailure
+from rayfn.runtime.identity import FunctionVersion
+from rayfn.runtime.records import AttemptMeta, RemoteFailure
 from rayfn.runtime.retries import RetryPolicy
 
 KEY = ("app", "f")
@@ -31,7 +33,7 @@ T0 = 1_000.0
 
 
 def policy(**options: Any) -> Policy:
-    return Policy(version=("app", "f", 1), label="app.f", **options)
+    return Policy(version=FunctionVersion("app", "f", 1), label="app.f", **options)
 
 
 def book_with(*blobs: bytes, ttl: float = 60.0, now: float = T0) -> Book:

@@ -21,8 +21,8 @@ from rayfn.exception import (
     RemoteError,
     SerializationError,
 )
+from rayfn.records import CallInfo, CallStatus
 from rayfn.runtime.ids import is_call_id, new_call_id
-from rayfn.runtime.records import CallInfo, CallStatus
 from rayfn.serve._guard import MAX_JSON_DEPTH, RequestGuard, token_digest
 from rayfn.serve.api import build_api, get_backend
 from rayfn.serve.deploy import API_MAX_REPLICAS, api_replicas

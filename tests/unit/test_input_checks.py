@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 import rayfn
 from rayfn._checks import check_name, check_wait
-from rayfn._config import settings
 from rayfn.cli import cli
+from rayfn.config import settings
 from rayfn.exception import InvalidError
 from rayfn.runtime.constants import MAX_WAIT_S
 from rayfn.runtime.ids import CALL_ID_EXAMPLE, is_call_id

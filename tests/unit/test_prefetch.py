@@ -5,7 +5,8 @@ import time
 import pytest
 
 from rayfn import _prefetch
-from rayfn.runtime.records import CallOutcome, CallStatus
+from rayfn.records import CallStatus
+from rayfn.runtime.records import CallOutcome
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ error and frames out of Serve's message, without a cluster."""
 
 from __future__ import annotations
 
-from rayfn.serve.deploy import replica_failure
+from rayfn._web_hosting import replica_failure
 
 SERVE_MESSAGE = (
     "The deployment failed to start 3 times in a row. See controller logs. Error:\n"

@@ -12,8 +12,9 @@ from concurrent.futures import Future
 
 import pytest
 
-from rayfn._spawner import Request, Spawner
+from rayfn._spawner import Spawner
 from rayfn.exception import NotFoundError
+from rayfn.runtime.protocol import Submission
 from rayfn.runtime.records import NotDeployed
 
 WAIT_S = 10.0
@@ -41,7 +42,7 @@ class Registry:
     def release(self) -> None:
         self._gate.set()
 
-    def send(self, requests: list[Request]) -> list[str | NotDeployed]:
+    def send(self, requests: list[Submission]) -> list[str | NotDeployed]:
         self.batches += 1
         if not self._gate.is_set():
             self._holding.set()

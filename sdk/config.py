@@ -1,9 +1,15 @@
-"""Configuration: keyword arguments first, then ``RAYFN_*`` environment variables
-(this one settings class), then the defaults in ``rayfn.runtime.constants``."""
+"""rayfn's settings: keyword arguments first, then ``RAYFN_*`` environment variables
+(this one settings class), then the defaults in ``rayfn.runtime.constants``.
+
+Example:
+    >>> rayfn.config.settings().http_base_url
+    'http://127.0.0.1:8000'
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
@@ -11,9 +17,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rayfn.exception import InvalidError
 from rayfn.runtime.constants import (
+    DEFAULT_CLIENT_GRACE_S,
     DEFAULT_HTTP_BODY_TIMEOUT_S,
+    DEFAULT_HTTP_HOST,
     DEFAULT_HTTP_MAX_BODY,
     DEFAULT_HTTP_MAX_RESULT,
+    DEFAULT_HTTP_PORT,
     DEFAULT_RESULT_TTL_S,
 )
 
@@ -28,8 +37,8 @@ class Settings(BaseSettings):
     # Default result_ttl of functions that do not set one, in seconds.
     result_ttl: float = Field(default=DEFAULT_RESULT_TTL_S, gt=0, allow_inf_nan=False)
     # Where Ray Serve listens for rayfn's HTTP side (the job API and web functions).
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8000, ge=1, le=65535)
+    http_host: str = DEFAULT_HTTP_HOST
+    http_port: int = Field(default=DEFAULT_HTTP_PORT, ge=1, le=65535)
     # Request bodies over this many bytes get 413 from the job API.
     http_max_body: int = Field(default=DEFAULT_HTTP_MAX_BODY, gt=0)
     # Results whose JSON answer would be over this many bytes get 413 from the job API.
@@ -40,9 +49,19 @@ class Settings(BaseSettings):
     )
     # Seconds an ephemeral app (`rayfn run`, `rayfn serve`, `app.run()`) outlives its
     # client's last heartbeat before the cluster stops it and cancels its calls.
-    client_grace: float = Field(default=30.0, ge=1, le=86400, allow_inf_nan=False)
+    client_grace: float = Field(default=DEFAULT_CLIENT_GRACE_S, ge=1, le=86400, allow_inf_nan=False)
     # Bearer token the job API requires on every route but /healthz (None: no token).
     api_token: SecretStr | None = None
+
+    @property
+    def http_base_url(self) -> str:
+        """Where rayfn's HTTP side answers."""
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def serve_http_options(self) -> dict[str, Any]:
+        """Ray Serve's ``http_options`` for rayfn's HTTP side (``serve.start``)."""
+        return {"host": self.http_host, "port": self.http_port}
 
 
 def settings() -> Settings:

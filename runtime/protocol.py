@@ -1,0 +1,78 @@
+"""The records clients send to rayfn's actors and get back (``runtime/clients.py``
+sends them). Named tuples: typed for mypy and a reader, and as cheap to pickle as
+the bare tuples they replace, which matters for a batch of thousands of calls."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from rayfn.records import CallStatus
+    from rayfn.runtime.records import CallOutcome, FunctionOptions, NotDeployed
+
+
+class Submission(NamedTuple):
+    """One call as the registry takes it."""
+
+    target: str  # the deployment: an app's name, or an ephemeral run's key
+    function: str
+    args: bytes  # pickled (args, kwargs)
+    parent: str | None = None  # the call it was spawned from, for the call graph
+
+
+class Submitted(NamedTuple):
+    """The registry's answer to ``submit``."""
+
+    answers: list[str | NotDeployed]  # per submission: its call id, or why it was refused
+    outcome: CallOutcome | None = None  # the first call's, when asked to wait for it
+
+
+class PollMode(enum.StrEnum):
+    """How ``poll`` waits, and which calls it answers for."""
+
+    FIRST = "first"  # for the first id; and for the others that have finished by then
+    ALL = "all"  # until every call has finished; for each
+    ANY = "any"  # until one has finished; for those that have
+
+
+# The answer to ``poll``: call id -> where it stands (with its result once finished).
+Polled = dict[str, "CallOutcome"]
+
+
+class CallQuery(NamedTuple):
+    """Which calls ``list_calls`` lists, newest first."""
+
+    app: str | None = None
+    function: str | None = None
+    status: CallStatus | None = None
+    limit: int = 50
+    before: str | None = None  # a call id: continue a listing after it
+
+
+class LoadedVersion(NamedTuple):
+    """What the registry needs of a deployed function (its code is in the GCS)."""
+
+    version: int
+    options: FunctionOptions
+    runtime_env: dict[str, Any] | None
+
+
+class TaskHeader(NamedTuple):
+    """What a task is told of its call besides the arguments (its first argument, sent
+    as one string: the cheapest thing Ray ships)."""
+
+    call_id: str
+    attempt: int
+    code_key: str  # where the worker finds the function's code (runtime/code.py)
+    secrets: tuple[str, ...]  # names of the secrets set as env vars for the call
+    label: str  # "app.function", for messages
+
+    def to_str(self) -> str:
+        secrets = ",".join(self.secrets)
+        return f"{self.call_id}\n{self.attempt}\n{self.code_key}\n{secrets}\n{self.label}"
+
+    @classmethod
+    def parse(cls, text: str) -> TaskHeader:
+        call_id, attempt, code_key, secrets, label = text.split("\n", 4)
+        return cls(call_id, int(attempt), code_key, tuple(filter(None, secrets.split(","))), label)
