@@ -32,9 +32,9 @@ from rayfn.runtime.constants import (
 
 if TYPE_CHECKING:
     from rayfn.records import CallGraphNode, CallInfo, CallStatus
-    from rayfn.runtime.executor import Finished
     from rayfn.runtime.protocol import (
         CallQuery,
+        Finished,
         LoadedVersion,
         Polled,
         PollMode,

@@ -29,7 +29,9 @@ EXIT_MARK = "__rayfn_exit__"
 class Container:
     """One container: an instance of the user's class, serving its method calls."""
 
-    def __init__(self, code_key: str, label: str, secret_names: str, max_inputs: int) -> None:
+    def __init__(
+        self, code_key: str, label: str, secret_names: tuple[str, ...], max_inputs: int
+    ) -> None:
         from rayfn.runtime import executor
 
         self._max_inputs = max_inputs

@@ -13,8 +13,9 @@ from rayfn.runtime import code
 from rayfn.runtime.commands import Policy
 from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
-from rayfn.runtime.executor import execute_call, execute_pack, task_header
+from rayfn.runtime.executor import execute_call, execute_pack
 from rayfn.runtime.identity import FunctionVersion
+from rayfn.runtime.protocol import TaskHeader
 from rayfn.runtime.records import FunctionOptions
 
 
@@ -80,7 +81,16 @@ class LoadedFunction:
         return self.options.gpu is not None and len(self.options.gpu.types) > 1
 
     def header(self, call_id: str, attempt: int) -> str:
-        return task_header(call_id, attempt, self.code_key, self.task_name, self.options.secrets)
+        options = self.options
+        header = TaskHeader(
+            call_id,
+            attempt,
+            self.code_key,
+            options.secrets,
+            options.max_result_bytes,
+            self.task_name,
+        )
+        return header.to_str()
 
     def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
         task = self._task_with_options(execute_call) if self.picks_gpu_per_call else self.task
@@ -109,9 +119,7 @@ class LoadedFunction:
             options["runtime_env"] = self.runtime_env
         return RemoteContainer.options(
             max_concurrency=container.max_inputs, max_restarts=0, **options
-        ).remote(
-            self.code_key, self.task_name, ",".join(self.options.secrets), container.max_inputs
-        )
+        ).remote(self.code_key, self.task_name, self.options.secrets, container.max_inputs)
 
     def _task_with_options(self, task: Any) -> Any:
         resources = ray.cluster_resources() if self.picks_gpu_per_call else None

@@ -25,11 +25,11 @@ from rayfn.records import FailureKind
 from rayfn.runtime import clients, output
 from rayfn.runtime.code import get_code, get_secret
 from rayfn.runtime.constants import (
-    DEFAULT_MAX_RESULT_BYTES,
     INLINE_RESULT_BYTES,
     PACK_BUDGET_S,
     REPORT_RUNNING_AFTER_S,
 )
+from rayfn.runtime.protocol import Finished, TaskHeader
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
 
 # code key (app, version, function) -> the unpickled user function, per worker process.
@@ -44,11 +44,6 @@ _current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def current_call_id() -> str | None:
     """The id of the call this code runs for, or None outside a rayfn call."""
     return _current_call_id.get()
-
-
-# A pack's calls that have finished, as the start report hands them over:
-# (call id, attempt, how it went).
-Finished = tuple[tuple[str, int, AttemptMeta], ...]
 
 
 class StartReporter:
@@ -127,22 +122,15 @@ def load_code(code_key: str, label: str) -> Any:
     return fn
 
 
-def task_header(
-    call_id: str, attempt: int, code_key: str, label: str, secrets: tuple[str, ...] = ()
-) -> str:
-    """The task's first argument: one string is the cheapest thing Ray can ship."""
-    return f"{call_id}\n{attempt}\n{code_key}\n{','.join(secrets)}\n{label}"
-
-
 # secret name -> (its values, when read): re-read after a while, so an update lands.
 _secrets: dict[str, tuple[dict[str, str], float]] = {}
 _SECRET_FRESH_S = 10.0
 
 
-def secret_env(names: str) -> dict[str, str]:
+def secret_env(names: tuple[str, ...]) -> dict[str, str]:
     env: dict[str, str] = {}
     now = time.monotonic()
-    for name in names.split(","):
+    for name in names:
         cached = _secrets.get(name)
         if cached is None or now - cached[1] > _SECRET_FRESH_S:
             values = get_secret(name)
@@ -181,19 +169,18 @@ def run_call(
     (a container's bound method). ``report_start`` is off where several calls share
     a process at once (the reporter follows one call at a time)."""
     started_at = time.time()
-    call_id, attempt_text, code_key, secret_names, label = header.split("\n", 4)
-    attempt = int(attempt_text)
+    task = TaskHeader.parse(header)
     if report_start:
-        _start_reporter().running(call_id, attempt, started_at)
-    tagged = output.begin(output.call_tag(code_key, call_id))
-    token = _current_call_id.set(call_id)
+        _start_reporter().running(task.call_id, task.attempt, started_at)
+    tagged = output.begin(output.call_tag(task.code_key, task.call_id))
+    token = _current_call_id.set(task.call_id)
     try:
-        env = secret_env(secret_names) if secret_names else {}
+        env = secret_env(task.secrets) if task.secrets else {}
         with environment(env):
-            fn = resolve() if resolve is not None else load_code(code_key, label)
+            fn = resolve() if resolve is not None else load_code(task.code_key, task.label)
             # The function's own start, after its code was loaded (once per worker):
             # what the registry's measure of how long calls run (for packing) sees.
-            return _run(fn, label, args_blob, time.time())
+            return _run(fn, task, args_blob, time.time())
     except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
         return _failed(started_at, RemoteFailure.capture(exc, None))
     finally:
@@ -204,7 +191,7 @@ def run_call(
 
 
 def _run(
-    fn: Callable[..., Any], label: str, args_blob: bytes, started_at: float
+    fn: Callable[..., Any], task: TaskHeader, args_blob: bytes, started_at: float
 ) -> tuple[AttemptMeta, Any]:
     try:
         args, kwargs = ray.cloudpickle.loads(args_blob)
@@ -216,10 +203,10 @@ def _run(
         # The traceback starts at the user's code: this frame is rayfn's, not theirs.
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
         return _failed(started_at, RemoteFailure.capture(exc, tb))
-    return _succeeded(started_at, label, value)
+    return _succeeded(started_at, task, value)
 
 
-def _succeeded(started_at: float, label: str, value: Any) -> tuple[AttemptMeta, Any]:
+def _succeeded(started_at: float, task: TaskHeader, value: Any) -> tuple[AttemptMeta, Any]:
     """Pickle the result here, so a result that cannot be pickled, or is too large,
     fails the call with a clear error instead of a dead worker; a small result rides
     inline in the first return, a large one stays in the object store."""
@@ -229,14 +216,15 @@ def _succeeded(started_at: float, label: str, value: Any) -> tuple[AttemptMeta, 
         blob = ray.cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:
         return _failed(
-            started_at, _result_error(label, f"cannot be pickled: {type(exc).__name__}: {exc}")
+            started_at,
+            _result_error(task.label, f"cannot be pickled: {type(exc).__name__}: {exc}"),
         )
     size = len(blob) + sum(b.raw().nbytes for b in buffers)
-    limit = _max_result_bytes()
+    limit = task.max_result_bytes
     if size > limit:
         return _failed(
             started_at,
-            _result_error(label, f"is {size} bytes, over RAYFN_MAX_RESULT_BYTES ({limit})"),
+            _result_error(task.label, f"is {size} bytes, over RAYFN_MAX_RESULT_BYTES ({limit})"),
         )
     finished_at = time.time()
     if size <= INLINE_RESULT_BYTES:
@@ -259,13 +247,6 @@ def _result_error(label: str, problem: str) -> RemoteFailure:
     )
 
 
-def _max_result_bytes() -> int:
-    try:
-        return int(os.environ.get("RAYFN_MAX_RESULT_BYTES", DEFAULT_MAX_RESULT_BYTES))
-    except ValueError:
-        return DEFAULT_MAX_RESULT_BYTES
-
-
 def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta], Any]:
     """Run several short calls of one function in turn, in one task: how each went,
     in order, and the large result of the last one, if it had one. It stops early
@@ -278,12 +259,11 @@ def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta],
     deadline = time.monotonic() + PACK_BUDGET_S
     try:
         for header, blob in zip(headers, blobs, strict=True):
-            call_id, attempt_text, _ = header.split("\n", 2)
-            attempt = int(attempt_text)
-            reporter.running(call_id, attempt, time.time(), tuple(finished))
+            task = TaskHeader.parse(header)
+            reporter.running(task.call_id, task.attempt, time.time(), tuple(finished))
             meta, payload = run_call(header, blob, report_start=False)
             metas.append(meta)
-            finished.append((call_id, attempt, meta))
+            finished.append((task.call_id, task.attempt, meta))
             if payload is not None or time.monotonic() > deadline:
                 return metas, payload
         return metas, None

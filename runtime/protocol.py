@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from rayfn.records import CallStatus
-    from rayfn.runtime.records import CallOutcome, FunctionOptions, NotDeployed
+    from rayfn.runtime.records import AttemptMeta, CallOutcome, FunctionOptions, NotDeployed
 
 
 class Submission(NamedTuple):
@@ -66,13 +66,21 @@ class TaskHeader(NamedTuple):
     attempt: int
     code_key: str  # where the worker finds the function's code (runtime/code.py)
     secrets: tuple[str, ...]  # names of the secrets set as env vars for the call
-    label: str  # "app.function", for messages
+    max_result_bytes: int  # a larger result fails the call (RAYFN_MAX_RESULT_BYTES)
+    label: str  # "app.function", for messages (last: the one field that may hold anything)
 
     def to_str(self) -> str:
         secrets = ",".join(self.secrets)
-        return f"{self.call_id}\n{self.attempt}\n{self.code_key}\n{secrets}\n{self.label}"
+        fields = (self.call_id, self.attempt, self.code_key, secrets, self.max_result_bytes)
+        return "\n".join(map(str, fields)) + "\n" + self.label
 
     @classmethod
     def parse(cls, text: str) -> TaskHeader:
-        call_id, attempt, code_key, secrets, label = text.split("\n", 4)
-        return cls(call_id, int(attempt), code_key, tuple(filter(None, secrets.split(","))), label)
+        call_id, attempt, code_key, secrets, limit, label = text.split("\n", 5)
+        names = tuple(secrets.split(",")) if secrets else ()
+        return cls(call_id, int(attempt), code_key, names, int(limit), label)
+
+
+# A pack's calls that have finished, as the start report hands them over:
+# (call id, attempt, how it went).
+Finished = tuple[tuple[str, int, "AttemptMeta"], ...]

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rayfn.records import CallStatus, FailureKind
+from rayfn.runtime.constants import DEFAULT_MAX_RESULT_BYTES
 from rayfn.runtime.resources import GpuRequest, choose_type
 from rayfn.runtime.retries import RetryPolicy
 from rayfn.runtime.schedules import Schedule
@@ -49,6 +50,8 @@ class FunctionOptions:
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     secrets: tuple[str, ...] = ()  # names of secrets (GCS KV) set as env vars per call
     schedule: Schedule | None = None  # run by the control actor on this schedule
+    # A larger result fails the call: RAYFN_MAX_RESULT_BYTES where the app was deployed.
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     container: ContainerOptions | None = None  # set for methods of @app.cls classes
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:

@@ -33,12 +33,12 @@ from rayfn.runtime.constants import (
     REGISTRY_SHARD,
 )
 from rayfn.runtime.dispatch import LoadedFunction
-from rayfn.runtime.executor import Finished as FinishedEarly
 from rayfn.runtime.ids import new_call_id
 from rayfn.runtime.journal import Journal, next_epoch
 from rayfn.runtime.launcher import Launcher
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
 from rayfn.runtime.protocol import CallQuery, Polled, PollMode, Submission, Submitted
+from rayfn.runtime.protocol import Finished as FinishedEarly
 from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
 
 logger = logging.getLogger(__name__)

@@ -366,8 +366,10 @@ class App:
     def _spec(self, key: str, ephemeral: bool = False) -> AppSpec:
         functions = {}
         pickled = _progress.step(f"pickle {len(self._functions)} functions", len(self._functions))
+        max_result_bytes = settings().max_result_bytes  # the workers check it, per call
         for fn_name, function in self._functions.items():
             raw, options = function.definition()
+            options = dataclasses.replace(options, max_result_bytes=max_result_bytes)
             functions[fn_name] = FunctionSpec(
                 name=fn_name,
                 code=dumps_function(function.code or raw),

@@ -23,6 +23,7 @@ from rayfn.runtime.constants import (
     DEFAULT_HTTP_MAX_BODY,
     DEFAULT_HTTP_MAX_RESULT,
     DEFAULT_HTTP_PORT,
+    DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_RESULT_TTL_S,
 )
 
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
 
     # Where rayfn keeps its local cluster's address, pid, logs and auth token.
     home: Path = Field(default_factory=lambda: Path.home() / ".rayfn")
+    # A call whose result is larger fails with SerializationError (read at deploy time
+    # and sent to the workers with each call).
+    max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, gt=0)
     # Default result_ttl of functions that do not set one, in seconds.
     result_ttl: float = Field(default=DEFAULT_RESULT_TTL_S, gt=0, allow_inf_nan=False)
     # Where Ray Serve listens for rayfn's HTTP side (the job API and web functions).

@@ -120,9 +120,6 @@ def running_cluster(home: Path, **start: Any) -> Iterator[Cluster]:
     """A real single-node Ray cluster started as rayfn starts its background one, with
     this process connected to it; ``start`` overrides ``_local_cluster.start``'s
     arguments."""
-    # Workers read the result size limit from their environment, inherited from the
-    # cluster's: a small one lets a test cross it cheaply.
-    os.environ["RAYFN_MAX_RESULT_BYTES"] = str(TEST_MAX_RESULT_BYTES)
     arguments: dict[str, Any] = {
         "port": free_port(),
         "num_cpus": 2,
@@ -130,13 +127,13 @@ def running_cluster(home: Path, **start: Any) -> Iterator[Cluster]:
         "object_store_memory": 300 * 1024 * 1024,
         **start,
     }
-    try:
-        record = _local_cluster.start(home, **arguments)
-    finally:
-        os.environ.pop("RAYFN_MAX_RESULT_BYTES")
-    saved = {k: os.environ.get(k) for k in ("RAYFN_HOME", "RAY_ADDRESS")}
+    record = _local_cluster.start(home, **arguments)
+    saved = {k: os.environ.get(k) for k in ("RAYFN_HOME", "RAY_ADDRESS", "RAYFN_MAX_RESULT_BYTES")}
     os.environ["RAYFN_HOME"] = str(home)
     os.environ.pop("RAY_ADDRESS", None)
+    # Apps deployed meanwhile send their workers this result size limit: a small one
+    # lets a test cross it cheaply.
+    os.environ["RAYFN_MAX_RESULT_BYTES"] = str(TEST_MAX_RESULT_BYTES)
     try:
         _connection.connect()
         yield Cluster(home, record)

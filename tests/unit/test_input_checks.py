@@ -82,7 +82,12 @@ def test_the_cli_prints_an_error_that_looks_like_markup_as_one_plain_line(call_i
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("RAYFN_HTTP_PORT", "abc"), ("RAYFN_RESULT_TTL", "-1"), ("RAYFN_HTTP_BODY_TIMEOUT", "nan")],
+    [
+        ("RAYFN_HTTP_PORT", "abc"),
+        ("RAYFN_RESULT_TTL", "-1"),
+        ("RAYFN_HTTP_BODY_TIMEOUT", "nan"),
+        ("RAYFN_MAX_RESULT_BYTES", "lots"),
+    ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str

@@ -8,11 +8,14 @@ import ray
 
 from rayfn.runtime import executor
 from rayfn.runtime.constants import INLINE_RESULT_BYTES
-from rayfn.runtime.executor import run_pack, task_header
+from rayfn.runtime.executor import run_pack
+from rayfn.runtime.protocol import TaskHeader
 
 
 def _pack(code_key: str, inputs: list[int]) -> tuple[list[str], list[bytes]]:
-    headers = [task_header(f"fc-0-1-call{i}", 1, code_key, "test.f") for i in inputs]
+    headers = [
+        TaskHeader(f"fc-0-1-call{i}", 1, code_key, (), 2**30, "test.f").to_str() for i in inputs
+    ]
     blobs = [ray.cloudpickle.dumps(((i,), {})) for i in inputs]
     return headers, blobs
 
