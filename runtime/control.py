@@ -28,6 +28,7 @@ from rayfn.runtime.constants import (
     SCHEDULE_TICK_S,
 )
 from rayfn.runtime.environment import runtime_env_for
+from rayfn.runtime.loops import tick_forever
 from rayfn.runtime.protocol import LoadedVersion, Submission
 from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, FunctionSpec, NotDeployed
 from rayfn.runtime.schedules import Timetable
@@ -83,7 +84,9 @@ class ControlActor:
         # What each app's last deploy replaced, so a deploy that fails halfway (its
         # web functions cannot be served) can be undone.
         self._replaced: dict[str, Deployment | None] = {}
-        self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever())
+        self._scheduler = asyncio.get_running_loop().create_task(
+            tick_forever(SCHEDULE_TICK_S, self._tick, "scheduler or reaper pass")
+        )
 
     async def deploy(self, spec: AppSpec) -> tuple[AppInfo, AppInfo | None]:
         """Deploy ``spec``, replacing any app of the same name. Returns the new app
@@ -232,17 +235,10 @@ class ControlActor:
             return NotDeployed(app, function, tuple(deployment.spec.functions))
         return deployment, spec
 
-    async def _schedule_forever(self) -> None:
-        ticks = 0
-        while True:
-            await asyncio.sleep(SCHEDULE_TICK_S)
-            ticks += 1
-            try:
-                await self._fire_due(time.time())
-                if ticks % round(REAP_EVERY_S / SCHEDULE_TICK_S) == 0:
-                    await self._reap()
-            except Exception:  # one bad tick must not stop every schedule
-                logger.exception("scheduler or reaper pass failed")
+    async def _tick(self, ticks: int) -> None:
+        await self._fire_due(time.time())
+        if ticks % round(REAP_EVERY_S / SCHEDULE_TICK_S) == 0:
+            await self._reap()
 
     async def _fire_due(self, now: float) -> None:
         """Spawn the scheduled functions that are due, skipping one whose previous

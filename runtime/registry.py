@@ -36,6 +36,7 @@ from rayfn.runtime.dispatch import LoadedFunction
 from rayfn.runtime.ids import new_call_id
 from rayfn.runtime.journal import Journal, next_epoch
 from rayfn.runtime.launcher import Launcher
+from rayfn.runtime.loops import tick_forever
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
 from rayfn.runtime.protocol import CallQuery, Polled, PollMode, Submission, Submitted
 from rayfn.runtime.protocol import Finished as FinishedEarly
@@ -66,7 +67,7 @@ class CallRegistry:
         self._run(book.restore(self._journal.load(), time.time()))
         if book.calls:
             logger.warning("registry shard %d restored %d calls", shard, len(book.calls))
-        self._start(self._tick_forever())
+        self._start(tick_forever(EXPIRY_TICK_S, self._tick, "expiry, metrics or scale-down"))
 
     # -- accepting calls ---------------------------------------------------------------
 
@@ -269,21 +270,14 @@ class CallRegistry:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _tick_forever(self) -> None:
-        ticks = 0
-        while True:
-            await asyncio.sleep(EXPIRY_TICK_S)
-            ticks += 1
-            try:
-                # A burst (100k results of one batch expiring together) goes in slices,
-                # pausing between them, so spawn and get never wait behind it.
-                while self._book.expire_due(time.time(), EXPIRY_SLICE) == EXPIRY_SLICE:
-                    await asyncio.sleep(EXPIRY_PAUSE_S)
-                self._journal.nudge()  # the expired calls leave the journal
-                self._launcher.scale_down()  # every tick: idle containers may be wanted
-                if ticks % round(FLUSH_EVERY_S / EXPIRY_TICK_S) == 0:
-                    queued = {key: len(queue) for key, queue in self._book.queues.items()}
-                    running = {k: n for k, n in self._book.running.items() if n}
-                    self._metrics.flush(queued, running)
-            except Exception:  # never let one bad entry stop expiry or metrics for good
-                logger.exception("expiry, metrics or scale-down failed")
+    async def _tick(self, ticks: int) -> None:
+        # A burst (100k results of one batch expiring together) goes in slices,
+        # pausing between them, so spawn and get never wait behind it.
+        while self._book.expire_due(time.time(), EXPIRY_SLICE) == EXPIRY_SLICE:
+            await asyncio.sleep(EXPIRY_PAUSE_S)
+        self._journal.nudge()  # the expired calls leave the journal
+        self._launcher.scale_down()  # every tick: idle containers may be wanted
+        if ticks % round(FLUSH_EVERY_S / EXPIRY_TICK_S) == 0:
+            queued = {key: len(queue) for key, queue in self._book.queues.items()}
+            running = {k: n for k, n in self._book.running.items() if n}
+            self._metrics.flush(queued, running)

@@ -35,18 +35,12 @@ def running_async() -> bool:
 
 def run_steps(steps: Steps[R]) -> R:
     """Run ``steps``, blocking for each."""
-    send: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = steps.send(send) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        send, error = None, None
-        try:
-            send = ray.get(step) if isinstance(step, ray.ObjectRef) else step.result()
-        except Exception as exc:
-            error = exc
+    running = _drive(steps, _block)
+    try:
+        running.send(None)  # _block never suspends: this runs the steps to their end
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("a blocking step suspended")  # pragma: no cover
 
 
 async def run_steps_async(steps: Steps[R]) -> R:
@@ -55,18 +49,31 @@ async def run_steps_async(steps: Steps[R]) -> R:
     whoever else holds it (a ``get.aio`` that times out must not un-send a call its
     ``spawn()`` already returned)."""
     _in_async.set(True)  # for this task only: asyncio gives each its own context
-    send: Any = None
+    return await _drive(steps, _await)
+
+
+async def _drive(steps: Steps[R], wait: Callable[[Step], Awaitable[Any]]) -> R:
+    """Hand each step's value (or exception) back to ``steps`` until they return."""
+    value: Any = None
     error: BaseException | None = None
     while True:
         try:
-            step = steps.send(send) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        send, error = None, None
+            step = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value
+        value, error = None, None
         try:
-            send = await (wait_uncancelled(step) if isinstance(step, Future) else step)
+            value = await wait(step)
         except Exception as exc:
             error = exc
+
+
+async def _block(step: Step) -> Any:
+    return ray.get(step) if isinstance(step, ray.ObjectRef) else step.result()
+
+
+async def _await(step: Step) -> Any:
+    return await (wait_uncancelled(step) if isinstance(step, Future) else step)
 
 
 class aio_method(Generic[R]):

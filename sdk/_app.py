@@ -6,18 +6,19 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, overload
+
+from typing_extensions import Unpack
 
 from rayfn import _connection, _output, _progress
 from rayfn._checks import check_name
 from rayfn._cls import MAX_INPUTS_MARK, Cls, methods_of
 from rayfn._function import Function
 from rayfn._image import Image
-from rayfn._options import check_pool, function_options
-from rayfn._retries import Retries
+from rayfn._options import CallOptions, check_pool, function_options
 from rayfn._schedules import Cron, Period
-from rayfn._secret import Secret, inline_secrets
+from rayfn._secret import inline_secrets
 from rayfn._serialization import dumps_function
 from rayfn._web import web_endpoint_of
 from rayfn.config import settings
@@ -92,36 +93,20 @@ class App:
         self,
         _fn: None = None,
         *,
-        cpu: float | None = None,
-        memory: int | None = None,
-        gpu: str | list[str] | None = None,
-        retries: int | Retries | None = None,
-        timeout: float | None = None,
-        startup_timeout: float | None = None,
-        max_containers: int | None = None,
         concurrency_limit: int | None = None,
-        result_ttl: float | None = None,
-        secrets: Sequence[Secret] = (),
         schedule: Period | Cron | None = None,
         name: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> Callable[[F], Function]: ...
 
     def function(
         self,
         _fn: F | None = None,
         *,
-        cpu: float | None = None,
-        memory: int | None = None,
-        gpu: str | list[str] | None = None,
-        retries: int | Retries | None = None,
-        timeout: float | None = None,
-        startup_timeout: float | None = None,
-        max_containers: int | None = None,
         concurrency_limit: int | None = None,
-        result_ttl: float | None = None,
-        secrets: Sequence[Secret] = (),
         schedule: Period | Cron | None = None,
         name: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> Function | Callable[[F], Function]:
         """Register a function to run on the cluster; works with or without ``()``.
 
@@ -151,23 +136,14 @@ class App:
             InvalidError: an option is out of range, or the name is taken.
         """
         if concurrency_limit is not None:
+            max_containers = options.get("max_containers")
             if max_containers is not None and max_containers != concurrency_limit:
                 raise InvalidError("Give max_containers or concurrency_limit, not both.")
-            max_containers = concurrency_limit
-        options = function_options(
-            cpu=cpu,
-            memory=memory,
-            gpu=gpu,
-            retries=retries,
-            timeout=timeout,
-            startup_timeout=startup_timeout,
-            max_containers=max_containers,
-            result_ttl=result_ttl,
-            secrets=secrets,
-            schedule=schedule,
-            default_result_ttl=settings().result_ttl,
+            options["max_containers"] = concurrency_limit
+        checked = function_options(
+            default_result_ttl=settings().result_ttl, schedule=schedule, **options
         )
-        inline = inline_secrets(secrets)
+        inline = inline_secrets(options.get("secrets", ()))
 
         def register(fn: F) -> Function:
             if isinstance(fn, Function):
@@ -181,7 +157,7 @@ class App:
                 self._name or "",
                 fn_name,
                 raw=fn,
-                options=options,
+                options=checked,
                 app=self,
                 web=web_endpoint_of(fn),
             )
@@ -195,18 +171,10 @@ class App:
         self,
         _cls: type | None = None,
         *,
-        cpu: float | None = None,
-        memory: int | None = None,
-        gpu: str | list[str] | None = None,
-        retries: int | Retries | None = None,
-        timeout: float | None = None,
-        startup_timeout: float | None = None,
         min_containers: int = 0,
-        max_containers: int | None = None,
         scaledown_window: float = 60.0,
-        result_ttl: float | None = None,
-        secrets: Sequence[Secret] = (),
         name: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> Any:
         """Register a class whose ``@rayfn.method()``s run in containers: Ray actors
         that each build one instance and run its ``@rayfn.enter()`` methods once. The
@@ -217,20 +185,12 @@ class App:
         Raises:
             InvalidError: an option is out of range, or the class has no method.
         """
+        max_containers = options.get("max_containers")
         check_pool(min_containers, max_containers, scaledown_window)
         base = function_options(
-            cpu=cpu,
-            memory=memory,
-            gpu=gpu,
-            retries=retries,
-            timeout=timeout,
-            startup_timeout=startup_timeout,
-            max_containers=max_containers,
-            result_ttl=result_ttl,
-            secrets=secrets,
-            default_result_ttl=settings().result_ttl,
+            default_result_ttl=settings().result_ttl, decorator="cls", **options
         )
-        inline = inline_secrets(secrets)
+        inline = inline_secrets(options.get("secrets", ()))
 
         def register(user_cls: type) -> Cls:
             if not isinstance(user_cls, type):

@@ -5,9 +5,13 @@ classes, Dicts, Queues, secrets) and how long a caller may wait. Each raises
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from rayfn.exception import InvalidError
 from rayfn.runtime.constants import MAX_WAIT_S
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Matched whole (fullmatch): "$" would also accept a name ending in a newline.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -48,3 +52,20 @@ def check_wait(name: str, seconds: object) -> float | None:
         f"{name} must be None (no limit) or a number of seconds from 0 to {MAX_WAIT_S:.0f} "
         f"(one year), got {seconds!r}."
     )
+
+
+def marker(attribute: str, value: object, refusal: str) -> Callable[[F], F]:
+    """A decorator that marks a function by setting ``attribute`` to ``value`` on it
+    (``@rayfn.enter()``, ``@asgi_app()``...), refusing what cannot be called.
+
+    Raises:
+        InvalidError: ``refusal``, followed by what was decorated.
+    """
+
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise InvalidError(f"{refusal}, not {fn!r}.")
+        setattr(fn, attribute, value)
+        return fn
+
+    return decorate

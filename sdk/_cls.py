@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rayfn import _output
-from rayfn._checks import check_name
+from rayfn._checks import check_name, marker
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.containers import ENTER_MARK, EXIT_MARK
 
@@ -30,13 +30,7 @@ MAX_INPUTS_MARK = "__rayfn_max_inputs__"
 
 
 def _marker(mark: str, what: str) -> Callable[[F], F]:
-    def decorate(fn: F) -> F:
-        if not callable(fn):
-            raise InvalidError(f"@rayfn.{what}() decorates methods, not {fn!r}.")
-        setattr(fn, mark, True)
-        return fn
-
-    return decorate
+    return marker(mark, True, f"@rayfn.{what}() decorates methods")
 
 
 def enter(*, snap: bool = False) -> Callable[[F], F]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypedDict
+
+from typing_extensions import Unpack
 
 from rayfn._retries import Retries, retry_policy
 from rayfn._schedules import Cron, Period
@@ -15,25 +18,44 @@ from rayfn.runtime.records import FunctionOptions
 from rayfn.runtime.resources import parse_gpu
 
 
+class CallOptions(TypedDict, total=False):
+    """What each call of a function asks for: the options ``@app.function`` and
+    ``@app.cls`` share (documented on ``App.function``)."""
+
+    cpu: float | None
+    memory: int | None
+    gpu: str | list[str] | None
+    retries: int | Retries | None
+    timeout: float | None
+    startup_timeout: float | None
+    max_containers: int | None
+    result_ttl: float | None
+    secrets: Sequence[Secret]
+
+
 def function_options(
     *,
-    cpu: float | None = None,
-    memory: int | None = None,
-    gpu: str | list[str] | None = None,
-    result_ttl: float | None = None,
-    timeout: float | None = None,
-    startup_timeout: float | None = None,
-    max_containers: int | None = None,
-    retries: int | Retries | None = None,
-    secrets: Sequence[Secret] = (),
-    schedule: Period | Cron | None = None,
     default_result_ttl: float,
+    schedule: Period | Cron | None = None,
+    decorator: str = "function",
+    **given: Unpack[CallOptions],
 ) -> FunctionOptions:
-    """Check the options a user gave and return them as a record.
+    """Check the options a user gave ``@app.<decorator>`` and return them as a record.
 
     Raises:
-        InvalidError: an option is out of range; the message says the allowed range.
+        InvalidError: an option is unknown, or out of range; the message says the
+            allowed range.
     """
+    unknown = sorted(set(given) - set(CallOptions.__annotations__))
+    if unknown:
+        known = ", ".join(CallOptions.__annotations__)
+        raise InvalidError(
+            f"@app.{decorator}() has no option {unknown[0]!r} (its options: {known})."
+        )
+    cpu, memory, gpu = given.get("cpu"), given.get("memory"), given.get("gpu")
+    result_ttl, timeout = given.get("result_ttl"), given.get("timeout")
+    startup_timeout, max_containers = given.get("startup_timeout"), given.get("max_containers")
+    retries, secrets = given.get("retries"), given.get("secrets", ())
     if cpu is not None and (not _is_number(cpu) or not 0 <= cpu <= 1024):
         raise InvalidError(f"cpu must be a number of cores between 0 and 1024, got {cpu!r}.")
     if memory is not None and (

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from rayfn._checks import marker
 from rayfn.exception import InvalidError
 from rayfn.runtime.records import WebEndpoint
 
@@ -73,13 +74,7 @@ def fastapi_endpoint(
 
 
 def _mark(endpoint: WebEndpoint) -> Callable[[F], F]:
-    def decorate(fn: F) -> F:
-        if not callable(fn):
-            raise InvalidError(f"Web endpoint decorators take functions, not {fn!r}.")
-        setattr(fn, WEB_ATTRIBUTE, endpoint)
-        return fn
-
-    return decorate
+    return marker(WEB_ATTRIBUTE, endpoint, "Web endpoint decorators take functions")
 
 
 def _prefix(label: str | None, route_prefix: str | None) -> str | None:

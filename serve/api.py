@@ -206,13 +206,7 @@ def build_api(
         title="rayfn job API",
         version=rayfn.__version__,
         description="Submit calls to deployed rayfn functions and fetch their results.",
-        responses={
-            401: {"model": ErrorResponse},
-            408: {"model": ErrorResponse},
-            413: {"model": ErrorResponse},
-            422: {"model": ErrorResponse},
-            503: {"model": ErrorResponse},
-        },
+        responses=_errors(401, 408, 413, 422, 503),
     )
     api.state.backend = backend or ClusterBackend()
     api.add_middleware(
@@ -228,7 +222,7 @@ def build_api(
         "/v1/apps/{app}/functions/{function}/calls",
         status_code=201,
         response_model=SpawnResponse,
-        responses={404: {"model": ErrorResponse}},
+        responses=_errors(404),
         tags=["calls"],
     )
     async def spawn_call(
@@ -241,12 +235,14 @@ def build_api(
         body = body or SpawnRequest()
         return SpawnResponse(call_id=await backend.spawn(app, function, body.args, body.kwargs))
 
-    @api.get(
-        "/v1/calls/{call_id}",
-        response_model=CallRecord,
-        responses={404: {"model": ErrorResponse}},
-        tags=["calls"],
-    )
+    # What the routes that answer with a call's status record declare.
+    record_route: dict[str, Any] = {
+        "response_model": CallRecord,
+        "responses": _errors(404),
+        "tags": ["calls"],
+    }
+
+    @api.get("/v1/calls/{call_id}", **record_route)
     async def get_call(call_id: str, backend: BackendDep) -> CallRecord:
         """A call's status record."""
         return _record(await backend.describe(call_id))
@@ -256,12 +252,8 @@ def build_api(
         response_model=ResultResponse,
         responses={
             202: {"model": PendingResponse},
-            404: {"model": ErrorResponse},
-            406: {"model": ErrorResponse},
-            409: {"model": ErrorResponse},
-            410: {"model": ErrorResponse},
-            413: {"model": ErrorResponse},
             424: {"model": FailedResponse},
+            **_errors(404, 406, 409, 410, 413),
         },
         tags=["calls"],
     )
@@ -301,17 +293,17 @@ def build_api(
             )
         return Response(body, media_type="application/json")
 
-    @api.delete(
-        "/v1/calls/{call_id}",
-        response_model=CallRecord,
-        responses={404: {"model": ErrorResponse}},
-        tags=["calls"],
-    )
+    @api.delete("/v1/calls/{call_id}", **record_route)
     async def cancel_call(call_id: str, backend: BackendDep) -> CallRecord:
         """Cancel a call; a finished call is left as it is."""
         return _record(await backend.cancel(call_id))
 
     return api
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: these statuses answer with an ``ErrorResponse`` body."""
+    return {status: {"model": ErrorResponse} for status in statuses}
 
 
 def _record(info: CallInfo) -> CallRecord:

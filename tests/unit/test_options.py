@@ -98,3 +98,13 @@ def test_timeout_defaults_to_five_minutes() -> None:
     options = function_options(default_result_ttl=1)
     assert options.timeout == 300.0 and options.startup_timeout is None
     assert options.retries.max_retries == 0
+
+
+def test_an_unknown_option_names_itself_and_the_known_ones() -> None:
+    app = rayfn.App("unit-unknown-option")
+    with pytest.raises(
+        InvalidError, match=r"@app.function\(\) has no option 'image' \(its options: cpu"
+    ):
+        app.function(image="debian")  # type: ignore[call-overload]
+    with pytest.raises(InvalidError, match=r"@app.cls\(\) has no option 'concurrency'"):
+        app.cls(concurrency=3)  # type: ignore[call-arg]
