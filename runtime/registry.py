@@ -87,14 +87,19 @@ class CallRegistry:
         if not wait:
             self._spawn_batches += 1
         answers, touched = await self._accept(submissions, token)
+        first = answers[0] if answers else None
+        if wait and isinstance(first, str):
+            # The call runs while its acceptance is journaled; the answer waits for
+            # both (an ended call's end is journaled before it is told, with it).
+            for loaded in touched:
+                self._pump(loaded)
+            polled = await self._answers.poll([first], timeout, PollMode.FIRST)
+            await self._journal.sync()
+            return Submitted(answers, polled[first])
         for loaded in touched:
             self._loop.call_soon(self._pump, loaded)  # Ray takes them while we journal
         await self._journal.sync()
-        first = answers[0] if answers else None
-        if not wait or not isinstance(first, str):
-            return Submitted(answers)
-        polled = await self._answers.poll([first], timeout, PollMode.FIRST)
-        return Submitted(answers, polled[first])
+        return Submitted(answers)
 
     async def _accept(
         self, submissions: list[Submission], token: str | None
