@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ray.experimental import internal_kv
-
-from rayfn.runtime.constants import KV_CODE_PREFIX, KV_SECRET_PREFIX, NAMESPACE
+from rayfn.runtime import kv
+from rayfn.runtime.constants import KV_CODE_PREFIX, KV_SECRET_PREFIX
 
 
 def app_digest(app: str) -> str:
@@ -34,38 +33,35 @@ def put_code(app: str, version: int, code: dict[str, bytes]) -> None:
     """Store the pickled code of each function of ``app`` at ``version``."""
     for function, blob in code.items():
         key = code_key(app, version, function)
-        internal_kv._internal_kv_put(key, blob, overwrite=True, namespace=NAMESPACE)
+        kv.put(key, blob)
 
 
 def get_code(key: str) -> bytes | None:
-    return internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+    return kv.get(key)
 
 
 def drop_code(app: str, below_version: int | None = None) -> None:
     """Delete the code of ``app``'s versions under ``below_version`` (None: all)."""
     prefix = _app_prefix(app)
-    for key in internal_kv._internal_kv_list(prefix, namespace=NAMESPACE):
-        text = key.decode() if isinstance(key, bytes) else key
-        version = int(text[len(prefix) :].split(":", 1)[0])
+    for key in kv.keys(prefix):
+        version = int(key[len(prefix) :].split(":", 1)[0])
         if below_version is None or version < below_version:
-            internal_kv._internal_kv_del(key, namespace=NAMESPACE)
+            kv.delete(key)
 
 
 def put_secret(name: str, values: dict[str, str]) -> None:
     blob = json.dumps(values).encode()
-    internal_kv._internal_kv_put(KV_SECRET_PREFIX + name, blob, overwrite=True, namespace=NAMESPACE)
+    kv.put(KV_SECRET_PREFIX + name, blob)
 
 
 def get_secret(name: str) -> dict[str, str] | None:
-    blob = internal_kv._internal_kv_get(KV_SECRET_PREFIX + name, namespace=NAMESPACE)
+    blob = kv.get(KV_SECRET_PREFIX + name)
     return None if blob is None else dict(json.loads(blob))
 
 
 def delete_secret(name: str) -> bool:
-    return bool(internal_kv._internal_kv_del(KV_SECRET_PREFIX + name, namespace=NAMESPACE))
+    return bool(kv.delete(KV_SECRET_PREFIX + name))
 
 
 def secret_names() -> list[str]:
-    keys = internal_kv._internal_kv_list(KV_SECRET_PREFIX, namespace=NAMESPACE)
-    names = [(k.decode() if isinstance(k, bytes) else k)[len(KV_SECRET_PREFIX) :] for k in keys]
-    return sorted(names)
+    return sorted(key[len(KV_SECRET_PREFIX) :] for key in kv.keys(KV_SECRET_PREFIX))

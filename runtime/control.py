@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.experimental import internal_kv
 
 from rayfn.records import CallInfo
-from rayfn.runtime import clients, code
+from rayfn.runtime import clients, code, kv
 from rayfn.runtime.code import drop_code, put_code
 from rayfn.runtime.constants import (
     CODE_VERSIONS_KEPT,
     KV_APP_PREFIX,
-    NAMESPACE,
     REAP_EVERY_S,
     REGISTRY_NOTICE_WAIT_S,
     SCHEDULE_TICK_S,
@@ -65,8 +63,8 @@ class ControlActor:
         # Versions only grow, even across stop and redeploy, so a cached old version
         # can never be mistaken for a new one.
         self._last_version: dict[str, int] = {}
-        for key in internal_kv._internal_kv_list(KV_APP_PREFIX, namespace=NAMESPACE):
-            blob = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+        for key in kv.keys(KV_APP_PREFIX):
+            blob = kv.get(key)
             if blob is None:
                 continue
             deployment: Deployment = ray.cloudpickle.loads(blob)
@@ -101,12 +99,7 @@ class ControlActor:
         put_code(spec.name, version, {name: fn.code for name, fn in spec.functions.items()})
         drop_code(spec.name, below_version=version - CODE_VERSIONS_KEPT + 1)
         if not spec.ephemeral:
-            internal_kv._internal_kv_put(
-                _kv_key(spec.name),
-                ray.cloudpickle.dumps(deployment),
-                overwrite=True,
-                namespace=NAMESPACE,
-            )
+            kv.put(_kv_key(spec.name), ray.cloudpickle.dumps(deployment))
         self._apps[spec.name] = deployment
         self._replaced[spec.name] = previous
         self._last_version[spec.name] = version
@@ -129,7 +122,7 @@ class ControlActor:
         self._detached.discard(app)
         cancelled = await self._tell_registry_app_changed(app, cancel_why)
         drop_code(app, below_version=None if stopped.spec.ephemeral else stopped.version)
-        internal_kv._internal_kv_del(_kv_key(app), namespace=NAMESPACE)
+        kv.delete(_kv_key(app))
         return cancelled
 
     async def roll_back(

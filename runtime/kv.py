@@ -1,41 +1,33 @@
-"""Ray's GCS key-value store, as the registry's journal and the Dict/Queue stores use
-it: the one place they touch Ray's private ``internal_kv`` API. Every key lives in
-rayfn's namespace."""
+"""Ray's GCS key-value store in rayfn's namespace, as the registry's journal, deployed
+code and apps, secrets and the Dict/Queue stores use it (Ray's private API behind it is
+in ``rayfn.runtime._ray_compat``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from ray.experimental import internal_kv
-
+from rayfn.runtime import _ray_compat as ray_compat
 from rayfn.runtime.constants import NAMESPACE
-
-_NS = NAMESPACE.encode()
-
-
-def _client() -> Any:
-    return internal_kv.internal_kv_get_gcs_client()
 
 
 def get(key: str) -> bytes | None:
-    return internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+    return ray_compat.kv_get(key, namespace=NAMESPACE)
 
 
 def put(key: str, value: bytes) -> None:
-    internal_kv._internal_kv_put(key, value, overwrite=True, namespace=NAMESPACE)
+    ray_compat.kv_put(key, value, namespace=NAMESPACE)
 
 
-def delete(key: str, by_prefix: bool = False) -> None:
-    internal_kv._internal_kv_del(key, del_by_prefix=by_prefix, namespace=NAMESPACE)
+def delete(key: str, by_prefix: bool = False) -> int:
+    """Delete ``key`` (or every key starting with it); how many went."""
+    return ray_compat.kv_delete(key, namespace=NAMESPACE, by_prefix=by_prefix)
 
 
 def keys(prefix: str) -> list[str]:
-    return [k.decode() for k in internal_kv._internal_kv_list(prefix, namespace=NAMESPACE)]
+    return ray_compat.kv_keys(prefix, namespace=NAMESPACE)
 
 
 async def put_async(key: str, value: bytes) -> None:
-    await _client().async_internal_kv_put(key.encode(), value, True, namespace=_NS, timeout=None)
+    await ray_compat.kv_put_async(key, value, namespace=NAMESPACE)
 
 
 async def delete_async(key: str, by_prefix: bool = False) -> None:
-    await _client().async_internal_kv_del(key.encode(), by_prefix, namespace=_NS, timeout=None)
+    await ray_compat.kv_delete_async(key, namespace=NAMESPACE, by_prefix=by_prefix)

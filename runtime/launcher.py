@@ -15,6 +15,7 @@ from typing import Any
 import ray
 
 from rayfn.runtime import clients
+from rayfn.runtime._ray_compat import pending_demand
 from rayfn.runtime.commands import Key, Launch, Policy
 from rayfn.runtime.constants import RECLAIM_CHECK_S
 from rayfn.runtime.containers import Pool, Slot, stop_container, to_reclaim
@@ -201,17 +202,3 @@ class Launcher:
         task = asyncio.get_running_loop().create_task(stop_container(slot.handle))
         self._stopping[task] = held
         task.add_done_callback(self._stopping.pop)
-
-
-def pending_demand() -> tuple[list[tuple[Resources, int]], list[Resources]]:
-    """What Ray cannot place now (resource shapes, each with how many tasks and actors
-    wait for it), and each live node's total resources: the GCS's view, as the
-    autoscaler reads it (about a millisecond; called off the event loop)."""
-    from ray.autoscaler.v2.sdk import get_cluster_resource_state
-    from ray.core.generated.autoscaler_pb2 import NodeStatus  # type: ignore[attr-defined]
-
-    gcs = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]
-    state = get_cluster_resource_state(gcs)
-    waiting = [(dict(r.request.resources_bundle), r.count) for r in state.pending_resource_requests]
-    nodes = [dict(n.total_resources) for n in state.node_states if n.status != NodeStatus.DEAD]
-    return waiting, nodes

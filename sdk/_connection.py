@@ -17,6 +17,7 @@ import ray
 from rayfn import _local_cluster
 from rayfn.config import settings
 from rayfn.exception import ClusterError
+from rayfn.runtime import _ray_compat as ray_compat
 from rayfn.runtime import clients
 
 # How long the reachability probe waits for the cluster's answer.
@@ -66,10 +67,8 @@ def _single_machine_mode() -> None:
     ``ray.init`` swaps 127.0.0.1 for the machine's outward address, where nothing
     answers. Ray reads the switch at import, so it is set on the module as well as in
     the environment (for processes this one starts)."""
-    from ray._private import ray_constants
-
     os.environ.update(_local_cluster.SINGLE_MACHINE_ENV)
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray_compat.use_single_machine_mode()
 
 
 def _check_reachable(address: str) -> None:
@@ -84,47 +83,32 @@ def _check_reachable(address: str) -> None:
     if not host or not port.isdigit() or "://" in address:
         return  # "auto", ray:// client addresses...: leave those to Ray
     import grpc
-    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
-    loader = AuthenticationTokenLoader.instance()
-    metadata = None
-    if loader.has_token(ignore_auth_mode=True):
-        metadata = [("authorization", f"Bearer {loader.get_raw_token(ignore_auth_mode=True)}")]
-    with grpc.insecure_channel(address) as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-        try:
-            stub.GetClusterId(
-                gcs_service_pb2.GetClusterIdRequest(),  # type: ignore[attr-defined]
-                timeout=_PROBE_TIMEOUT_S,
-                metadata=metadata,
-            )
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                raise ClusterError(
-                    f"The Ray cluster at {address} needs its auth token, and this client "
-                    f"{'sent a wrong one' if metadata else 'has none'}: copy the cluster's "
-                    "token file (~/.rayfn/auth_token on its head node) here and set "
-                    "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/path/to/auth_token."
-                ) from None
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                raise ClusterError(
-                    f"No Ray cluster answers at {address} (RAY_ADDRESS); start one, or unset "
-                    "RAY_ADDRESS to use rayfn's local cluster."
-                ) from None
-            # Anything else: let ray.init say what it makes of it.
+    token = ray_compat.auth_token()
+    try:
+        ray_compat.ask_cluster_id(address, token=token, timeout_s=_PROBE_TIMEOUT_S)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise ClusterError(
+                f"The Ray cluster at {address} needs its auth token, and this client "
+                f"{'sent a wrong one' if token is not None else 'has none'}: copy the "
+                "cluster's token file (~/.rayfn/auth_token on its head node) here and set "
+                "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/path/to/auth_token."
+            ) from None
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            raise ClusterError(
+                f"No Ray cluster answers at {address} (RAY_ADDRESS); start one, or unset "
+                "RAY_ADDRESS to use rayfn's local cluster."
+            ) from None
+        # Anything else: let ray.init say what it makes of it.
 
 
 def _use_token(path: str) -> None:
     """Authenticate to the local cluster with its token, even if Ray is imported."""
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN_PATH"] = path
-    # Ray reads its config and token once; refresh both (as `ray.init` itself does
-    # when it enables token auth for a new cluster).
-    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    # Ray reads its config and token once; refresh both.
+    ray_compat.reload_auth_config()
 
 
 def registry() -> clients.RegistryClient:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rayfn.exception import InvalidError
+from rayfn.runtime import _ray_compat as ray_compat
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,10 @@ class Image:
         if self.env_vars:
             env["env_vars"] = dict(self.env_vars)
         if self.python_sources:
-            from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
-
             paths = [_module_path(name) for name in self.python_sources]
-            env = upload_py_modules_if_needed({**env, "py_modules": paths}, False)
+            env = ray_compat.upload_py_modules({**env, "py_modules": paths})
         if self.local_dir is not None:
-            from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
-
-            env = upload_working_dir_if_needed({**env, "working_dir": self.local_dir[0]}, False)
+            env = ray_compat.upload_working_dir({**env, "working_dir": self.local_dir[0]})
         return env
 
 

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from rayfn.runtime import _ray_compat as ray_compat
 from rayfn.runtime.code import app_digest
 from rayfn.runtime.output import parse_tag
 
@@ -43,7 +44,7 @@ class _Follower:
         self._thread: threading.Thread | None = None
         self._address = ""  # of the GCS the thread follows
         self._stop = threading.Event()
-        self._subscriber: Any = None
+        self._subscriber: ray_compat.LogSubscriber | None = None
         self._last_line_at = 0.0
         self._progress: dict[bool, bool] = {False: False, True: False}  # a bar is drawn
 
@@ -93,14 +94,13 @@ class _Follower:
         _connection.connect()
         import ray
 
-        address = ray._private.worker.global_worker.gcs_client.address  # type: ignore[attr-defined]
+        address = ray.get_runtime_context().gcs_address
         with self._lock:
             if self._thread is not None and self._thread.is_alive() and self._address == address:
                 return
             self._stop_thread()  # one of an earlier connection
             self._stop = stop = threading.Event()
-            subscriber = ray._raylet.GcsLogSubscriber(address=address)  # type: ignore[attr-defined]
-            subscriber.subscribe()
+            subscriber = ray_compat.subscribe_to_logs(address)
             self._subscriber = subscriber
             self._address = address
             self._thread = threading.Thread(
@@ -122,7 +122,7 @@ class _Follower:
             self._subscriber = None
         self._thread = None
 
-    def _follow(self, subscriber: Any, stop: threading.Event) -> None:
+    def _follow(self, subscriber: ray_compat.LogSubscriber, stop: threading.Event) -> None:
         import ray
 
         try:

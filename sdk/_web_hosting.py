@@ -25,6 +25,7 @@ from rayfn._serialization import dumps_function
 from rayfn._web import check_route_free
 from rayfn.config import settings
 from rayfn.exception import InvalidError
+from rayfn.runtime import _ray_compat as ray_compat
 from rayfn.runtime.records import FunctionOptions, FunctionSpec, WebEndpoint
 from rayfn.runtime.resources import fits_some_node, held_resources
 
@@ -114,11 +115,11 @@ def deploy_web_functions(
                 ", ".join(f"{amount:g} {resource}" for resource, amount in needs.items()),
             )
         try:
-            serve._run(
+            ray_compat.serve_run(
                 deployment.bind(code, function.web.kind, function.web.method),
                 name=_serve_name(app_name, name, dev),
                 route_prefix=prefix,
-                _blocking=wait,
+                wait=wait,
             )
         except Exception as exc:
             summary, frames = _why_it_failed(_serve_name(app_name, name, dev)) or (str(exc), "")

@@ -9,10 +9,10 @@ from typing import Any
 
 import ray
 from ray import serve
-from ray.experimental import internal_kv
 from ray.serve.config import BackpressureConfig
 
 from rayfn.config import settings
+from rayfn.runtime import _ray_compat as ray_compat
 from rayfn.runtime.constants import KV_API_CONFIG, NAMESPACE
 from rayfn.serve._guard import token_digest
 from rayfn.serve._hosting import ApiConfig, JobAPI
@@ -70,14 +70,14 @@ def deploy_api() -> str:
         **api_replicas(int(ray.cluster_resources().get("CPU", 1))),
     )(JobAPI)
     serve.run(deployment.bind(config), name=API_APP_NAME, route_prefix="/")
-    internal_kv._internal_kv_put(KV_API_CONFIG, config.to_json(), namespace=NAMESPACE)
+    ray_compat.kv_put(KV_API_CONFIG, config.to_json().encode(), namespace=NAMESPACE)
     return s.http_base_url
 
 
 def stop_api() -> None:
     """Remove the job API from Serve (and what it ran with)."""
     serve.delete(API_APP_NAME)
-    internal_kv._internal_kv_del(KV_API_CONFIG, namespace=NAMESPACE)
+    ray_compat.kv_delete(KV_API_CONFIG, namespace=NAMESPACE)
 
 
 def _running_api_config() -> ApiConfig | None:
@@ -85,7 +85,7 @@ def _running_api_config() -> ApiConfig | None:
     older rayfn deployed it without saying)."""
     if API_APP_NAME not in serve.status().applications:
         return None
-    stored = internal_kv._internal_kv_get(KV_API_CONFIG, namespace=NAMESPACE)
+    stored = ray_compat.kv_get(KV_API_CONFIG, namespace=NAMESPACE)
     return None if stored is None else ApiConfig.from_json(stored)
 
 

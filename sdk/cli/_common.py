@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import ray
 import typer
 import typer.core
 from rich.console import Console
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from rayfn import _connection, _progress
 from rayfn.exception import Error, InvalidError
+from rayfn.runtime import _ray_compat as ray_compat
 
 # soft_wrap: messages stay one line however narrow the terminal (or pipe) is.
 out = Console(soft_wrap=True)
@@ -103,7 +103,7 @@ def when(timestamp: float) -> str:
 
 def dashboard_address() -> str:
     _connection.connect()
-    url = ray._private.worker.get_dashboard_url()
+    url = ray_compat.dashboard_url()
     if not url:
         raise InvalidError("This cluster runs no dashboard, which Ray's log API needs.")
     return url if url.startswith("http") else f"http://{url}"

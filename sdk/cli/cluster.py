@@ -3,7 +3,6 @@ cloud clusters through Ray's launcher."""
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import time
@@ -16,6 +15,7 @@ from rayfn import _local_cluster
 from rayfn.cli._common import LauncherConfig, Yes, dashboard_address, out, when
 from rayfn.config import settings
 from rayfn.exception import InvalidError
+from rayfn.runtime import _ray_compat as ray_compat
 from rayfn.runtime.resources import parse_gpu
 
 cluster_cli = typer.Typer(
@@ -116,21 +116,14 @@ def cluster_down(config: LauncherConfig = Path("cluster.yaml"), yes: Yes = False
 
 def _checked_launcher_config(config: Path) -> Path:
     import yaml
-    from ray.autoscaler._private.util import prepare_config, validate_config
 
     if not config.is_file():
         raise InvalidError(f"No cluster config at {config} (see cluster.yaml in rayfn's repo).")
-    autoscaler_log = logging.getLogger("ray.autoscaler")
-    level = autoscaler_log.level
-    autoscaler_log.setLevel(logging.WARNING)  # its INFO notes are not the user's business
     try:
-        loaded = yaml.safe_load(config.read_text())
-        validate_config(prepare_config(loaded))
+        ray_compat.validate_launcher_config(yaml.safe_load(config.read_text()))
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidError(f"{config} is not a valid Ray cluster config: {first_line}") from None
-    finally:
-        autoscaler_log.setLevel(level)
     return config
 
 
