@@ -20,7 +20,7 @@ the integration tests named beside it:
 - Pending demand and cluster state: ``get_cluster_resource_state`` and
   ``NodeStatus`` (tests/test_autoscaler.py, tests/test_http.py).
 - Log subscription: ``GcsLogSubscriber`` and the shape of its batches
-  (tests/test_observability.py).
+  (tests/test_cli.py: ``rayfn run`` and ``enable_output`` show what calls print).
 - Dashboard URL: ``ray._private.worker.get_dashboard_url`` (``rayfn app logs``,
   tests/test_observability.py).
 - Serve's private entry point: ``serve._run(..., _blocking=...)`` (tests/test_http.py).
