@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import ray
 from ray.actor import ActorHandle
 
+from rayfn.exception import ClusterError
 from rayfn.runtime.constants import (
     CONTROL_RESTART_WAIT_S,
     NAMESPACE,
@@ -131,7 +132,10 @@ class Reply(Generic[T]):
         if self._deadline is None:
             self._deadline = now + CONTROL_RESTART_WAIT_S
         elif now > self._deadline:
-            raise exc
+            raise ClusterError(
+                f"A rayfn actor has not answered for {CONTROL_RESTART_WAIT_S:.0f} s: it is "
+                f"restarting, or its node cannot be reached ({type(exc).__name__})."
+            ) from exc
 
 
 class RegistryClient:
