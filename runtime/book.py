@@ -23,7 +23,6 @@ from rayfn.runtime.calls import INTERRUPTED, Attempt, Call, Timer
 from rayfn.runtime.commands import (
     Command,
     Finished,
-    Key,
     Kill,
     Launch,
     Policy,
@@ -32,6 +31,7 @@ from rayfn.runtime.commands import (
     Warn,
 )
 from rayfn.runtime.expiry import ExpiryQueue, Tombstones, expires_at
+from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.identity import app_of
 from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.packing import PackPolicy

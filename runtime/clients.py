@@ -33,6 +33,7 @@ from rayfn.runtime.constants import (
 
 if TYPE_CHECKING:
     from rayfn.records import CallGraphNode, CallInfo, CallStatus
+    from rayfn.runtime.control import ControlActor
     from rayfn.runtime.protocol import (
         CallQuery,
         Finished,
@@ -43,8 +44,12 @@ if TYPE_CHECKING:
         Submitted,
     )
     from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, NotDeployed
+    from rayfn.runtime.registry import CallRegistry
+    from rayfn.runtime.stores import DictStore, QueueStore
 
 T = TypeVar("T")
+Store = TypeVar("Store", "DictStore", "QueueStore")
+Client = TypeVar("Client", "RegistryClient", "ControlClient")
 
 # What Ray raises for a call to an actor that is restarting: ``ActorUnavailableError``
 # while it is down, ``ActorDiedError`` for a call the dying actor had taken.
@@ -69,7 +74,7 @@ class Reply(Generic[T]):
 
     def __init__(
         self,
-        send: Callable[[], ray.ObjectRef[Any]],
+        send: Callable[[], ray.ObjectRef[T]],
         unsure: Callable[[], Exception] | None = None,
         died: Callable[[], None] | None = None,
     ) -> None:
@@ -142,7 +147,7 @@ class RegistryClient:
     """The call registry (``runtime/registry.py``): accepting calls and answering
     about them."""
 
-    def __init__(self, handle: ActorHandle) -> None:
+    def __init__(self, handle: ActorHandle[CallRegistry]) -> None:
         self.handle = handle
 
     def submit(
@@ -202,7 +207,7 @@ class RegistryClient:
 class ControlClient:
     """The control actor (``runtime/control.py``): deployed apps, secrets, schedules."""
 
-    def __init__(self, handle: ActorHandle) -> None:
+    def __init__(self, handle: ActorHandle[ControlActor]) -> None:
         self.handle = handle
 
     def deploy(self, spec: AppSpec) -> Reply[tuple[AppInfo, AppInfo | None]]:
@@ -247,7 +252,7 @@ class ControlClient:
         return Reply(lambda: self.handle.list_secrets.remote())
 
 
-class _StoreClient:
+class _StoreClient(Generic[Store]):
     """What a ``Dict`` or ``Queue`` handle sends to its actor (``runtime/stores.py``).
 
     Args:
@@ -259,11 +264,11 @@ class _StoreClient:
 
     def __init__(
         self,
-        handle: Callable[[], ActorHandle],
+        handle: Callable[[], ActorHandle[Store]],
         died: Callable[[], None],
         unsure: Callable[[str], Exception],
     ) -> None:
-        self._handle = handle
+        self._handle: Callable[[], ActorHandle[Store]] = handle
         self._died = died
         self._unsure = unsure
 
@@ -288,7 +293,7 @@ class _StoreClient:
         return self._reply("debug_pid")
 
 
-class DictClient(_StoreClient):
+class DictClient(_StoreClient["DictStore"]):
     """A ``Dict``'s actor: pickled keys and values."""
 
     def get(self, key: bytes) -> Reply[tuple[bool, bytes | None]]:
@@ -312,7 +317,7 @@ class DictClient(_StoreClient):
         return self._reply("items")
 
 
-class QueueClient(_StoreClient):
+class QueueClient(_StoreClient["QueueStore"]):
     """A ``Queue``'s actor: pickled values, first in first out."""
 
     def put_many(self, values: list[bytes]) -> Reply[None]:
@@ -325,48 +330,56 @@ class QueueClient(_StoreClient):
 # -- finding the actors: the one place handles come from ------------------------------
 
 _lock = threading.Lock()
-_cached: dict[str, Any] = {}
+_cached: dict[str, RegistryClient | ControlClient] = {}  # by kind: "registry"...
 _cached_for: str | None = None  # the GCS address the cached clients belong to
 
 
 def registry() -> RegistryClient:
     """The call registry of the connected cluster, created on first use."""
-    return _client("registry")
+    return _client("registry", RegistryClient, _new_registry)
 
 
 def control() -> ControlClient:
     """The control actor of the connected cluster, created on first use."""
-    return _client("control")
+    return _client("control", ControlClient, _new_control)
 
 
 def existing_registry() -> RegistryClient | None:
     """The call registry if one runs; never creates one (a worker reporting to it, or
     the control actor telling it news, must not start one of its own)."""
     try:
-        return _client("existing-registry")
+        return _client("existing-registry", RegistryClient, _find_existing_registry)
     except ValueError:
         return None
 
 
-def _client(kind: str) -> Any:
+def _new_registry() -> RegistryClient:
+    from rayfn.runtime import handles  # here: the actor modules import this one
+
+    return RegistryClient(handles.registry_actor())
+
+
+def _new_control() -> ControlClient:
+    from rayfn.runtime import handles
+
+    return ControlClient(handles.control_actor())
+
+
+def _find_existing_registry() -> RegistryClient:
+    handle: ActorHandle[CallRegistry] = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE)
+    return RegistryClient(handle)
+
+
+def _client(kind: str, client_class: type[Client], find: Callable[[], Client]) -> Client:
+    """The cached client of ``kind`` for the connected cluster, found with ``find``
+    the first time (and again once the process is connected to another cluster)."""
     global _cached_for
-    address = ray.get_runtime_context().gcs_address
+    address: str = ray.get_runtime_context().gcs_address
     with _lock:
         if _cached_for != address:
             _cached.clear()
             _cached_for = address
         client = _cached.get(kind)
-        if client is None:
-            client = _cached[kind] = _find(kind)
+        if not isinstance(client, client_class):  # not found yet
+            client = _cached[kind] = find()
         return client
-
-
-def _find(kind: str) -> Any:
-    if kind == "existing-registry":
-        return RegistryClient(ray.get_actor(REGISTRY_ACTOR_NAME, namespace=NAMESPACE))
-    # Imported here: the actor modules import this one to reach each other.
-    from rayfn.runtime import handles
-
-    if kind == "registry":
-        return RegistryClient(handles.registry_actor())
-    return ControlClient(handles.control_actor())

@@ -285,7 +285,7 @@ _RUN_ENDED = (
 _CLIENT_GONE = "Its app's client went away (no heartbeat for its grace period)."
 
 # A scheduled tick calls the function with no arguments.
-_NO_ARGUMENTS = ray.cloudpickle.dumps(((), {}))
+_NO_ARGUMENTS: bytes = ray.cloudpickle.dumps(((), {}))
 
 
 def _kv_key(app: str) -> str:

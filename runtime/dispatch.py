@@ -16,7 +16,13 @@ from rayfn.runtime.containers import RemoteContainer, Slot
 from rayfn.runtime.executor import execute_call, execute_pack
 from rayfn.runtime.identity import FunctionVersion
 from rayfn.runtime.protocol import TaskHeader
-from rayfn.runtime.records import FunctionOptions
+from rayfn.runtime.records import AttemptMeta, FunctionOptions
+
+# A launch's two returns (a task of execute_call or execute_pack, or a container's method
+# call): how its call went (a pack's: each of its calls), and the call's value when it is
+# too large to ride inline in that (else None).
+MetaRef = ray.ObjectRef[AttemptMeta | list[AttemptMeta]]
+PayloadRef = ray.ObjectRef[object]
 
 
 @dataclass(frozen=True)
@@ -92,28 +98,39 @@ class LoadedFunction:
         )
         return header.to_str()
 
-    def submit(self, call_id: str, attempt: int, args_blob: bytes) -> Any:
+    def submit(self, call_id: str, attempt: int, args_blob: bytes) -> tuple[MetaRef, PayloadRef]:
         task = self._task_with_options(execute_call) if self.picks_gpu_per_call else self.task
-        return task.remote(self.header(call_id, attempt), args_blob)
+        refs: tuple[MetaRef, PayloadRef] = task.remote(self.header(call_id, attempt), args_blob)
+        return refs
 
-    def submit_pack(self, calls: list[tuple[str, int, bytes]]) -> Any:
+    def submit_pack(self, calls: list[tuple[str, int, bytes]]) -> tuple[MetaRef, PayloadRef]:
         """Run several calls ``(call id, attempt, args)`` in turn in one task."""
         headers = [self.header(call_id, attempt) for call_id, attempt, _ in calls]
-        return self.pack_task.remote(headers, [blob for _, _, blob in calls])
+        refs: tuple[MetaRef, PayloadRef] = self.pack_task.remote(
+            headers, [blob for _, _, blob in calls]
+        )
+        return refs
 
-    def submit_to(self, slot: Slot, call_id: str, attempt: int, args_blob: bytes) -> Any:
+    def submit_to(
+        self, slot: Slot, call_id: str, attempt: int, args_blob: bytes
+    ) -> tuple[MetaRef, PayloadRef]:
         """Send a method call to a container of its class."""
         assert self.options.container is not None
         method = slot.handle.run.options(num_returns=2, name=self.task_name)
         header = self.header(call_id, attempt)
-        return method.remote(self.options.container.method, header, args_blob)
+        refs: tuple[MetaRef, PayloadRef] = method.remote(
+            self.options.container.method, header, args_blob
+        )
+        return refs
 
     def start_container(self) -> Any:
         """A new container actor of this method's class (it runs ``@enter`` as it
         starts); the registry owns it."""
         container = self.options.container
         assert container is not None
-        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
+        resources: dict[str, float] | None = (
+            ray.cluster_resources() if self.picks_gpu_per_call else None
+        )
         options = self.options.ray_task_options(resources)
         if self.runtime_env is not None:
             options["runtime_env"] = self.runtime_env
@@ -122,7 +139,9 @@ class LoadedFunction:
         ).remote(self.code_key, self.task_name, self.options.secrets, container.max_inputs)
 
     def _task_with_options(self, task: Any) -> Any:
-        resources = ray.cluster_resources() if self.picks_gpu_per_call else None
+        resources: dict[str, float] | None = (
+            ray.cluster_resources() if self.picks_gpu_per_call else None
+        )
         options = self.options.ray_task_options(resources)
         if self.runtime_env is not None:
             options["runtime_env"] = self.runtime_env

@@ -213,7 +213,7 @@ def _succeeded(started_at: float, task: TaskHeader, value: Any) -> tuple[Attempt
     buffers: list[pickle.PickleBuffer] = []
     try:
         # Out-of-band buffers (numpy arrays...) are measured, not copied.
-        blob = ray.cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        blob: bytes = ray.cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:
         return _failed(
             started_at,
@@ -228,7 +228,7 @@ def _succeeded(started_at: float, task: TaskHeader, value: Any) -> tuple[Attempt
         )
     finished_at = time.time()
     if size <= INLINE_RESULT_BYTES:
-        inline = blob if not buffers else ray.cloudpickle.dumps(value, protocol=5)
+        inline: bytes = blob if not buffers else ray.cloudpickle.dumps(value, protocol=5)
         return AttemptMeta(True, started_at, finished_at, inline=inline), None
     return AttemptMeta(True, started_at, finished_at), value
 

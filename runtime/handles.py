@@ -34,11 +34,17 @@ _RemoteControl: Any = ray.remote(ControlActor)
 _RemoteRegistry: Any = ray.remote(CallRegistry)
 
 
-def control_actor() -> ActorHandle:
+def control_actor() -> ActorHandle[ControlActor]:
     """The control actor, created on first use."""
-    return _RemoteControl.options(name=CONTROL_ACTOR_NAME, **_DETACHED).remote()
+    handle: ActorHandle[ControlActor] = _RemoteControl.options(
+        name=CONTROL_ACTOR_NAME, **_DETACHED
+    ).remote()
+    return handle
 
 
-def registry_actor() -> ActorHandle:
+def registry_actor() -> ActorHandle[CallRegistry]:
     """The call registry, created on first use."""
-    return _RemoteRegistry.options(name=REGISTRY_ACTOR_NAME, **_DETACHED).remote()
+    handle: ActorHandle[CallRegistry] = _RemoteRegistry.options(
+        name=REGISTRY_ACTOR_NAME, **_DETACHED
+    ).remote()
+    return handle

@@ -16,10 +16,11 @@ import ray
 
 from rayfn.runtime import clients
 from rayfn.runtime._ray_compat import pending_demand
-from rayfn.runtime.commands import Key, Launch, Policy
+from rayfn.runtime.commands import Launch, Policy
 from rayfn.runtime.constants import RECLAIM_CHECK_S
 from rayfn.runtime.containers import Pool, Slot, stop_container, to_reclaim
-from rayfn.runtime.dispatch import LoadedFunction
+from rayfn.runtime.dispatch import LoadedFunction, MetaRef, PayloadRef
+from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.identity import FunctionVersion
 from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
 from rayfn.runtime.resources import Resources, held_resources
@@ -35,7 +36,7 @@ class Launcher:
         self._on_end = on_end
         self.functions: dict[Key, LoadedFunction] = {}  # the current version of each
         # Call id -> its launch in flight, the task's first return, its container.
-        self._flying: dict[str, tuple[Launch, ray.ObjectRef, Slot | None]] = {}
+        self._flying: dict[str, tuple[Launch, MetaRef, Slot | None]] = {}
         self._pools: dict[tuple[str, str, int], Pool] = {}  # per (app, class, version)
         self._watchers: set[asyncio.Task[None]] = set()
         self._stopping: dict[asyncio.Task[None], Resources] = {}  # containers on their way out
@@ -127,7 +128,7 @@ class Launcher:
             self.pool(launch.policy.runner).discard(slot)
 
     async def _watch(
-        self, launch: Launch, meta_ref: ray.ObjectRef, payload_ref: ray.ObjectRef, slot: Slot | None
+        self, launch: Launch, meta_ref: MetaRef, payload_ref: PayloadRef, slot: Slot | None
     ) -> None:
         metas: list[AttemptMeta] | None = None
         crash: RemoteFailure | None = None

@@ -267,7 +267,7 @@ class CallOutcome:
     (``inline`` bytes or a ``payload`` ref) or why it failed (``failure``)."""
 
     status: CallStatus | None  # None: the id was never accepted
-    payload: ray.ObjectRef | None = None  # a large result, in the object store
+    payload: ray.ObjectRef[object] | None = None  # a large result, in the object store
     failure: RemoteFailure | None = None
     inline: bytes | None = None  # a small result, pickled
     expires_at: float | None = None  # when a finished call's result ages out

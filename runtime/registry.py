@@ -24,7 +24,7 @@ from rayfn.records import CallGraphNode, CallInfo, CallStatus, FailureKind
 from rayfn.runtime import commands as events
 from rayfn.runtime.answers import Answers
 from rayfn.runtime.book import Book
-from rayfn.runtime.commands import Command, Key, Policy
+from rayfn.runtime.commands import Command, Policy
 from rayfn.runtime.constants import (
     DEFAULT_MAX_TOMBSTONES,
     EXPIRY_PAUSE_S,
@@ -33,6 +33,7 @@ from rayfn.runtime.constants import (
     REGISTRY_SHARD,
 )
 from rayfn.runtime.dispatch import LoadedFunction
+from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.ids import new_call_id
 from rayfn.runtime.journal import Journal, next_epoch
 from rayfn.runtime.launcher import Launcher
