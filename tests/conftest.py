@@ -1,6 +1,17 @@
-"""Shared fixtures: one real Ray cluster per test module, started the way rayfn starts
-its background cluster (token auth included) in a private ``RAYFN_HOME``, and stopped
-by its pid afterwards. Nothing here mocks Ray."""
+"""Shared fixtures: real Ray clusters, started the way rayfn starts its background
+cluster (token auth included) in a private ``RAYFN_HOME``, and stopped by their pid
+afterwards. Nothing here mocks Ray.
+
+The ``cluster`` fixture is one cluster shared by every module that asks for it (Ray's
+``ray_start_regular_shared``, for a session): starting one takes 15-30 s on a small
+machine. Between modules it is reset to what a fresh one is: every app stopped and its
+unfinished calls cancelled, Serve shut down, every CPU free again. A module that kills
+rayfn's actors or needs other start arguments says
+``pytestmark = pytest.mark.own_cluster(**start)`` and gets a cluster of its own.
+
+The modules on the shared cluster run first, and it is stopped once no test left needs
+it, so no two clusters of this run are up at once (the other modules start their own).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +28,9 @@ from typing import Any
 
 import pytest
 import ray
+from ray import serve
 
+import rayfn
 from rayfn import _connection, _local_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +163,104 @@ def running_cluster(home: Path, **start: Any) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A real single-node Ray cluster for the whole test module."""
-    with running_cluster(tmp_path_factory.mktemp("rayfn-home")) as running:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """A real single-node Ray cluster: the shared one (reset after the module, see
+    ``pytest_runtest_teardown``); or, for a module marked ``own_cluster``, one of its
+    own for the whole module."""
+    own = request.node.get_closest_marker("own_cluster")
+    if own is None:
+        yield _shared.get(tmp_path_factory)
+        return
+    _shared.stop()
+    with running_cluster(tmp_path_factory.mktemp("rayfn-home"), **own.kwargs) as running:
         yield running
+
+
+class _SharedCluster:
+    """The cluster of the ``cluster`` fixture, kept from one module to the next."""
+
+    # How long the CPUs of stopped apps' calls and containers may take to come free.
+    FREE_WAIT_S = 60.0
+
+    def __init__(self) -> None:
+        self._stack: contextlib.ExitStack | None = None
+        self._cluster: Cluster | None = None
+
+    def get(self, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+        if self._cluster is None:
+            stack = contextlib.ExitStack()
+            self._cluster = stack.enter_context(
+                running_cluster(tmp_path_factory.mktemp("rayfn-shared"))
+            )
+            self._stack = stack
+        return self._cluster
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._cluster = self._stack, None, None
+            stack.close()
+
+    def reset(self) -> None:
+        """Back to what a fresh cluster is, for the next module: no app deployed, no
+        call unfinished, Serve not running, every CPU free."""
+        if self._cluster is None:
+            return
+        control = _connection.control()
+        for app in _connection.ask(control, "list_apps"):
+            _connection.ask(control, "stop", app.name, "The test module that ran it ended.")
+        # Calls of apps stopped earlier in the module would finish on their own.
+        for status in rayfn.CallStatus:
+            if not status.is_terminal:
+                for call in rayfn.list_calls(status=status, limit=10_000):
+                    rayfn.FunctionCall.from_id(call.call_id).cancel()
+        serve.shutdown()
+        deadline = time.monotonic() + self.FREE_WAIT_S
+        while (free := ray.available_resources().get("CPU")) != (
+            total := ray.cluster_resources().get("CPU")
+        ):
+            assert time.monotonic() < deadline, f"{free} of {total} CPUs free after a module"
+            time.sleep(0.2)
+
+
+_shared = _SharedCluster()
+
+
+def _uses_shared_cluster(item: pytest.Item) -> bool:
+    return "cluster" in item.fixturenames and item.get_closest_marker("own_cluster") is None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules on the shared cluster first; last among them those whose last tests
+    start a cluster of their own, so it is stopped before those run. Tests keep their
+    order within a module, and modules their file order otherwise."""
+    by_module: dict[Any, list[pytest.Item]] = {}
+    for item in items:
+        by_module.setdefault(item.module, []).append(item)
+
+    def rank(module_items: list[pytest.Item]) -> tuple[bool, bool]:
+        shared = any(_uses_shared_cluster(item) for item in module_items)
+        return not shared, shared and not _uses_shared_cluster(module_items[-1])
+
+    items[:] = [item for group in sorted(by_module.values(), key=rank) for item in group]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Once a test and the fixtures it alone used are torn down: stop the shared
+    cluster if no test left needs it, or reset it when the next test is another
+    module's (also when a teardown failed)."""
+    try:
+        yield
+    finally:
+        items = item.session.items
+        rest = items[items.index(item) + 1 :] if nextitem is not None else []
+        if not any(_uses_shared_cluster(later) for later in rest):
+            _shared.stop()
+        elif nextitem is not None and nextitem.module is not item.module:
+            _shared.reset()
+
+
+def pytest_sessionfinish() -> None:
+    _shared.stop()

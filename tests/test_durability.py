@@ -25,7 +25,8 @@ from rayfn.runtime.ids import parse_call_id
 from tests.apps import durable
 from tests.conftest import Cluster
 
-pytestmark = pytest.mark.timeout(300)
+# A cluster of its own: it kills the registry.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.own_cluster()]
 
 
 @pytest.fixture(scope="module", autouse=True)

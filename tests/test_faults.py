@@ -19,7 +19,8 @@ from rayfn.runtime.constants import CONTROL_ACTOR_NAME, NAMESPACE
 from tests.apps import faults
 from tests.conftest import Cluster
 
-pytestmark = pytest.mark.timeout(180)
+# A cluster of its own: it kills the control actor.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.own_cluster()]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,9 +14,16 @@ from ray.util.state import list_actors, list_tasks
 
 import rayfn
 from rayfn.exception import CancelledError
-from tests.conftest import Cluster, running_cluster
+from tests.conftest import Cluster
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [
+    pytest.mark.timeout(240),
+    # The dashboard (the state API needs it) and metrics reported every second; and
+    # no other module's calls in the counts.
+    pytest.mark.own_cluster(
+        include_dashboard=True, extra_env={"RAY_metrics_report_interval_ms": "1000"}
+    ),
+]
 
 app = rayfn.App("test-observe")
 
@@ -39,16 +45,9 @@ def nap(seconds: float) -> None:
     time.sleep(seconds)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """With the dashboard (the state API needs it) and metrics reported every second."""
-    with running_cluster(
-        tmp_path_factory.mktemp("rayfn-observe"),
-        include_dashboard=True,
-        extra_env={"RAY_metrics_report_interval_ms": "1000"},
-    ) as running:
-        app.deploy()
-        yield running
+@pytest.fixture(scope="module", autouse=True)
+def deployed(cluster: Cluster) -> None:
+    app.deploy()
 
 
 @pytest.fixture(scope="module")
