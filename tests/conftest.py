@@ -35,6 +35,15 @@ from rayfn import _connection, _local_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_MAX_RESULT_BYTES = 8 * 1024 * 1024
+# Ray settings of every test cluster, for the suite's time; none changes what a test shows.
+TEST_CLUSTER_ENV = {
+    # Stop without draining the node first: Ray waits up to 30 s for it to go idle, and
+    # rayfn's actors never let it (a test cluster's work is done when it is stopped).
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    # Serve gives up on a web function whose replica fails to start after one try, not
+    # three (each a new process): tests of a failed deploy wait for that.
+    "RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,7 @@ def running_cluster(home: Path, **start: Any) -> Iterator[Cluster]:
         "include_dashboard": False,
         "object_store_memory": 300 * 1024 * 1024,
         **start,
+        "extra_env": {**TEST_CLUSTER_ENV, **start.get("extra_env", {})},
     }
     record = _local_cluster.start(home, **arguments)
     saved = {k: os.environ.get(k) for k in ("RAYFN_HOME", "RAY_ADDRESS", "RAYFN_MAX_RESULT_BYTES")}

@@ -66,9 +66,13 @@ def test_job_queue_web(cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_gpu_and_scaling_on_declared_gpus(tmp_path: Path) -> None:
-    # No RAYFN_HOME and no RAY_*: the notebook starts (and stops) a cluster of its own.
+    # No RAYFN_HOME and no RAY_* (but the one below): the notebook starts (and stops) a
+    # cluster of its own.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RAYFN_HOME"))}
     env["PYTHONPATH"] = str(ROOT)
+    # Its cluster inherits this: `rayfn cluster stop` then stops it at once instead of
+    # draining the node for Ray's default 30 s, which rayfn's actors always wait out.
+    env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
     printed = _text(_run("gpu_and_scaling.ipynb", env, tmp_path))
     assert "'CUDA_VISIBLE_DEVICES': '0'" in printed
     assert "4 calls, none overlapping" in printed
