@@ -14,6 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+import rayfn
+from rayfn import _connection
+from tests.apps import cli_app
 from tests.conftest import ROOT, Cluster
 
 pytestmark = pytest.mark.timeout(300)
@@ -79,15 +82,9 @@ def test_run_and_deploy_draw_progress_bars(cluster: Cluster) -> None:
 
 
 def test_call_get_prints_the_result_or_says_pending(cluster: Cluster) -> None:
-    spawned = cluster.python(
-        "import rayfn\n"
-        "from tests.apps import cli_app\n"
-        "cli_app.app.deploy()\n"
-        "print(rayfn.Function.from_name('test-cli', 'double').spawn(5).object_id)\n"
-        "print(rayfn.Function.from_name('test-cli', 'nap').spawn(60).object_id)\n"
-    )
-    assert spawned.returncode == 0, spawned.stderr
-    done_id, pending_id = spawned.stdout.split()[-2:]
+    cli_app.app.deploy()  # spawned here, fetched by another process: `rayfn call get`
+    done_id = rayfn.Function.from_name("test-cli", "double").spawn(5).object_id
+    pending_id = rayfn.Function.from_name("test-cli", "nap").spawn(60).object_id
     got = cluster.cli("call", "get", done_id, "--timeout", "60")
     assert got.returncode == 0, got.stderr
     assert got.stdout.strip() == "10"
@@ -148,8 +145,7 @@ def test_deploying_a_same_name_app_from_another_file_replaces_it_with_a_warning(
     )
     again = cluster.cli("deploy", str(second))  # same file: no warning
     assert "replaces" not in again.stderr
-    ran = cluster.python("import rayfn; print(rayfn.Function.lookup('test-dup', 'f').remote())")
-    assert ran.stdout.strip().splitlines()[-1] == "2"
+    assert rayfn.Function.lookup("test-dup", "f").remote() == 2
 
 
 def test_a_file_that_fails_to_import_prints_only_its_traceback_and_one_line(
@@ -169,15 +165,8 @@ def test_a_file_that_fails_to_import_prints_only_its_traceback_and_one_line(
 
 
 def test_call_list_prints_whole_ids_into_a_pipe(cluster: Cluster) -> None:
-    spawned = cluster.python(
-        "import rayfn\n"
-        "from tests.apps import cli_app\n"
-        "cli_app.app.deploy()\n"
-        "f = rayfn.Function.from_name('test-cli', 'double')\n"
-        "print(' '.join(f.spawn(i).object_id for i in range(3)))\n"
-    )
-    assert spawned.returncode == 0, spawned.stderr
-    ids = spawned.stdout.split()[-3:]
+    cli_app.app.deploy()
+    ids = [rayfn.Function.from_name("test-cli", "double").spawn(i).object_id for i in range(3)]
     listed = cluster.cli("call", "list", "--app", "test-cli", "--function", "double")
     assert listed.returncode == 0, listed.stderr
     for call_id in ids:
@@ -252,17 +241,19 @@ def _running(cluster: Cluster, *args: str, grace: str = "30") -> subprocess.Pope
     )
 
 
-def _statuses(cluster: Cluster, ids: list[str]) -> list[str]:
-    listed = cluster.cli("call", "list", "--app", "test-output", "--limit", "1000", "--json")
-    assert listed.returncode == 0, listed.stderr
-    found = {c["call_id"]: c["status"] for c in json.loads(listed.stdout)}
+# What became of a run's calls and app is read in this process, not with `rayfn call list`
+# or `rayfn app list` (the same registry and control actor answer): a `rayfn` process
+# takes seconds to start, and the checks below poll.
+
+
+def _statuses(ids: list[str]) -> list[str]:
+    found = {c.call_id: c.status.value for c in rayfn.list_calls(app="test-output", limit=1000)}
     return [found.get(i, "missing") for i in ids]
 
 
-def _ephemeral_apps(cluster: Cluster) -> list[str]:
-    listed = cluster.cli("app", "list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return [a["name"] for a in json.loads(listed.stdout) if a["name"].startswith("test-output@")]
+def _ephemeral_apps() -> list[str]:
+    apps = _connection.ask(_connection.control(), "list_apps")
+    return [a.name for a in apps if a.name.startswith("test-output@")]
 
 
 def _eventually(check: Any, timeout: float = 60.0) -> Any:
@@ -280,16 +271,16 @@ def test_run_cancels_calls_left_running_and_detach_keeps_them(cluster: Cluster) 
     ids = ran.stdout.split()
     assert len(ids) == 3
     assert "Cancelled 3 calls of test-output@ep-" in ran.stderr
-    assert _statuses(cluster, ids) == ["CANCELLED"] * 3
-    assert _ephemeral_apps(cluster) == []
+    assert _statuses(ids) == ["CANCELLED"] * 3
+    assert _ephemeral_apps() == []
 
     detached = cluster.cli("run", "--detach", f"{OUTPUT_APP}::leave", "--n", "2", "--seconds", "3")
     assert detached.returncode == 0, detached.stderr
     ids = detached.stdout.split()[:2]
     assert "Detached:" in detached.stdout
-    assert _eventually(lambda: _statuses(cluster, ids) == ["SUCCEEDED"] * 2)
+    assert _eventually(lambda: _statuses(ids) == ["SUCCEEDED"] * 2)
     # Once its calls ended, the detached app stops by itself.
-    assert _eventually(lambda: _ephemeral_apps(cluster) == [], timeout=15)
+    assert _eventually(lambda: _ephemeral_apps() == [], timeout=15)
 
 
 def test_a_killed_run_leaves_no_app_and_no_calls_behind(cluster: Cluster) -> None:
@@ -298,11 +289,11 @@ def test_a_killed_run_leaves_no_app_and_no_calls_behind(cluster: Cluster) -> Non
             assert run.stdout is not None
             ids = run.stdout.readline().split()
             assert len(ids) == 2
-            assert len(_ephemeral_apps(cluster)) == 1
+            assert len(_ephemeral_apps()) == 1
         finally:
             run.send_signal(signal.SIGKILL)
-    assert _eventually(lambda: _ephemeral_apps(cluster) == [], timeout=30)
-    assert _statuses(cluster, ids) == ["CANCELLED"] * 2
+    assert _eventually(lambda: _ephemeral_apps() == [], timeout=30)
+    assert _statuses(ids) == ["CANCELLED"] * 2
 
 
 def test_an_entrypoint_that_raises_exits_1_with_the_users_traceback(cluster: Cluster) -> None:
@@ -327,8 +318,8 @@ def test_sigterm_stops_a_run_at_once_without_a_stack_dump(cluster: Cluster) -> N
     assert run.returncode == 130, err
     assert "Interrupted" in err and "Cancelled 2 calls" in err, err
     assert "SIGTERM" not in err and "***" not in err and "Traceback" not in err, err
-    assert _statuses(cluster, ids) == ["CANCELLED"] * 2
-    assert _ephemeral_apps(cluster) == []
+    assert _statuses(ids) == ["CANCELLED"] * 2
+    assert _ephemeral_apps() == []
 
 
 def test_http_start_reaches_a_token_protected_cluster(cluster: Cluster) -> None:
