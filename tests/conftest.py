@@ -218,8 +218,8 @@ class _SharedCluster:
         if self._cluster is None:
             return
         control = _connection.control()
-        for app in _connection.ask(control, "list_apps"):
-            _connection.ask(control, "stop", app.name, "The test module that ran it ended.")
+        for app in control.list_apps().result():
+            control.stop(app.name, "The test module that ran it ended.").result()
         # Calls of apps stopped earlier in the module would finish on their own.
         for status in rayfn.CallStatus:
             if not status.is_terminal:

@@ -252,7 +252,7 @@ def _statuses(ids: list[str]) -> list[str]:
 
 
 def _ephemeral_apps() -> list[str]:
-    apps = _connection.ask(_connection.control(), "list_apps")
+    apps = _connection.control().list_apps().result()
     return [a.name for a in apps if a.name.startswith("test-output@")]
 
 

@@ -401,7 +401,7 @@ def test_a_failed_deploy_leaves_the_previous_version_serving_or_nothing(
 
     def listed() -> dict[str, int]:
         """What `rayfn app list` would list, asked in this process (no seconds-long start)."""
-        return {a.name: a.version for a in _connection.ask(_connection.control(), "list_apps")}
+        return {a.name: a.version for a in _connection.control().list_apps().result()}
 
     first = deploy(broken=True)  # nothing before it: nothing after it
     assert first.returncode == 1
