@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv  # installs in seconds where pip takes a minute
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	# Bytecode now, once: where PYTHONDONTWRITEBYTECODE is set (many containers) every Ray
+	# worker, actor and replica would otherwise compile Ray's modules afresh, seconds each.
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
