@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install setup demo test lint typecheck unit bench clean
 
+# Bytecode at install, once: where PYTHONDONTWRITEBYTECODE is set (many containers) every Ray
+# worker, actor and replica would otherwise compile Ray's modules afresh, seconds each.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv  # installs in seconds where pip takes a minute
-	# Bytecode now, once: where PYTHONDONTWRITEBYTECODE is set (many containers) every Ray
-	# worker, actor and replica would otherwise compile Ray's modules afresh, seconds each.
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
