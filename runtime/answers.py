@@ -103,14 +103,8 @@ class Answers:
             await asyncio.wait_for(event.wait(), timeout)
 
     async def _settled(self, call_ids: list[str]) -> None:
-        """Return once the journal holds the end of every call among ``call_ids``
-        that has ended: never tell of an end the journal lacks. One write covers
-        them all; a call that ends meanwhile takes one more."""
-        calls = self._book.calls
-        ended = {i for i in call_ids if i in calls and calls[i].status.is_terminal}
-        while ended and self._journal.busy():
+        """Return once the journal holds what the answer is about to tell of
+        ``call_ids``: never tell a state (an end above all) the journal lacks. One
+        write covers them all; a call that changes meanwhile takes one more."""
+        while self._journal.pending(call_ids):
             await self._journal.sync()
-            now_ended = {i for i in call_ids if i in calls and calls[i].status.is_terminal}
-            if now_ended == ended:
-                return
-            ended = now_ended

@@ -530,6 +530,9 @@ class Book:
     def has_changes(self) -> bool:
         return bool(self._dirty or self._removed)
 
+    def is_changed(self, call_id: str) -> bool:
+        return call_id in self._dirty
+
     def fill_synthetic(self, call_ids: list[str], result_ttl: float, now: float) -> None:
         """Track finished filler calls (benchmarks: scale without running them)."""
         for call_id in call_ids:

@@ -2,14 +2,18 @@
 restarted registry finds every call it had accepted (runtime/book.py, ``restore``).
 
 Writes are group commits: whatever changed in the book since the last write goes out
-as one *segment* (``rayfn:journal:<shard>:seg:<seq>``), one write in flight at a time,
-and everyone who needs their change durable (a spawn's answer, a finished call's
-waiters) awaits ``sync()``, which returns once a write that started after their
-change has landed. Once the segments outweigh the last snapshot, a *snapshot* of
-every tracked call is written beside them (``snap:<generation>:<chunk>``), then the
-``head`` entry that names it and the last segment it covers, and then the covered
-segments go. The snapshot is fuzzy (the book changes while it is written): every
-change made meanwhile is also in a later segment, and a call's last record wins.
+as one *segment* (``rayfn:journal:<shard>:seg:<seq>``), one write in flight at a time.
+Whoever is about to tell of a change (a spawn's ids, a call's end or state) awaits
+``sync()``, which returns once a write that started after the change has landed; a
+change nobody has asked about yet goes out within ``LAZY_WRITE_S`` (``nudge()``). So a
+short call's acceptance, launch and end usually take one write, when its answer needs
+them: each write costs the GCS and the registry CPU that calls would otherwise use.
+
+Once the segments outweigh the last snapshot, a *snapshot* of every tracked call is
+written beside them (``snap:<generation>:<chunk>``), then the ``head`` entry that
+names it and the last segment it covers, and then the covered segments go. The
+snapshot is fuzzy (the book changes while it is written): every change made meanwhile
+is also in a later segment, and a call's last record wins.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 from rayfn.runtime import kv
 from rayfn.runtime.constants import KV_JOURNAL_PREFIX, KV_REGISTRY_EPOCH_PREFIX
@@ -35,24 +39,33 @@ COMPACT_MIN_BYTES = 16 * 1024 * 1024
 # A write that fails (the GCS restarting) is tried again after this long, for ever:
 # the calls waiting on it are not acknowledged until it lands.
 RETRY_WRITE_S = 0.5
+# A change nobody waits for is written within this long (a registry that dies sooner
+# loses it: a launch or a backoff it forgets runs the call again, as for a call that
+# was running then; what anybody was told is always in the journal already).
+LAZY_WRITE_S = 0.05
+
+
+class Source(Protocol):
+    """What the journal writes: the call book (runtime/book.py)."""
+
+    def take_changes(self) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """The records of calls changed since the last take, and the ids expired."""
+
+    def has_changes(self) -> bool: ...
+
+    def is_changed(self, call_id: str) -> bool:
+        """Whether the call changed since the last take."""
+
+    def snapshot(self) -> Iterator[Record]:
+        """Every tracked call's record (and the tombstones, as bare ids)."""
 
 
 class Journal:
-    """One registry shard's journal. ``changes`` hands over what changed since it was
-    last called; ``snapshot`` yields every tracked call's record (and the tombstones,
-    as bare ids)."""
+    """One registry shard's journal of ``source``'s changes."""
 
-    def __init__(
-        self,
-        shard: int,
-        changes: Callable[[], tuple[list[tuple[Any, ...]], list[str]]],
-        snapshot: Callable[[], Iterator[Record]],
-        has_changes: Callable[[], bool],
-    ) -> None:
+    def __init__(self, shard: int, source: Source) -> None:
         self._prefix = f"{KV_JOURNAL_PREFIX}{shard}:"
-        self._changes = changes
-        self._snapshot = snapshot
-        self._has_changes = has_changes
+        self._source = source
         self._seq = 0  # the last segment written
         self._generation = 0  # of the current snapshot
         self._covered = 0  # the last segment the current snapshot covers
@@ -60,6 +73,8 @@ class Journal:
         self._snapshot_bytes = 0
         self._waiting: asyncio.Future[None] | None = None  # sync()s for the next write
         self._writer: asyncio.Task[None] | None = None
+        self._writing: set[str] = set()  # the calls whose records the writer is writing
+        self._lazy: asyncio.TimerHandle | None = None  # a write nobody waits for, soon
         self._compactor: asyncio.Task[None] | None = None
         self.bytes_written = 0  # for stats()
         self.segments_written = 0
@@ -99,25 +114,41 @@ class Journal:
         if self._waiting is None:
             self._waiting = asyncio.get_running_loop().create_future()
         waiting = self._waiting
-        self.nudge()
+        self._write()
         await asyncio.shield(waiting)
 
     def busy(self) -> bool:
         """Whether some change is not in the journal yet."""
-        return self._writer is not None or self._has_changes()
+        return self._writer is not None or self._source.has_changes()
+
+    def pending(self, call_ids: Iterable[str]) -> bool:
+        """Whether a change to one of ``call_ids`` is not in the journal yet."""
+        changed = self._source.is_changed
+        return any(i in self._writing or changed(i) for i in call_ids)
 
     def nudge(self) -> None:
-        """Make sure a write of what changed is on its way (nobody needs to wait)."""
-        if self._writer is None and self._has_changes():
+        """Make sure what changed is written within ``LAZY_WRITE_S`` (nobody waits)."""
+        if self._lazy is None and self._writer is None and self._source.has_changes():
+            loop = asyncio.get_running_loop()
+            self._lazy = loop.call_later(LAZY_WRITE_S, self._write)
+
+    def _write(self) -> None:
+        """Start a write of what changed, unless one is under way."""
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
+        if self._writer is None and self._source.has_changes():
             self._writer = asyncio.get_running_loop().create_task(self._write_forever())
 
     async def _write_forever(self) -> None:
         try:
             while True:
                 waiting, self._waiting = self._waiting, None
-                records, removed = self._changes()
+                records, removed = self._source.take_changes()
                 if records or removed:
+                    self._writing = {record[0] for record in records}
                     await self._write_segment([*records, *removed])
+                    self._writing = set()
                 if waiting is not None:
                     waiting.set_result(None)
                 if self._waiting is None:
@@ -125,6 +156,8 @@ class Journal:
             self._maybe_compact()
         finally:
             self._writer = None
+            self._writing = set()
+        self.nudge()  # changes made during the last write that nobody waited for
 
     async def _write_segment(self, batch: list[Record]) -> None:
         for part in _cut(batch):
@@ -158,7 +191,7 @@ class Journal:
             generation = self._generation + 1
             chunks = 0
             size = 0
-            for part in _cut(self._snapshot()):
+            for part in _cut(self._source.snapshot()):
                 blob = pickle.dumps(part, protocol=5)
                 await _put(self._chunk_key(generation, chunks), blob)
                 chunks += 1

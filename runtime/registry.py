@@ -58,7 +58,7 @@ class CallRegistry:
         self._epoch = next_epoch(shard)
         self._metrics = CallMetrics()
         self._book = book = Book(max_tombstones, self._metrics)
-        self._journal = Journal(shard, book.take_changes, book.snapshot, book.has_changes)
+        self._journal = Journal(shard, book)
         self._launcher = Launcher(self._launch_ended)
         self._answers = Answers(book, self._journal, shard, self._epoch)
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -90,8 +90,9 @@ class CallRegistry:
         answers, touched = await self._accept(submissions, token)
         first = answers[0] if answers else None
         if wait and isinstance(first, str):
-            # The call runs while its acceptance is journaled; the answer waits for
-            # both (an ended call's end is journaled before it is told, with it).
+            # Nobody holds the id before the answer: the call's acceptance is
+            # journaled with what the answer tells (for a short call, its end), in
+            # one write; the rest of the batch before the answer too.
             for loaded in touched:
                 self._pump(loaded)
             polled = await self._answers.poll([first], timeout, PollMode.FIRST)

@@ -242,3 +242,32 @@ def test_a_compacted_journal_restores_the_same_calls(tmp_path: Path) -> None:
     expected = [i * i for i in range(300)] + [2 * i for i in range(40)]
     expected += [(1000 + i) ** 2 for i in range(20)]
     assert fetch_results(ids, return_exceptions=True) == expected
+
+
+def _journaled(call_id: str) -> tuple[object, ...]:
+    """The last record of ``call_id`` in the registry's journal, as a restart reads it."""
+    from rayfn.runtime.book import Book
+    from rayfn.runtime.journal import Journal
+
+    records = [r for r in Journal(0, Book(10)).load() if not isinstance(r, str)]
+    return [r for r in records if r[0] == call_id][-1]
+
+
+def test_a_call_waited_for_takes_one_journal_write_not_one_per_change() -> None:
+    """Acceptance, launch and end of a short call go out together, when its answer
+    does (each write costs the GCS and the registry CPU)."""
+    before = _stats()["journal_segments_written"]
+    assert [durable.square.remote(i) for i in range(20)] == [i * i for i in range(20)]
+    written = _stats()["journal_segments_written"] - before
+    assert 20 <= written <= 24  # one per call (two, when every change was written at once)
+
+
+def test_a_state_the_registry_tells_is_in_the_journal_already(tmp_path: Path) -> None:
+    """Not only ends: a backoff told is written, though nobody waits on retries."""
+    call = durable.patient.spawn(str(tmp_path))
+    deadline = time.monotonic() + 30
+    while (info := call.status()).status is not rayfn.CallStatus.RETRYING:
+        assert time.monotonic() < deadline, f"never RETRYING: {info.status}"
+    assert _journaled(call.object_id)[6] == rayfn.CallStatus.RETRYING.value
+    call.cancel()
+    assert _journaled(call.object_id)[6] == rayfn.CallStatus.CANCELLED.value

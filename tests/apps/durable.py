@@ -59,3 +59,11 @@ def flaky(i: int, folder: str) -> int:
     if _ran(folder, f"flaky-{i}") == 0:
         raise RuntimeError(f"first run of {i}")
     return i
+
+
+@app.function(retries=rayfn.Retries(1, initial_delay=30.0))
+def patient(folder: str) -> str:
+    """Fails its first run, then waits out a long backoff before its second."""
+    if _ran(folder, "patient") == 0:
+        raise RuntimeError("first run")
+    return "second run"
