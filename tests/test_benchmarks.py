@@ -39,6 +39,7 @@ def test_quick_benchmarks_run_and_report_every_benchmark(tmp_path: Path) -> None
         "http_load",
         "registry_scale",
         "journal_cost",
+        "schedule_tick",
     ]
     for result in report["results"]:
         assert result["rayfn"] > 0 and result["raw"] > 0, result

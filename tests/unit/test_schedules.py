@@ -1,5 +1,4 @@
 import pickle
-import time
 
 import pytest
 
@@ -48,9 +47,7 @@ def test_bad_cron_is_refused_saying_why(bad: str) -> None:
 def test_yearly_and_rare_crons_find_their_next_firing(
     expression: str, after: float, fires: float
 ) -> None:
-    started = time.perf_counter()
     assert Schedule(cron=expression).next_after(after) == fires
-    assert time.perf_counter() - started < 0.5  # the hand-written search took ~1 s
 
 
 @pytest.mark.parametrize(
@@ -155,10 +152,8 @@ def test_a_yearly_cron_costs_an_idle_tick_no_cron_search(monkeypatch: pytest.Mon
     deployed_at = utc(2026, 1, 1, 0, 1)
     scheduled = {("app", "yearly", 1): (Schedule(cron="0 0 1 1 *"), deployed_at)}
     monkeypatch.setattr(Schedule, "next_after", counted)
-    started = time.perf_counter()
-    for tick in range(1000):
+    for tick in range(1000):  # what a tick costs: benchmarks/bench.py, schedule_tick
         assert table.due(scheduled, deployed_at + 0.2 * tick) == []
-    assert time.perf_counter() - started < 1.0  # a generous bound: microseconds each
     assert searches == 1  # when it first showed up; never again while not due
     assert table.due(scheduled, utc(2027, 1, 1)) == [("app", "yearly", 1)]
     assert searches == 2 and table.next_firing(("app", "yearly", 1)) == utc(2028, 1, 1)
