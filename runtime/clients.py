@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         Submission,
         Submitted,
     )
-    from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, NotDeployed
+    from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, ImageSpec, NotDeployed
     from rayfn.runtime.registry import CallRegistry
     from rayfn.runtime.stores import DictStore, QueueStore
 
@@ -218,9 +218,8 @@ class ControlClient:
         """Undeploy ``app`` (None: unknown); with ``cancel_why`` its calls are cancelled."""
         return Reply(lambda: self.handle.stop.remote(app, cancel_why))
 
-    def roll_back(
-        self, app: str, version: int
-    ) -> Reply[tuple[AppSpec, dict[str, Any] | None] | None]:
+    def roll_back(self, app: str, version: int) -> Reply[tuple[AppSpec, AppInfo] | None]:
+        """Undo the deploy that made ``version``: what is deployed now, if anything."""
         return Reply(lambda: self.handle.roll_back.remote(app, version))
 
     def heartbeat(self, app: str) -> Reply[bool]:
@@ -237,6 +236,10 @@ class ControlClient:
 
     def get_function(self, app: str, function: str) -> Reply[LoadedVersion | NotDeployed]:
         return Reply(lambda: self.handle.get_function.remote(app, function))
+
+    def image_problems(self, images: list[tuple[str, ImageSpec]]) -> Reply[list[str]]:
+        """What the cluster cannot do of each ``(whose, image)``, a sentence each."""
+        return Reply(lambda: self.handle.image_problems.remote(images))
 
     def missing_secrets(self, names: list[str]) -> Reply[list[str]]:
         return Reply(lambda: self.handle.missing_secrets.remote(names))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from rayfn.records import CallInfo
-from rayfn.runtime import clients, code, kv
+from rayfn.runtime import clients, code, environment, kv
 from rayfn.runtime.code import drop_code, put_code
 from rayfn.runtime.constants import (
     CODE_VERSIONS_KEPT,
@@ -25,10 +25,16 @@ from rayfn.runtime.constants import (
     REGISTRY_NOTICE_WAIT_S,
     SCHEDULE_TICK_S,
 )
-from rayfn.runtime.environment import runtime_env_for
 from rayfn.runtime.loops import tick_forever
 from rayfn.runtime.protocol import LoadedVersion, Submission
-from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, FunctionSpec, NotDeployed
+from rayfn.runtime.records import (
+    AppInfo,
+    AppSpec,
+    FunctionInfo,
+    FunctionSpec,
+    ImageSpec,
+    NotDeployed,
+)
 from rayfn.runtime.schedules import Timetable
 
 logger = logging.getLogger(__name__)
@@ -41,7 +47,9 @@ class Deployment:
     spec: AppSpec
     version: int
     deployed_at: float
-    runtime_env: dict[str, Any] | None = None
+    runtime_env: dict[str, Any] | None = None  # the app's image's
+    # Functions with an image of their own: theirs (older deployments have none).
+    function_envs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def info(self) -> AppInfo:
         return AppInfo(
@@ -52,6 +60,7 @@ class Deployment:
             source=self.spec.source,
             ephemeral=self.spec.ephemeral,
             runtime_env=self.runtime_env,
+            function_envs=self.function_envs,
         )
 
 
@@ -91,9 +100,14 @@ class ControlActor:
         and the one it replaced, if any."""
         previous = self._apps.get(spec.name)
         version = self._last_version.get(spec.name, 0) + 1
-        # Checked here, in the cluster's environment, not in the deploying client's.
-        runtime_env = {**(runtime_env_for(spec.pip) or {}), **spec.runtime_env} or None
-        deployment = Deployment(spec, version, time.time(), runtime_env)
+        # Built here, in the cluster's environment, not in the deploying client's.
+        runtime_env = environment.runtime_env_of(spec.image) if spec.image else None
+        function_envs = {
+            name: environment.runtime_env_of(fn.image)
+            for name, fn in spec.functions.items()
+            if fn.image is not None
+        }
+        deployment = Deployment(spec, version, time.time(), runtime_env, function_envs)
         for name, values in spec.inline_secrets.items():
             code.put_secret(name, values)
         put_code(spec.name, version, {name: fn.code for name, fn in spec.functions.items()})
@@ -125,13 +139,11 @@ class ControlActor:
         kv.delete(_kv_key(app))
         return cancelled
 
-    async def roll_back(
-        self, app: str, version: int
-    ) -> tuple[AppSpec, dict[str, Any] | None] | None:
+    async def roll_back(self, app: str, version: int) -> tuple[AppSpec, AppInfo] | None:
         """Undo the deploy that made ``version`` of ``app`` (its web functions could not
         be served): the deployment it replaced comes back (as a new version, versions
         only grow), or, if there was none, the app stops. Returns the spec and
-        runtime env now deployed, for the client to serve its web functions again."""
+        runtime envs now deployed, for the client to serve its web functions again."""
         current = self._apps.get(app)
         if current is None or current.version != version:
             return None  # deployed again meanwhile: that deploy is the one that counts
@@ -141,7 +153,7 @@ class ControlActor:
             return None
         await self.deploy(previous.spec)
         self._replaced.pop(app, None)
-        return previous.spec, self._apps[app].runtime_env
+        return previous.spec, self._apps[app].info()
 
     async def heartbeat(self, app: str) -> bool:
         """The client running ephemeral ``app`` is still there; False: the app is gone."""
@@ -177,6 +189,13 @@ class ControlActor:
         for app in list(self._detached):
             if (await clients.registry().stats(app))["unfinished"] == 0:
                 await self.stop(app)
+
+    async def image_problems(self, images: list[tuple[str, ImageSpec]]) -> list[str]:
+        """What this cluster cannot do of each ``(whose, image)``, a sentence each
+        (checked here, on the head node, before anything is deployed)."""
+        return [
+            problem for label, image in images for problem in environment.problems(image, label)
+        ]
 
     async def missing_secrets(self, names: list[str]) -> list[str]:
         """Those of ``names`` that no secret has."""
@@ -216,7 +235,8 @@ class ControlActor:
         if isinstance(found, NotDeployed):
             return found
         deployment, spec = found
-        return LoadedVersion(deployment.version, spec.options, deployment.runtime_env)
+        env = deployment.function_envs.get(function, deployment.runtime_env)
+        return LoadedVersion(deployment.version, spec.options, env)
 
     def _find(self, app: str, function: str) -> tuple[Deployment, FunctionSpec] | NotDeployed:
         deployment = self._apps.get(app)

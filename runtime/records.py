@@ -87,6 +87,20 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class ImageSpec:
+    """An image as the cluster turns it into a Ray ``runtime_env`` (sdk/_image.py makes
+    it; runtime/environment.py checks and builds it, on the cluster)."""
+
+    pip: tuple[str, ...] = ()  # installed in a runtime env only where the cluster lacks them
+    uv_pip: tuple[str, ...] = ()  # likewise, installed with uv
+    apt: tuple[str, ...] = ()  # system packages: the cluster must have them already
+    python_version: str | None = None  # "3.11": the cluster's Python must be it
+    registry_image: str | None = None  # from_registry: run in that container (image_uri)
+    # Made on the deploying machine: env vars, uploaded local code and files.
+    runtime_env: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """One function of a deployed app: its pickled code and its options."""
 
@@ -96,6 +110,7 @@ class FunctionSpec:
     signature: str  # e.g. "(data, *, retries=3)", for listings and error messages
     web: WebEndpoint | None = None
     parameters: tuple[Parameter, ...] | None = None  # None: unknown (accept anything)
+    image: ImageSpec | None = None  # its own (``@app.function(image=...)``); None: the app's
 
 
 @dataclass(frozen=True)
@@ -106,9 +121,7 @@ class AppSpec:
     functions: dict[str, FunctionSpec]
     source: str = ""  # the file it came from, for warnings and listings
     ephemeral: bool = False
-    pip: tuple[str, ...] = ()  # the image's pip requirements
-    # runtime_env made on the deploying machine (Image.env, uploaded local code/files).
-    runtime_env: dict[str, Any] = field(default_factory=dict)
+    image: ImageSpec | None = None  # ``App(image=...)``: of every function without its own
     # Secret.from_dict values, by their derived name: written to GCS KV at deploy.
     inline_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     # Ephemeral apps: seconds without a heartbeat from their client before they stop.
@@ -125,7 +138,13 @@ class AppInfo:
     deployed_at: float
     source: str
     ephemeral: bool
-    runtime_env: dict[str, Any] | None = None  # what the image needs on this cluster
+    runtime_env: dict[str, Any] | None = None  # what the app's image needs on this cluster
+    # The same for each function with an image of its own.
+    function_envs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def runtime_env_of(self, function: str) -> dict[str, Any] | None:
+        """The runtime env the calls of ``function`` run in."""
+        return self.function_envs.get(function, self.runtime_env)
 
 
 @dataclass(frozen=True)

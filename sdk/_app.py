@@ -24,8 +24,8 @@ from rayfn._web import web_endpoint_of
 from rayfn.config import settings
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.clients import ControlClient
-from rayfn.runtime.identity import DeploymentKey
-from rayfn.runtime.records import AppInfo, AppSpec, ContainerOptions, FunctionSpec
+from rayfn.runtime.identity import DeploymentKey, app_of
+from rayfn.runtime.records import AppInfo, AppSpec, ContainerOptions, FunctionSpec, ImageSpec
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class App:
         self._entrypoints: dict[str, F] = {}
         self._inline_secrets: dict[str, dict[str, str]] = {}  # Secret.from_dict values
         self._ephemeral_key: str | None = None
-        self._ephemeral_runtime_env: dict[str, Any] | None = None
+        self._ephemeral_info: AppInfo | None = None  # what the cluster made of the run
         self.source = ""  # the file the app was loaded from, when the CLI loaded it
 
     @property
@@ -74,9 +74,9 @@ class App:
         return dict(self._entrypoints)
 
     @property
-    def ephemeral_runtime_env(self) -> dict[str, Any] | None:
-        """The runtime env (the image) the cluster made for the running app."""
-        return self._ephemeral_runtime_env if self._ephemeral_key is not None else None
+    def ephemeral_info(self) -> AppInfo | None:
+        """The running app as the cluster deployed it (its images' runtime envs)."""
+        return self._ephemeral_info if self._ephemeral_key is not None else None
 
     @property
     def ephemeral_key(self) -> str | None:
@@ -127,6 +127,7 @@ class App:
                 ``RAYFN_RESULT_TTL``, else 3600).
             secrets: ``rayfn.Secret``s whose keys become environment variables
                 of each call.
+            image: a ``rayfn.Image`` of its own (default: the app's).
             schedule: ``rayfn.Period(...)`` or ``rayfn.Cron("...")``: the deployed
                 function also runs by itself (with no arguments); a tick is skipped
                 while the previous one still runs.
@@ -160,6 +161,7 @@ class App:
                 options=checked,
                 app=self,
                 web=web_endpoint_of(fn),
+                image=options.get("image"),
             )
             self._functions[fn_name] = function
             self._inline_secrets.update(inline)
@@ -191,6 +193,7 @@ class App:
             default_result_ttl=settings().result_ttl, decorator="cls", **options
         )
         inline = inline_secrets(options.get("secrets", ()))
+        image = options.get("image")
 
         def register(user_cls: type) -> Cls:
             if not isinstance(user_cls, type):
@@ -216,7 +219,13 @@ class App:
                 # max_containers counts containers here, not calls: the pool applies it.
                 options = dataclasses.replace(base, container=container, max_containers=None)
                 handles[method_name] = self._functions[qualified] = Function(
-                    self._name or "", qualified, raw=fn, options=options, app=self, code=user_cls
+                    self._name or "",
+                    qualified,
+                    raw=fn,
+                    options=options,
+                    app=self,
+                    code=user_cls,
+                    image=image,
                 )
             self._inline_secrets.update(inline)
             return Cls(self._name or "", cls_name, handles)
@@ -252,6 +261,7 @@ class App:
             self._name = app_name
         spec = self._spec(app_name)
         _check_secrets(spec)
+        _check_images(spec)
         web = [f for f in self._functions.values() if f.web is not None]
         if web:
             # Imported here: a process that only submits work never loads Ray Serve.
@@ -266,7 +276,7 @@ class App:
 
             served = _progress.step(f"serve {len(web)} web functions", 1)
             try:
-                deploy_web_functions(app_name, self._functions, runtime_env=info.runtime_env)
+                deploy_web_functions(app_name, self._functions, deployed=info)
             except BaseException:
                 _roll_back(app_name, info.version)  # all or nothing
                 raise
@@ -302,11 +312,12 @@ class App:
         try:
             spec = dataclasses.replace(self._spec(key, ephemeral=True), client_grace=grace)
             _check_secrets(spec)
+            _check_images(spec)
             info, _ = control.deploy(spec).result()
         except BaseException:
             self._ephemeral_key = None
             raise
-        self._ephemeral_runtime_env = info.runtime_env
+        self._ephemeral_info = info
         try:
             with _heartbeat(control, key, grace / 4), _output.follower.following(key):
                 yield self
@@ -327,6 +338,15 @@ class App:
         functions = {}
         pickled = _progress.step(f"pickle {len(self._functions)} functions", len(self._functions))
         max_result_bytes = settings().max_result_bytes  # the workers check it, per call
+        images: dict[Image, ImageSpec] = {}  # each image's uploads once
+
+        def image_spec(image: Image | None) -> ImageSpec | None:
+            if image is None:
+                return None
+            if image not in images:
+                images[image] = image.spec()
+            return images[image]
+
         for fn_name, function in self._functions.items():
             raw, options = function.definition()
             options = dataclasses.replace(options, max_result_bytes=max_result_bytes)
@@ -337,6 +357,7 @@ class App:
                 signature=function.signature,
                 web=function.web,
                 parameters=function.local_parameters,
+                image=image_spec(function.image),
             )
             pickled(1)
         return AppSpec(
@@ -344,8 +365,7 @@ class App:
             functions=functions,
             source=self.source,
             ephemeral=ephemeral,
-            pip=self._image.pip_packages if self._image else (),
-            runtime_env=self._image.runtime_env() if self._image else {},
+            image=image_spec(self._image),
             inline_secrets=dict(self._inline_secrets),
         )
 
@@ -368,8 +388,8 @@ def _roll_back(app_name: str, version: int) -> None:
         if restored is None:
             delete_web_functions(app_name)
         else:
-            spec, runtime_env = restored
-            deploy_web_functions(app_name, spec.functions, runtime_env=runtime_env)
+            spec, info = restored
+            deploy_web_functions(app_name, spec.functions, deployed=info)
     except Exception as exc:  # the deploy's own error is the one to report
         logger.warning("Putting back what was deployed of %r failed: %s", app_name, exc)
 
@@ -395,6 +415,23 @@ def _heartbeat(control: ControlClient, key: str, every: float) -> Iterator[None]
         yield
     finally:
         stop.set()
+
+
+def _check_images(spec: AppSpec) -> None:
+    """What the cluster cannot do of the app's images fails the deploy, before anything
+    is deployed.
+
+    Raises:
+        InvalidError: the first thing, in a sentence that says what to do.
+    """
+    images = [(f"App {app_of(spec.name)!r}", spec.image)] if spec.image else []
+    images += [(f"{app_of(spec.name)}.{n}", f.image) for n, f in spec.functions.items() if f.image]
+    if not images:
+        return
+    problems = _connection.control().image_problems(images).result()
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InvalidError(problems[0] + more)
 
 
 def _check_secrets(spec: AppSpec) -> None:

@@ -23,6 +23,7 @@ from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, Pa
 
 if TYPE_CHECKING:
     from rayfn._app import App
+    from rayfn._image import Image
 
 # Results fetched per registry round trip when map() yields in order.
 _RESULT_CHUNK = 256
@@ -50,8 +51,10 @@ class Function:
         deployment: str | None = None,
         web: WebEndpoint | None = None,
         code: Any = None,
+        image: Image | None = None,
     ) -> None:
         self.web = web  # set when the function is served over HTTP
+        self.image = image  # its own, if it has one (else its app's)
         # What deploy pickles: the function itself, or (a method) its class.
         self.code = code if code is not None else raw
         self._app_name = app_name

@@ -1,46 +1,115 @@
-"""``Image``: the environment a function runs in, as a Ray ``runtime_env`` for the
-app's tasks, containers and replicas: ``pip_install`` -> ``pip`` (only requirements
-the cluster's environment lacks), ``env`` -> ``env_vars``, ``add_local_python_source``
--> ``py_modules`` and ``add_local_dir`` -> ``working_dir`` (both uploaded to the
-cluster's GCS from the deploying machine). The base image and Python version are
-recorded only: a Ray cluster runs one environment."""
+"""``Image``: the environment a function runs in, Modal style, as a Ray ``runtime_env``
+for its tasks, containers and replicas. An image goes on the ``App`` (every function's)
+or on one ``@app.function`` / ``@app.cls`` (its own).
+
+A Ray cluster runs its nodes' own system and Python; what an image adds maps so:
+
+- ``pip_install`` / ``uv_pip_install``: Ray's ``pip`` / ``uv`` runtime env, for the
+  requirements the cluster's environment lacks (decided on the cluster at deploy);
+- ``env``: ``env_vars``; ``add_local_python_source``: ``py_modules``; ``add_local_dir``:
+  ``working_dir`` (the call's working directory; both uploaded from the deploying
+  machine);
+- ``debian_slim(python_version=)``, ``micromamba(python_version=)``: the cluster's own
+  system; a Python version other than the cluster's fails the deploy;
+- ``apt_install``: the packages must be on the nodes already (checked at deploy);
+- ``from_registry(tag)``: the function runs in that container (Ray's ``image_uri``, which
+  needs podman on the nodes; checked at deploy).
+
+What has no Ray counterpart raises ``NotSupportedError`` when called, saying what to do.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rayfn.exception import InvalidError
+from rayfn.exception import InvalidError, NotSupportedError
 from rayfn.runtime import _ray_compat as ray_compat
+from rayfn.runtime.records import ImageSpec
 
 
 @dataclass(frozen=True)
 class Image:
-    """An immutable description of a container image, Modal style.
+    """An immutable description of the environment a function runs in, Modal style.
 
     Example:
         >>> image = rayfn.Image.debian_slim().pip_install("fastapi[standard]")
+        >>> @app.function(image=image)
+        ... def handler(): ...
     """
 
     base: str = "debian_slim"
     python_version: str | None = None
+    registry_image: str | None = None  # from_registry's tag
     pip_packages: tuple[str, ...] = field(default=())
+    uv_packages: tuple[str, ...] = field(default=())
+    apt_packages: tuple[str, ...] = field(default=())
     env_vars: tuple[tuple[str, str], ...] = field(default=())
     python_sources: tuple[str, ...] = field(default=())  # module names
     local_dir: tuple[str, str] | None = None  # (local path, remote path)
 
-    @classmethod
-    def debian_slim(cls, python_version: str | None = None) -> Image:
-        return cls(base="debian_slim", python_version=python_version)
+    # -- bases ----------------------------------------------------------------------------
 
-    def pip_install(self, *packages: str | list[str]) -> Image:
+    @classmethod
+    def debian_slim(cls, python_version: str | None = None, force_build: bool = False) -> Image:
+        """The cluster's own system and Python (``python_version`` must be the
+        cluster's: checked at deploy)."""
+        return cls(base="debian_slim", python_version=_python_version(python_version))
+
+    @classmethod
+    def micromamba(cls, python_version: str | None = None, force_build: bool = False) -> Image:
+        """As ``debian_slim``: the cluster's Python, with pip packages on top."""
+        return cls(base="micromamba", python_version=_python_version(python_version))
+
+    @classmethod
+    def from_registry(
+        cls,
+        tag: str,
+        *,
+        add_python: str | None = None,
+        setup_dockerfile_commands: list[str] | None = None,
+        force_build: bool = False,
+        secret: Any = None,
+    ) -> Image:
+        """Run in the container image ``tag`` (Ray's ``image_uri``: the nodes need
+        podman, and the image needs Python and Ray; checked at deploy)."""
+        if not isinstance(tag, str) or not tag:
+            raise InvalidError(f"from_registry takes an image tag, got {tag!r}.")
+        if setup_dockerfile_commands:
+            raise NotSupportedError(
+                "from_registry(setup_dockerfile_commands=...) is not supported by rayfn: it "
+                "builds no images; build one with those commands and name it here."
+            )
+        return cls(base="registry", registry_image=tag, python_version=add_python)
+
+    # -- what goes on top -----------------------------------------------------------------
+
+    def pip_install(self, *packages: str | list[str], **options: Any) -> Image:
         """A new image with these pip requirements added."""
-        flat: list[str] = []
-        for item in packages:
-            flat.extend([item] if isinstance(item, str) else item)
-        return replace(self, pip_packages=self.pip_packages + tuple(flat))
+        return replace(self, pip_packages=self.pip_packages + _requirements(packages, options))
+
+    def uv_pip_install(self, *packages: str | list[str], **options: Any) -> Image:
+        """A new image with these requirements added, installed with uv."""
+        return replace(self, uv_packages=self.uv_packages + _requirements(packages, options))
+
+    def pip_install_from_requirements(self, path: str | Path, **options: Any) -> Image:
+        """A new image with the requirements of a ``requirements.txt`` added."""
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise InvalidError(
+                f"pip_install_from_requirements: cannot read {path}: {exc}"
+            ) from None
+        wanted = [line.split("#", 1)[0].strip() for line in lines]
+        return self.pip_install([line for line in wanted if line], **options)
+
+    def apt_install(self, *packages: str | list[str], force_build: bool = False) -> Image:
+        """A new image that needs these system packages: the cluster's nodes must have
+        them installed (checked at deploy; rayfn cannot install them)."""
+        return replace(self, apt_packages=self.apt_packages + _flat("apt_install", packages))
 
     def env(self, vars: dict[str, str]) -> Image:  # Modal's name
         """A new image with these environment variables set for every call."""
@@ -67,6 +136,50 @@ class Image:
             raise InvalidError("add_local_dir can be used once per image on rayfn.")
         return replace(self, local_dir=(str(path.resolve()), remote_path))
 
+    def run_commands(self, *commands: str | list[str], **options: Any) -> Image:
+        raise NotSupportedError(
+            "Image.run_commands is not supported by rayfn: a Ray cluster builds no images. "
+            "Run the commands on every node (cluster.yaml setup_commands), or use "
+            "pip_install / uv_pip_install for Python packages."
+        )
+
+    def add_local_file(self, local_path: str | Path, remote_path: str, copy: bool = False) -> Image:
+        raise NotSupportedError(
+            "Image.add_local_file is not supported by rayfn: put the file in a folder and "
+            "use add_local_dir(folder, remote_path=...) (its files are in the call's "
+            "working directory)."
+        )
+
+    def workdir(self, path: str) -> Image:
+        raise NotSupportedError(
+            "Image.workdir is not supported by rayfn: a call runs in its image's "
+            "add_local_dir folder, else in Ray's worker directory."
+        )
+
+    def imports(self) -> contextlib.AbstractContextManager[None]:
+        """Imports that need the image: where they fail (this machine lacks the
+        package), the ``ImportError`` is swallowed, as Modal does locally.
+
+        Example:
+            >>> with image.imports():
+            ...     import torch
+        """
+        return contextlib.suppress(ImportError)
+
+    # -- for the cluster ------------------------------------------------------------------
+
+    def spec(self) -> ImageSpec:
+        """The image as the cluster builds it; local code and files are uploaded to
+        the cluster's GCS now."""
+        return ImageSpec(
+            pip=self.pip_packages,
+            uv_pip=self.uv_packages,
+            apt=self.apt_packages,
+            python_version=self.python_version,
+            registry_image=self.registry_image,
+            runtime_env=self.runtime_env(),
+        )
+
     def runtime_env(self) -> dict[str, Any]:
         """The part of the runtime env made on the deploying machine: env vars, and
         local code and files uploaded to the cluster (the pip part is decided in the
@@ -84,6 +197,41 @@ class Image:
         if self.local_dir is not None:
             env = ray_compat.upload_working_dir({**env, "working_dir": self.local_dir[0]})
         return env
+
+
+def _python_version(version: str | None) -> str | None:
+    """``"3.11"`` from ``"3.11"`` or ``"3.11.7"``; None stays None."""
+    if version is None:
+        return None
+    parts = str(version).split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts):
+        raise InvalidError(f"python_version must look like '3.11', got {version!r}.")
+    return ".".join(parts[:2])
+
+
+def _flat(method: str, items: tuple[str | list[str], ...]) -> tuple[str, ...]:
+    flat: list[object] = []
+    for item in items:
+        flat.extend(item if isinstance(item, list | tuple) else [item])
+    if not all(isinstance(x, str) and x for x in flat):
+        raise InvalidError(f"{method} takes package names (strings), got {list(items)!r}.")
+    return tuple(str(x) for x in flat)
+
+
+# pip_install's options that change nothing on rayfn (it builds no image to cache).
+_NO_EFFECT = {"force_build"}
+
+
+def _requirements(
+    packages: tuple[str | list[str], ...], options: dict[str, Any]
+) -> tuple[str, ...]:
+    unsupported = sorted(set(options) - _NO_EFFECT)
+    if unsupported:
+        raise NotSupportedError(
+            f"pip_install({unsupported[0]}=...) is not supported by rayfn: give requirements "
+            "only (a package index can be set in the cluster's pip configuration)."
+        )
+    return _flat("pip_install", packages)
 
 
 def _module_path(name: str) -> str:

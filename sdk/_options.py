@@ -9,6 +9,7 @@ from typing import TypedDict
 
 from typing_extensions import Unpack
 
+from rayfn._image import Image
 from rayfn._retries import Retries, retry_policy
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret
@@ -31,6 +32,7 @@ class CallOptions(TypedDict, total=False):
     max_containers: int | None
     result_ttl: float | None
     secrets: Sequence[Secret]
+    image: Image | None
 
 
 def function_options(
@@ -86,6 +88,9 @@ def function_options(
         raise InvalidError(
             "secrets must be a list of rayfn.Secret, e.g. [rayfn.Secret.from_name('openai')]."
         )
+    image = given.get("image")
+    if image is not None and not isinstance(image, Image):
+        raise InvalidError(f"image must be a rayfn.Image, got {type(image).__name__}.")
     if schedule is not None and not isinstance(schedule, Period | Cron):
         raise InvalidError(
             f"schedule must be rayfn.Period(...) or rayfn.Cron('...'), got {schedule!r}."

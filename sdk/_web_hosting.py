@@ -26,7 +26,7 @@ from rayfn._web import check_route_free
 from rayfn.config import settings
 from rayfn.exception import InvalidError
 from rayfn.runtime import _ray_compat as ray_compat
-from rayfn.runtime.records import FunctionOptions, FunctionSpec, WebEndpoint
+from rayfn.runtime.records import AppInfo, FunctionOptions, FunctionSpec, WebEndpoint
 from rayfn.runtime.resources import fits_some_node, held_resources
 
 logger = logging.getLogger(__name__)
@@ -77,12 +77,13 @@ def deploy_web_functions(
     app_name: str,
     functions: Mapping[str, Function | FunctionSpec],
     *,
-    runtime_env: dict[str, Any] | None = None,
+    deployed: AppInfo | None = None,
     dev: bool = False,
 ) -> list[Endpoint]:
     """Run each web function of an app on Serve, replacing what the app ran there
-    before; returns their URLs. ``dev`` (``rayfn serve``) serves under
-    ``/<app>-dev/...`` so it does not collide with the deployed app."""
+    before, in the runtime envs ``deployed`` gave it; returns their URLs. ``dev``
+    (``rayfn serve``) serves under ``/<app>-dev/...`` so it does not collide with the
+    deployed app."""
     web = check_routes(app_name, functions, dev=dev)
     if not web:
         return []
@@ -99,6 +100,7 @@ def deploy_web_functions(
         # waits: it holds no CPU unless the function asks for one.
         cluster = ray.cluster_resources() if options.gpu is not None else None  # fallbacks
         actor_options = {**options.ray_task_options(cluster), "num_cpus": options.cpu or 0.0}
+        runtime_env = deployed.runtime_env_of(name) if deployed is not None else None
         if runtime_env is not None:
             actor_options["runtime_env"] = runtime_env
         deployment = serve.deployment(name=f"{app_name}.{name}", ray_actor_options=actor_options)(

@@ -33,6 +33,12 @@ class InvalidError(Error):
     that cannot be one, a file without an ``App``. The message says how to fix it."""
 
 
+class NotSupportedError(InvalidError):
+    """Raised for a Modal feature rayfn does not have (an ``Image`` method with no Ray
+    counterpart...): the message names it, says "not supported by rayfn" and what to
+    use instead."""
+
+
 class NotFoundError(Error):
     """Raised when a call id, app or function does not exist (any more)."""
 

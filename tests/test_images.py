@@ -3,6 +3,8 @@ the workers could not import otherwise, and a local directory as working directo
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,3 +68,45 @@ def test_image_mistakes_are_clear() -> None:
         rayfn.Image.debian_slim().add_local_dir("/no/such/dir", remote_path="/x")
     with pytest.raises(InvalidError, match="dict of strings"):
         rayfn.Image.debian_slim().env({"A": 1})  # type: ignore[dict-item]
+
+
+def test_each_function_runs_in_its_own_image_modal_style(cluster: Cluster) -> None:
+    """Item 1 of issue 17: `image=` on the app, a function and a class, run as Modal's
+    docs run programs."""
+    done = cluster.cli("run", "tests/apps/modal_style/images.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plain: the app's image" in done.stdout
+    assert "own: its own image" in done.stdout
+    assert "class: the class's image" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("apt", r"needs the system packages surely-absent-apt-package, which the cluster"),
+        ("python", r"asks for Python 3\.8, but the cluster runs Python 3\.\d+"),
+        ("registry", r"cannot run containers \(Ray's image_uri needs podman"),
+    ],
+)
+def test_an_image_the_cluster_cannot_give_fails_the_deploy_in_one_sentence(
+    cluster: Cluster, case: str, says: str
+) -> None:
+    done = cluster.cli(
+        "deploy", "tests/apps/modal_style/images_refused.py", env={"IMAGE_CASE": case}
+    )
+    if case == "registry" and shutil.which("podman"):  # this machine runs containers
+        assert done.returncode == 0, done.stderr
+        return
+    assert done.returncode == 1
+    assert re.search(r"Error: modal-style-images-refused\.f .*" + says, done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+    listed = cluster.cli("app", "list")
+    assert "modal-style-images-refused" not in listed.stdout  # nothing was deployed
+
+
+def test_system_packages_the_nodes_have_pass_the_check(cluster: Cluster) -> None:
+    done = cluster.cli(
+        "deploy", "tests/apps/modal_style/images_refused.py", env={"IMAGE_CASE": "apt-present"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert rayfn.Function.from_name("modal-style-images-refused", "f").remote() == 1

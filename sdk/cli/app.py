@@ -82,7 +82,7 @@ def serve(file: AppFile) -> None:
                 endpoints = deploy_web_functions(
                     app.name,
                     app.registered_functions,
-                    runtime_env=app.ephemeral_runtime_env,
+                    deployed=app.ephemeral_info,
                     dev=True,
                 )
                 if not endpoints:

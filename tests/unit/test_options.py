@@ -103,8 +103,10 @@ def test_timeout_defaults_to_five_minutes() -> None:
 def test_an_unknown_option_names_itself_and_the_known_ones() -> None:
     app = rayfn.App("unit-unknown-option")
     with pytest.raises(
-        InvalidError, match=r"@app.function\(\) has no option 'image' \(its options: cpu"
+        InvalidError, match=r"@app.function\(\) has no option 'region' \(its options: cpu"
     ):
-        app.function(image="debian")  # type: ignore[call-overload]
+        app.function(region="us-east")  # type: ignore[call-overload]
+    with pytest.raises(InvalidError, match=r"image must be a rayfn.Image, got str"):
+        app.function(image="debian")  # type: ignore[arg-type]
     with pytest.raises(InvalidError, match=r"@app.cls\(\) has no option 'concurrency'"):
         app.cls(concurrency=3)  # type: ignore[call-arg]
