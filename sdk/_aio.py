@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -120,6 +120,88 @@ class _Bound(Generic[R]):
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
         return self._method.__doc__
+
+
+class aio_iter_method(aio_method[Iterable[R]]):
+    """A method written as steps that return an iterable: ``obj.keys()`` iterates it,
+    ``async for key in obj.keys.aio()`` does the same from async code."""
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return _BoundIter(obj, self)
+
+
+class _BoundIter(_Bound[Iterable[R]]):
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Iterator[R]:
+        return iter(super().__call__(*args, **kwargs))
+
+    def aio(self, *args: Any, **kwargs: Any) -> AsyncIterator[R]:  # type: ignore[override]
+        return _each(super().aio(*args, **kwargs))
+
+
+async def _each(items: Awaitable[Iterable[R]]) -> AsyncIterator[R]:
+    for item in await items:
+        yield item
+
+
+class in_thread(Generic[R]):
+    """A method written as a blocking loop (``map``, ``for_each``...), whose ``.aio``
+    runs it in a worker thread so the event loop goes on; a method that returns an
+    iterator gets an async iterator there, each item fetched in the thread.
+
+    Example:
+        >>> async for result in f.map.aio(range(10)):
+        ...     print(result)
+    """
+
+    def __init__(self, blocking: Callable[..., R]) -> None:
+        self._blocking = blocking
+        self.__doc__ = blocking.__doc__
+        self.__name__ = blocking.__name__
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return _Threaded(obj, self._blocking)
+
+
+class _Threaded:
+    __slots__ = ("_blocking", "_obj")
+
+    def __init__(self, obj: object, blocking: Callable[..., Any]) -> None:
+        self._obj = obj
+        self._blocking = blocking
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._obj, *args, **kwargs)
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        """The same call from async code: awaitable, or async-iterable where the
+        blocking form returns an iterator."""
+        return _ThreadedCall(lambda: self._blocking(self._obj, *args, **kwargs))
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self._blocking.__doc__
+
+
+class _ThreadedCall:
+    """A blocking call started in a worker thread once awaited or iterated."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._call = call
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.to_thread(self._call).__await__()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        items = iter(await asyncio.to_thread(self._call))
+        done = object()
+        while (item := await asyncio.to_thread(next, items, done)) is not done:
+            yield item
 
 
 async def wait_uncancelled(future: Future[R]) -> R:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rayfn import _connection, _output, _progress
-from rayfn._aio import Steps, aio_method
+from rayfn._aio import Steps, aio_method, in_thread
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, fetch_results
@@ -166,6 +166,7 @@ class Function:
         call = yield from self.spawn.steps(*args, **kwargs)
         return (yield from call.get.steps())
 
+    @in_thread
     def spawn_map(
         self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None
     ) -> list[FunctionCall]:
@@ -179,6 +180,7 @@ class Function:
         """
         return self._spawn_all([(args, kwargs or {}) for args in zip(*iterables, strict=False)])
 
+    @in_thread
     def map(
         self,
         *iterables: Iterable[Any],
@@ -199,6 +201,7 @@ class Function:
         outputs = _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
         return _progress.track(outputs, f"{self.qualname}.map", len(calls))
 
+    @in_thread
     def starmap(
         self,
         input_iterator: Iterable[Sequence[Any]],
@@ -212,6 +215,7 @@ class Function:
         outputs = _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
         return _progress.track(outputs, f"{self.qualname}.starmap", len(calls))
 
+    @in_thread
     def for_each(
         self,
         *iterables: Iterable[Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future
 from typing import Any
 
@@ -140,15 +141,23 @@ class FunctionCall:
             raise NotFoundError(f"No call with id {self._call_id} (unknown or expired).")
         return [found]
 
-    @staticmethod
-    def gather(*calls: FunctionCall) -> list[Any]:
+    class _Gather:
         """The results of several calls, in order, waiting for all of them; raises
-        the first failure (in order) like ``get`` would.
+        the first failure (in order) like ``get`` would. From async code:
+        ``await rayfn.FunctionCall.gather.aio(*calls)``.
 
         Example:
             >>> a, b = rayfn.FunctionCall.gather(f.spawn(1), f.spawn(2))
         """
-        return fetch_results([c.object_id for c in calls], False)
+
+        def __call__(self, *calls: FunctionCall) -> list[Any]:
+            return fetch_results([c.object_id for c in calls], False)
+
+        async def aio(self, *calls: FunctionCall) -> list[Any]:
+            """The same, awaited: fetched in a worker thread, the event loop goes on."""
+            return await asyncio.to_thread(self, *calls)
+
+    gather = _Gather()
 
     def _claim(self) -> Submission | None:
         """This call, taken back from the spawner if it has not been sent yet. Not

@@ -26,6 +26,7 @@ import ray
 from ray.actor import ActorHandle
 
 from rayfn import _connection
+from rayfn._aio import Steps, aio_iter_method, aio_method, run_steps
 from rayfn._checks import check_name, check_wait
 from rayfn.exception import ClusterError, InvalidError, NotFoundError, SerializationError
 from rayfn.runtime.clients import DictClient, QueueClient, Reply
@@ -171,7 +172,12 @@ class _Store:
         )
 
     def _ask(self, reply: Reply[T]) -> T:
-        """Wait for ``reply``, waiting out a restart of the actor.
+        """``_asked``, blocking."""
+        return run_steps(self._asked(reply))
+
+    def _asked(self, reply: Reply[T]) -> Steps[T]:
+        """Wait for ``reply`` (a step: blocking or awaited), waiting out a restart of
+        the actor.
 
         Raises:
             NotFoundError: the store was deleted.
@@ -179,7 +185,8 @@ class _Store:
             ClusterError: a call that is not repeatable may or may not have been applied.
         """
         try:
-            return reply.result()
+            answer: T = yield reply
+            return answer
         except StoreFull as full:
             raise InvalidError(
                 f"{self!r} refused the change: {full.args[0] if full.args else full}. "
@@ -209,8 +216,10 @@ class Dict(_Store):
     def _client(self) -> DictClient:
         return self._client_of(DictClient)
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        _, blob = self._ask(self._client().get(_dumps(key)))
+    @aio_method
+    def get(self, key: Any, default: Any = None) -> Steps[Any]:
+        """The value under ``key``, or ``default``."""
+        _, blob = yield from self._asked(self._client().get(_dumps(key)))
         return _loads(blob) if blob is not None else default
 
     def __getitem__(self, key: Any) -> Any:
@@ -222,53 +231,69 @@ class Dict(_Store):
     def __setitem__(self, key: Any, value: Any) -> None:
         self.put(key, value)
 
+    @aio_method
+    def contains(self, key: Any) -> Steps[bool]:
+        """Whether ``key`` is in the dict (``key in d``)."""
+        return bool((yield from self._asked(self._client().contains(_dumps(key)))))
+
     def __contains__(self, key: Any) -> bool:
-        return bool(self._ask(self._client().contains(_dumps(key))))
+        return bool(self.contains(key))
 
     def __delitem__(self, key: Any) -> None:
         self.pop(key)
 
-    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+    @aio_method
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> Steps[bool]:
         """Store ``value`` under ``key``; with ``skip_if_exists``, only if the key is
         absent. Returns whether it was written (atomic: usable as a lock)."""
         if not isinstance(skip_if_exists, bool):
             raise InvalidError(f"skip_if_exists must be True or False, got {skip_if_exists!r}.")
         blobs = (_dumps(key), _dumps(value))
-        return bool(self._ask(self._client().put(*blobs, skip_if_exists)))
+        return bool((yield from self._asked(self._client().put(*blobs, skip_if_exists))))
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+    @aio_method
+    def update(self, other: Any = (), /, **kwargs: Any) -> Steps[None]:
         pairs = dict(other, **kwargs)
-        self._ask(self._client().update([(_dumps(k), _dumps(v)) for k, v in pairs.items()]))
+        items = [(_dumps(k), _dumps(v)) for k, v in pairs.items()]
+        yield from self._asked(self._client().update(items))
 
-    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+    @aio_method
+    def pop(self, key: Any, default: Any = _MISSING) -> Steps[Any]:
         """Remove ``key`` and return its value (``default``, or KeyError, if absent)."""
-        _, blob = self._ask(self._client().pop(_dumps(key)))
+        _, blob = yield from self._asked(self._client().pop(_dumps(key)))
         if blob is not None:
             return _loads(blob)
         if default is _MISSING:
             raise KeyError(key)
         return default
 
-    def len(self) -> int:
-        return int(self._ask(self._client().size()))
+    @aio_method
+    def len(self) -> Steps[int]:
+        return int((yield from self._asked(self._client().size())))
 
     def __len__(self) -> int:
-        return self.len()
+        return int(self.len())
 
-    def items(self) -> Iterator[tuple[Any, Any]]:
-        return iter([(_loads(k), _loads(v)) for k, v in self._ask(self._client().items())])
+    @aio_iter_method
+    def items(self) -> Steps[list[tuple[Any, Any]]]:
+        """The (key, value) pairs, as they are now; ``async for`` with ``.aio()``."""
+        pairs = yield from self._asked(self._client().items())
+        return [(_loads(k), _loads(v)) for k, v in pairs]
 
     def __iter__(self) -> Iterator[Any]:
-        return self.keys()
+        return iter(self.keys())
 
-    def keys(self) -> Iterator[Any]:
-        return (k for k, _ in self.items())
+    @aio_iter_method
+    def keys(self) -> Steps[list[Any]]:
+        return [k for k, _ in (yield from self.items.steps())]
 
-    def values(self) -> Iterator[Any]:
-        return (v for _, v in self.items())
+    @aio_iter_method
+    def values(self) -> Steps[list[Any]]:
+        return [v for _, v in (yield from self.items.steps())]
 
-    def clear(self) -> None:
-        self._ask(self._client().clear())
+    @aio_method
+    def clear(self) -> Steps[None]:
+        yield from self._asked(self._client().clear())
 
 
 class Queue(_Store):
@@ -287,10 +312,12 @@ class Queue(_Store):
     def _client(self) -> QueueClient:
         return self._client_of(QueueClient)
 
-    def put(self, value: Any) -> None:
-        self.put_many([value])
+    @aio_method
+    def put(self, value: Any) -> Steps[None]:
+        yield from self.put_many.steps([value])
 
-    def put_many(self, values: Iterable[Any]) -> None:
+    @aio_method
+    def put_many(self, values: Iterable[Any]) -> Steps[None]:
         """Append each of ``values``, in order, in one round trip."""
         try:
             each = iter(values)
@@ -298,17 +325,19 @@ class Queue(_Store):
             raise TypeError(
                 f"put_many takes an iterable of values, got {type(values).__name__}."
             ) from None
-        self._ask(self._client().put_many([_dumps(v) for v in each]))
+        yield from self._asked(self._client().put_many([_dumps(v) for v in each]))
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    @aio_method
+    def get(self, block: bool = True, timeout: float | None = None) -> Steps[Any]:
         """The next value, waiting up to ``timeout`` seconds (None: forever) when
         ``block``; raises ``queue.Empty`` if none came."""
-        got = self.get_many(1, block=block, timeout=timeout)
+        got = yield from self.get_many.steps(1, block=block, timeout=timeout)
         return got[0]
 
+    @aio_method
     def get_many(
         self, n_values: int, block: bool = True, timeout: float | None = None
-    ) -> list[Any]:
+    ) -> Steps[list[Any]]:
         """Up to ``n_values`` values, waiting (as ``get``) for at least one; raises
         ``queue.Empty`` if none came.
 
@@ -323,16 +352,18 @@ class Queue(_Store):
                 f"block must be True or False, got {block!r} (a wait in seconds goes in timeout=)."
             )
         wait = check_wait("timeout", timeout)
-        blobs = self._ask(self._client().get_many(n_values, wait if block else 0))
+        blobs = yield from self._asked(self._client().get_many(n_values, wait if block else 0))
         if not blobs:
             raise queue.Empty(f"Queue {self.name!r} had nothing within the timeout.")
         return [_loads(b) for b in blobs]
 
-    def len(self) -> int:
-        return int(self._ask(self._client().size()))
+    @aio_method
+    def len(self) -> Steps[int]:
+        return int((yield from self._asked(self._client().size())))
 
     def __len__(self) -> int:
-        return self.len()
+        return int(self.len())
 
-    def clear(self) -> None:
-        self._ask(self._client().clear())
+    @aio_method
+    def clear(self) -> Steps[None]:
+        yield from self._asked(self._client().clear())

@@ -1,0 +1,5 @@
+"""Modal's ``modal.dict`` module: ``Dict``."""
+
+from rayfn._stores import Dict
+
+__all__ = ["Dict"]

@@ -1,0 +1,32 @@
+"""Modal programs as Modal's docs run them (issue 17): each in tests/apps/modal_style/
+imports ``rayfn as modal`` and runs through the CLI on a real cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_the_async_surface_awaits_everything_a_program_awaits(cluster: Cluster) -> None:
+    done = cluster.cli("run", "tests/apps/modal_style/async_surface.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "never awaited" not in done.stderr
+    for line in [
+        "remote: 9",
+        "map: [0, 1, 4, 9, 16]",
+        "starmap: [3, 7]",
+        "gather: [0, 1, 4, 9]",
+        "get: 49",
+        "cls: 42",
+        "loop ran during the calls: True",
+        "loop ran during the map: True",
+        "dict: 1 True 2",
+        "dict keys: ['a', 'b']",
+        "dict pop: 1 1",
+        "queue: first ['second', 'third'] 0",
+    ]:
+        assert line in out, f"{line!r} missing from:\n{out}"
