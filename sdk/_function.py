@@ -10,7 +10,7 @@ from rayfn import _connection, _output, _progress
 from rayfn._aio import Steps, aio_method, in_thread
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
-from rayfn._function_call import FunctionCall, fetch_results
+from rayfn._function_call import FunctionCall, stream_results
 from rayfn._serialization import dumps_args
 from rayfn._spawner import spawn_token, spawner
 from rayfn.exception import InvalidError, NotFoundError
@@ -18,7 +18,7 @@ from rayfn.runtime.clients import Reply
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.identity import app_of
-from rayfn.runtime.protocol import PollMode, Submission
+from rayfn.runtime.protocol import Submission
 from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, Parameter, WebEndpoint
 
 if TYPE_CHECKING:
@@ -198,7 +198,9 @@ class Function:
             [0, 1, 4, 9]
         """
         calls = self.spawn_map(*iterables, kwargs=kwargs)
-        outputs = _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+        outputs = stream_results(
+            [c.object_id for c in calls], order_outputs, return_exceptions, _RESULT_CHUNK
+        )
         return _progress.track(outputs, f"{self.qualname}.map", len(calls))
 
     @in_thread
@@ -212,7 +214,9 @@ class Function:
     ) -> Iterator[Any]:
         """Like ``map``, but each element is a tuple of positional arguments."""
         calls = self._spawn_all([(tuple(args), kwargs or {}) for args in input_iterator])
-        outputs = _outputs([c.object_id for c in calls], order_outputs, return_exceptions)
+        outputs = stream_results(
+            [c.object_id for c in calls], order_outputs, return_exceptions, _RESULT_CHUNK
+        )
         return _progress.track(outputs, f"{self.qualname}.starmap", len(calls))
 
     @in_thread
@@ -328,21 +332,6 @@ def _signature_text(fn: Callable[..., Any], drop_first: bool = False) -> str:
     if drop_first:
         signature = signature.replace(parameters=list(signature.parameters.values())[1:])
     return str(signature)
-
-
-def _outputs(call_ids: list[str], ordered: bool, return_exceptions: bool) -> Iterator[Any]:
-    """Results of calls, fetched a chunk per round trip, in order or as they finish."""
-    if ordered:
-        for start in range(0, len(call_ids), _RESULT_CHUNK):
-            yield from fetch_results(call_ids[start : start + _RESULT_CHUNK], return_exceptions)
-        return
-    registry = _connection.registry()
-    pending = list(call_ids)
-    while pending:
-        done = registry.poll(pending, None, PollMode.ANY).result()
-        finished = [i for i in pending if i in done]
-        pending = [i for i in pending if i not in done]
-        yield from fetch_results(finished, return_exceptions)
 
 
 def _rebuild(target: str, name: str) -> Function:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -295,7 +296,44 @@ def _settle(outcome: CallOutcome, value: Any) -> Any:
 def fetch_results(call_ids: list[str], return_exceptions: bool) -> list[Any]:
     """Wait for all ``call_ids`` and fetch their values (or exceptions) in one go."""
     polled = _connection.registry().poll(call_ids, None, PollMode.ALL).result()
-    outcomes = [polled[i] for i in call_ids]
+    return _results(call_ids, [polled[i] for i in call_ids], return_exceptions)
+
+
+def stream_results(
+    call_ids: list[str], ordered: bool, return_exceptions: bool, window: int
+) -> Iterator[Any]:
+    """The values (or exceptions) of ``call_ids`` as they finish: in order (each as
+    soon as it and those before it have finished) or, unordered, as each finishes.
+    One round trip asks about up to ``window`` calls (ordered: from the first not yet
+    given; unordered: all that are left)."""
+    registry = _connection.registry()
+    if not ordered:
+        pending = list(call_ids)
+        while pending:
+            done = registry.poll(pending, None, PollMode.ANY).result()
+            finished = [i for i in pending if i in done]
+            pending = [i for i in pending if i not in done]
+            yield from _results(finished, [done[i] for i in finished], return_exceptions)
+        return
+    known: dict[str, CallOutcome] = {}
+    given = 0
+    while given < len(call_ids):
+        ahead = [i for i in call_ids[given : given + window] if i not in known]
+        # Waits for the first of them (the next to give), with the others done by then.
+        known.update(registry.poll(ahead, None, PollMode.FIRST).result())
+        ready = given
+        while ready < len(call_ids) and call_ids[ready] in known:
+            ready += 1
+        batch = call_ids[given:ready]
+        yield from _results(batch, [known.pop(i) for i in batch], return_exceptions)
+        given = ready
+
+
+def _results(
+    call_ids: list[str], outcomes: list[CallOutcome], return_exceptions: bool
+) -> list[Any]:
+    """The values of finished calls (large ones fetched in one ``ray.get``); the first
+    failure raises, or with ``return_exceptions`` takes its value's place."""
     found = [_payload(i, o) for i, o in zip(call_ids, outcomes, strict=True)]
     refs = [f for f in found if isinstance(f, ray.ObjectRef)]
     fetched = iter(ray.get(refs)) if refs else iter(())

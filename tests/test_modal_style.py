@@ -3,6 +3,8 @@ imports ``rayfn as modal`` and runs through the CLI on a real cluster."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import Cluster
@@ -30,3 +32,16 @@ def test_the_async_surface_awaits_everything_a_program_awaits(cluster: Cluster) 
         "queue: first ['second', 'third'] 0",
     ]:
         assert line in out, f"{line!r} missing from:\n{out}"
+
+
+def test_map_hands_over_each_result_as_it_finishes(cluster: Cluster) -> None:
+    done = cluster.cli("run", "tests/apps/modal_style/map_streaming.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = re.findall(r"(ordered|unordered) ([\d.]+) at ([\d.]+)", done.stdout)
+    ordered = [(float(v), float(t)) for kind, v, t in seen if kind == "ordered"]
+    unordered = [(float(v), float(t)) for kind, v, t in seen if kind == "unordered"]
+    assert [v for v, _ in ordered] == [0.0, 0.1, 3.0]
+    # The quick ones came while the 3 s call still ran, not with it.
+    assert ordered[1][1] < ordered[2][1] - 1.5, done.stdout
+    assert [v for v, _ in unordered] == [0.0, 3.0]
+    assert unordered[0][1] < unordered[1][1] - 1.5, done.stdout
