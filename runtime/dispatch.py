@@ -55,7 +55,12 @@ class LoadedFunction:
         policy = Policy(
             version=key,
             label=task_name,
-            max_containers=options.max_containers,
+            # A container of a @concurrent function takes that many calls at once.
+            max_containers=(
+                None
+                if options.max_containers is None
+                else options.max_containers * options.concurrent_inputs
+            ),
             retries=options.retries,
             timeout=options.timeout,
             startup_timeout=options.startup_timeout,
@@ -79,6 +84,7 @@ class LoadedFunction:
             and not self.picks_gpu_per_call
             and options.startup_timeout is None
             and (options.timeout is None or options.timeout >= PACK_MIN_TIMEOUT_S)
+            and options.concurrent_inputs == 1  # its calls are meant to overlap
         )
 
     @property

@@ -6,6 +6,7 @@ Records are frozen dataclasses; they hold no handles to live objects except the
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -53,14 +54,20 @@ class FunctionOptions:
     # A larger result fails the call: RAYFN_MAX_RESULT_BYTES where the app was deployed.
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     container: ContainerOptions | None = None  # set for methods of @app.cls classes
+    # @concurrent(max_inputs=N) on a function: N calls share what one call asks for
+    # (each reserves 1/N of cpu, memory and GPUs), as N inputs share a Modal container.
+    concurrent_inputs: int = 1
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""
-        options: dict[str, Any] = {"num_cpus": 1.0 if self.cpu is None else self.cpu}
+        share = self.concurrent_inputs if self.container is None else 1
+        options: dict[str, Any] = {"num_cpus": (1.0 if self.cpu is None else self.cpu) / share}
         if self.memory_mib is not None:
-            options["memory"] = self.memory_mib * 1024 * 1024
+            options["memory"] = self.memory_mib * 1024 * 1024 // share
         if self.gpu is not None:
-            options["num_gpus"] = self.gpu.count
+            gpus = self.gpu.count / share
+            # Ray takes a fraction of one GPU, or whole GPUs.
+            options["num_gpus"] = gpus if gpus <= 1 or gpus.is_integer() else math.ceil(gpus)
             accelerator = choose_type(self.gpu, cluster_resources or {})
             if accelerator is not None:
                 options["accelerator_type"] = accelerator

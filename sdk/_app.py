@@ -154,11 +154,12 @@ class App:
             fn_name = check_name("function", name or fn.__name__)
             if fn_name in self._functions:
                 raise InvalidError(f"App {self._name!r} already has a function {fn_name!r}.")
+            inputs = getattr(fn, MAX_INPUTS_MARK, 1)  # @rayfn.concurrent below this
             function = Function(
                 self._name or "",
                 fn_name,
                 raw=fn,
-                options=checked,
+                options=dataclasses.replace(checked, concurrent_inputs=inputs),
                 app=self,
                 web=web_endpoint_of(fn),
                 image=options.get("image"),

@@ -51,16 +51,21 @@ def method(*, is_generator: bool | None = None) -> Callable[[F], F]:
 
 
 def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable[[C], C]:
-    """Let one container serve up to ``max_inputs`` calls at once (its methods run in
-    threads of the actor)."""
+    """Let one container serve up to ``max_inputs`` calls at once. On a class, its
+    methods run in threads of the container actor; on a function, each call reserves
+    1/``max_inputs`` of the function's cpu, memory and GPUs (``max_containers`` counts
+    containers of ``max_inputs`` calls), and a web function's replica takes that many
+    requests at once. ``target_inputs`` is accepted; Ray's scheduler places the calls."""
     if isinstance(max_inputs, bool) or not isinstance(max_inputs, int) or max_inputs < 1:
         raise InvalidError(f"max_inputs must be a whole number >= 1, got {max_inputs!r}.")
 
     def decorate(target: C) -> C:
-        if isinstance(target, Cls):
-            raise InvalidError("Put @rayfn.concurrent(...) below @app.cls(...), on the class.")
-        if not inspect.isclass(target):
-            raise InvalidError("@rayfn.concurrent(...) decorates a class.")
+        if isinstance(target, Cls) or hasattr(target, "spawn"):
+            raise InvalidError(
+                "Put @rayfn.concurrent(...) below @app.cls(...) or @app.function(...)."
+            )
+        if not inspect.isclass(target) and not callable(target):
+            raise InvalidError("@rayfn.concurrent(...) decorates a class or a function.")
         setattr(target, MAX_INPUTS_MARK, max_inputs)
         return target
 

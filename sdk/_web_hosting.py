@@ -10,6 +10,7 @@ submits work never loads Ray Serve. The replica builds its ASGI app inside the r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -99,13 +100,18 @@ def deploy_web_functions(
         # What its calls would ask of Ray (memory=, gpu=), but an HTTP handler mostly
         # waits: it holds no CPU unless the function asks for one.
         cluster = ray.cluster_resources() if options.gpu is not None else None  # fallbacks
-        actor_options = {**options.ray_task_options(cluster), "num_cpus": options.cpu or 0.0}
+        # A replica is the container: what one call asks for, whole.
+        whole = dataclasses.replace(options, concurrent_inputs=1)
+        actor_options = {**whole.ray_task_options(cluster), "num_cpus": options.cpu or 0.0}
         runtime_env = deployed.runtime_env_of(name) if deployed is not None else None
         if runtime_env is not None:
             actor_options["runtime_env"] = runtime_env
-        deployment = serve.deployment(name=f"{app_name}.{name}", ray_actor_options=actor_options)(
-            WebFunction
-        )
+        serving: dict[str, Any] = {}
+        if options.concurrent_inputs > 1:  # @concurrent(max_inputs=N): requests at once
+            serving["max_ongoing_requests"] = options.concurrent_inputs
+        deployment = serve.deployment(
+            name=f"{app_name}.{name}", ray_actor_options=actor_options, **serving
+        )(WebFunction)
         # Serve waits for the replica to run; one no node can hold would wait forever.
         needs = held_resources(actor_options)
         wait = fits_some_node(needs, _node_totals())

@@ -45,3 +45,9 @@ def test_map_hands_over_each_result_as_it_finishes(cluster: Cluster) -> None:
     assert ordered[1][1] < ordered[2][1] - 1.5, done.stdout
     assert [v for v, _ in unordered] == [0.0, 3.0]
     assert unordered[0][1] < unordered[1][1] - 1.5, done.stdout
+
+
+def test_concurrent_inputs_share_what_one_call_asks_for(cluster: Cluster) -> None:
+    done = cluster.cli("run", "tests/apps/modal_style/concurrent_inputs.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "at once: 4" in done.stdout, done.stdout

@@ -110,3 +110,32 @@ def test_an_unknown_option_names_itself_and_the_known_ones() -> None:
         app.function(image="debian")  # type: ignore[arg-type]
     with pytest.raises(InvalidError, match=r"@app.cls\(\) has no option 'concurrency'"):
         app.cls(concurrency=3)  # type: ignore[call-arg]
+
+
+def test_concurrent_inputs_share_one_calls_resources() -> None:
+    from rayfn.runtime.records import FunctionOptions
+    from rayfn.runtime.resources import GpuRequest
+
+    shared = FunctionOptions(cpu=2.0, memory_mib=1024, gpu=GpuRequest(1), concurrent_inputs=4)
+    assert shared.ray_task_options() == {
+        "num_cpus": 0.5,
+        "memory": 256 * 1024 * 1024,
+        "num_gpus": 0.25,
+    }
+    # Ray takes a fraction of one GPU, or whole GPUs.
+    three = FunctionOptions(gpu=GpuRequest(3), concurrent_inputs=2).ray_task_options()
+    assert three["num_gpus"] == 2
+
+
+def test_concurrent_goes_below_the_app_decorator() -> None:
+    app = rayfn.App("unit-concurrent")
+
+    @app.function()
+    @rayfn.concurrent(max_inputs=8)
+    def handler() -> None: ...
+
+    assert handler.options is not None and handler.options.concurrent_inputs == 8
+    with pytest.raises(InvalidError, match=r"below @app.cls\(...\) or @app.function"):
+        rayfn.concurrent(max_inputs=2)(handler)
+    with pytest.raises(InvalidError, match="max_inputs must be a whole number"):
+        rayfn.concurrent(max_inputs=0)
