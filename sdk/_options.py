@@ -13,7 +13,7 @@ from rayfn._image import Image
 from rayfn._retries import Retries, retry_policy
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret
-from rayfn.exception import InvalidError
+from rayfn.exception import InvalidError, NotSupportedError
 from rayfn.runtime.constants import DEFAULT_TIMEOUT_S, MAX_RESULT_TTL_S, MAX_TIMEOUT_S
 from rayfn.runtime.records import FunctionOptions
 from rayfn.runtime.resources import parse_gpu
@@ -35,6 +35,60 @@ class CallOptions(TypedDict, total=False):
     image: Image | None
 
 
+_CONTAINERS_ARE_CLASSES = (
+    "is an option of @app.cls on rayfn: a function's calls are Ray tasks, each started "
+    "when it runs (Ray keeps worker processes warm). Use @app.cls for containers that stay"
+)
+_NO_VOLUMES = (
+    "is not supported by rayfn yet: keep files on a path every node sees, or pass data "
+    "through a rayfn.Dict or a call's result"
+)
+# Modal's options of @app.function and @app.cls that rayfn does not have, with what to
+# use instead (options of its own it does not know get the list of those it does).
+MODAL_ONLY = {
+    "volumes": _NO_VOLUMES,
+    "network_file_systems": _NO_VOLUMES,
+    "cloud": "is not supported by rayfn: Ray places each call; ask for cpu=, gpu=, memory=",
+    "region": "is not supported by rayfn: Ray places each call; ask for cpu=, gpu=, memory=",
+    "proxy": "is not supported by rayfn: calls reach the network from their node",
+    "mounts": "is not supported by rayfn: use image=rayfn.Image...add_local_dir(...) "
+    "or .add_local_python_source(...)",
+    "enable_memory_snapshot": "is not supported by rayfn: do slow setup in an @app.cls "
+    "@rayfn.enter() method, which runs once per container",
+    "ephemeral_disk": "is not supported by rayfn: calls use their node's disk",
+    "block_network": "is not supported by rayfn: calls reach the network from their node",
+    "i6pn": "is not supported by rayfn: calls reach each other through Ray",
+    "restrict_modal_access": "is not supported by rayfn",
+    "nonpreemptible": "is not supported by rayfn: choose the node types in cluster.yaml",
+    "single_use_containers": "is not supported by rayfn: a plain function's calls are "
+    "Ray tasks already, each in a worker process Ray may reuse",
+    "is_generator": "is not supported by rayfn yet: return a list, or put items on a "
+    "rayfn.Queue as they come",
+}
+MODAL_ONLY_ON_FUNCTIONS = dict.fromkeys(
+    (
+        "min_containers",
+        "keep_warm",
+        "buffer_containers",
+        "scaledown_window",
+        "container_idle_timeout",
+    ),
+    _CONTAINERS_ARE_CLASSES,
+)
+
+
+def refuse_modal_only(names: Sequence[str], decorator: str) -> None:
+    """Raise for the first of ``names`` that is a Modal option rayfn does not have.
+
+    Raises:
+        NotSupportedError: it names the option and what to use instead.
+    """
+    table = {**MODAL_ONLY, **(MODAL_ONLY_ON_FUNCTIONS if decorator == "function" else {})}
+    for name in names:
+        if name in table:
+            raise NotSupportedError(f"@app.{decorator}({name}=...) {table[name]}.")
+
+
 def function_options(
     *,
     default_result_ttl: float,
@@ -49,6 +103,7 @@ def function_options(
             allowed range.
     """
     unknown = sorted(set(given) - set(CallOptions.__annotations__))
+    refuse_modal_only(unknown, decorator)
     if unknown:
         known = ", ".join(CallOptions.__annotations__)
         raise InvalidError(

@@ -103,9 +103,9 @@ def test_timeout_defaults_to_five_minutes() -> None:
 def test_an_unknown_option_names_itself_and_the_known_ones() -> None:
     app = rayfn.App("unit-unknown-option")
     with pytest.raises(
-        InvalidError, match=r"@app.function\(\) has no option 'region' \(its options: cpu"
+        InvalidError, match=r"@app.function\(\) has no option 'colour' \(its options: cpu"
     ):
-        app.function(region="us-east")  # type: ignore[call-overload]
+        app.function(colour="blue")  # type: ignore[call-overload]
     with pytest.raises(InvalidError, match=r"image must be a rayfn.Image, got str"):
         app.function(image="debian")  # type: ignore[arg-type]
     with pytest.raises(InvalidError, match=r"@app.cls\(\) has no option 'concurrency'"):
@@ -139,3 +139,24 @@ def test_concurrent_goes_below_the_app_decorator() -> None:
         rayfn.concurrent(max_inputs=2)(handler)
     with pytest.raises(InvalidError, match="max_inputs must be a whole number"):
         rayfn.concurrent(max_inputs=0)
+
+
+@pytest.mark.parametrize(
+    ("decorator", "option", "says"),
+    [
+        ("function", "volumes", r"@app.function\(volumes=...\) is not supported by rayfn yet"),
+        ("function", "region", r"@app.function\(region=...\) is not supported by rayfn: Ray"),
+        ("function", "min_containers", r"is an option of @app.cls on rayfn"),
+        ("function", "keep_warm", r"is an option of @app.cls on rayfn"),
+        ("cls", "enable_memory_snapshot", r"not supported by rayfn: do slow setup in an"),
+        ("function", "is_generator", r"not supported by rayfn yet: return a list"),
+    ],
+)
+def test_modal_options_rayfn_lacks_say_so_and_what_to_use(
+    decorator: str, option: str, says: str
+) -> None:
+    from rayfn.exception import NotSupportedError
+
+    app = rayfn.App("unit-modal-only")
+    with pytest.raises(NotSupportedError, match=says):
+        getattr(app, decorator)(**{option: 1})
