@@ -16,6 +16,9 @@ from rayfn._retries import Retries
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret
 from rayfn._stores import Dict, Queue
+
+# Modal names rayfn lacks so far: using one raises NotSupportedError saying so.
+from rayfn._unsupported import Volume, batched, web_server, wsgi_app  # noqa: F401
 from rayfn._web import asgi_app, fastapi_endpoint
 from rayfn.records import CallInfo, CallStatus
 

@@ -13,6 +13,7 @@ from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, stream_results
 from rayfn._serialization import dumps_args
 from rayfn._spawner import spawn_token, spawner
+from rayfn._unsupported import refuse
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.clients import Reply
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
@@ -248,6 +249,15 @@ class Function:
                     raise NotFoundError(answer.message())
                 calls.append(FunctionCall(answer))
         return calls
+
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Any:
+        refuse(
+            "Function.remote_gen (generator functions)",
+            "return a list, or put items on a rayfn.Queue as they come",
+        )
+
+    def with_options(self, **options: Any) -> Function:
+        refuse("Function.with_options", "deploy a second function with those options")
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run in this process, as a plain Python call.

@@ -1,0 +1,54 @@
+"""Modal names rayfn does not have yet: each raises ``NotSupportedError`` where a
+program uses it, naming it and what to use instead, never an ``AttributeError`` or a
+``TypeError`` from deep inside."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from rayfn.exception import NotSupportedError
+
+
+def refuse(what: str, instead: str) -> NoReturn:
+    raise NotSupportedError(f"{what} is not supported by rayfn yet: {instead}.")
+
+
+def batched(*, max_batch_size: int, wait_ms: int) -> Any:
+    refuse(
+        "@modal.batched",
+        "give the function a list parameter and call it with batches, or use .map(...)",
+    )
+
+
+def wsgi_app(**options: Any) -> Any:
+    refuse(
+        "@modal.wsgi_app",
+        "wrap the WSGI app for ASGI (a2wsgi's WSGIMiddleware) and serve it with @modal.asgi_app()",
+    )
+
+
+def web_server(port: int, **options: Any) -> Any:
+    refuse("@modal.web_server", "serve an ASGI app with @modal.asgi_app()")
+
+
+class Volume:
+    """Modal's ``Volume``: not in rayfn yet."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _no_volumes()
+
+    @classmethod
+    def from_name(cls, name: str, **options: Any) -> Volume:
+        _no_volumes()
+
+    @classmethod
+    def ephemeral(cls, **options: Any) -> Volume:
+        _no_volumes()
+
+
+def _no_volumes() -> NoReturn:
+    refuse(
+        "modal.Volume",
+        "keep files on a path every node sees, or pass data through a rayfn.Dict or "
+        "a call's result",
+    )
