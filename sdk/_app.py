@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from typing_extensions import Unpack
@@ -18,7 +18,7 @@ from rayfn._function import Function
 from rayfn._image import Image
 from rayfn._options import CallOptions, check_pool, function_options
 from rayfn._schedules import Cron, Period
-from rayfn._secret import inline_secrets
+from rayfn._secret import Secret, inline_secrets, required_keys
 from rayfn._serialization import dumps_function
 from rayfn._web import web_endpoint_of
 from rayfn.config import settings
@@ -53,6 +53,7 @@ class App:
         self._functions: dict[str, Function] = {}
         self._entrypoints: dict[str, F] = {}
         self._inline_secrets: dict[str, dict[str, str]] = {}  # Secret.from_dict values
+        self._required_keys: dict[str, set[str]] = {}  # Secret.from_name(required_keys=)
         self._ephemeral_key: str | None = None
         self._ephemeral_info: AppInfo | None = None  # what the cluster made of the run
         self.source = ""  # the file the app was loaded from, when the CLI loaded it
@@ -166,6 +167,7 @@ class App:
             )
             self._functions[fn_name] = function
             self._inline_secrets.update(inline)
+            self._require(options.get("secrets", ()))
             return function
 
         return register(_fn) if _fn is not None else register
@@ -194,6 +196,7 @@ class App:
             default_result_ttl=settings().result_ttl, decorator="cls", **options
         )
         inline = inline_secrets(options.get("secrets", ()))
+        secrets = options.get("secrets", ())
         image = options.get("image")
 
         def register(user_cls: type) -> Cls:
@@ -229,9 +232,14 @@ class App:
                     image=image,
                 )
             self._inline_secrets.update(inline)
+            self._require(secrets)
             return Cls(self._name or "", cls_name, handles)
 
         return register(_cls) if _cls is not None else register
+
+    def _require(self, secrets: Sequence[Secret]) -> None:
+        for name, keys in required_keys(secrets).items():
+            self._required_keys.setdefault(name, set()).update(keys)
 
     def local_entrypoint(self, _fn: F | None = None, *, name: str | None = None) -> Any:
         """Register the function ``rayfn run FILE`` calls locally. Its parameters become
@@ -261,7 +269,7 @@ class App:
         if self._name is None:
             self._name = app_name
         spec = self._spec(app_name)
-        _check_secrets(spec)
+        _check_secrets(spec, self._required_keys)
         _check_images(spec)
         web = [f for f in self._functions.values() if f.web is not None]
         if web:
@@ -312,7 +320,7 @@ class App:
         grace = settings().client_grace
         try:
             spec = dataclasses.replace(self._spec(key, ephemeral=True), client_grace=grace)
-            _check_secrets(spec)
+            _check_secrets(spec, self._required_keys)
             _check_images(spec)
             info, _ = control.deploy(spec).result()
         except BaseException:
@@ -435,11 +443,12 @@ def _check_images(spec: AppSpec) -> None:
         raise InvalidError(problems[0] + more)
 
 
-def _check_secrets(spec: AppSpec) -> None:
-    """Named secrets must exist before a deploy that needs them.
+def _check_secrets(spec: AppSpec, required: dict[str, set[str]]) -> None:
+    """Named secrets must exist before a deploy that needs them, with the keys
+    ``required`` of each.
 
     Raises:
-        NotFoundError: names the missing secrets and how to create them.
+        NotFoundError: names the missing secrets (or keys) and how to create them.
     """
     named = {
         name
@@ -457,3 +466,12 @@ def _check_secrets(spec: AppSpec) -> None:
             + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
             + "."
         )
+    if any(required.get(name) for name in named):
+        has = dict(_connection.control().list_secrets().result())
+        for name in sorted(named):
+            lacking = sorted(required.get(name, set()) - set(has.get(name, ())))
+            if lacking:
+                raise NotFoundError(
+                    f"Secret {name!r} has no key {', '.join(lacking)} (required_keys); add "
+                    f"it with `rayfn secret create {name} {lacking[0]}=... ` and its other keys."
+                )

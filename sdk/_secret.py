@@ -23,15 +23,27 @@ _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class Secret:
     """A set of environment variables for a function's calls."""
 
-    def __init__(self, name: str, values: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, values: dict[str, str] | None = None, required_keys: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self._values = values  # set for from_dict: uploaded at deploy
+        self.required_keys = required_keys  # checked at deploy
 
     @classmethod
-    def from_name(cls, name: str) -> Secret:
+    def from_name(
+        cls,
+        name: str,
+        *,
+        environment_name: str | None = None,
+        required_keys: Sequence[str] = (),
+    ) -> Secret:
         """The secret created with ``rayfn secret create NAME KEY=VALUE ...``; checked
-        at deploy."""
-        return cls(check_name("secret", name))
+        at deploy, with ``required_keys`` it must have. ``environment_name`` is
+        accepted: a rayfn cluster has one environment."""
+        if isinstance(required_keys, str) or not all(isinstance(k, str) for k in required_keys):
+            raise InvalidError(f"required_keys must be a list of key names, got {required_keys!r}.")
+        return cls(check_name("secret", name), required_keys=tuple(required_keys))
 
     @classmethod
     def from_dict(cls, env: dict[str, str]) -> Secret:
@@ -46,6 +58,14 @@ class Secret:
 
     def __repr__(self) -> str:  # never the values
         return f"Secret({self.name!r})"
+
+
+def required_keys(secrets: Sequence[Secret]) -> dict[str, set[str]]:
+    """The keys each named secret among ``secrets`` must have."""
+    wanted: dict[str, set[str]] = {}
+    for secret in secrets:
+        wanted.setdefault(secret.name, set()).update(secret.required_keys)
+    return wanted
 
 
 def inline_secrets(secrets: Sequence[Secret]) -> dict[str, dict[str, str]]:

@@ -138,6 +138,23 @@ def test_deploying_with_a_missing_secret_says_how_to_create_it(cluster: Cluster)
         app.deploy()
 
 
+def test_a_secret_without_its_required_keys_fails_the_deploy(cluster: Cluster) -> None:
+    app = rayfn.App("test-required-keys")
+    has = rayfn.Secret.from_name("test-api", required_keys=["API_KEY"])
+    lacks = rayfn.Secret.from_name("test-api", required_keys=["API_KEY", "API_SECRET"])
+
+    @app.function(secrets=[has])
+    def f() -> None: ...
+
+    app.deploy()  # test-api has API_KEY (tests/apps/shared.py's deploy made it)
+    other = rayfn.App("test-required-keys-2")
+    other.function(secrets=[lacks], name="g")(lambda: None)
+    with pytest.raises(NotFoundError, match=r"Secret 'test-api' has no key API_SECRET"):
+        other.deploy()
+    with pytest.raises(InvalidError, match="required_keys must be a list"):
+        rayfn.Secret.from_name("test-api", required_keys="API_KEY")
+
+
 def _ticks(function: str) -> list[rayfn.CallInfo]:
     return rayfn.list_calls(app="test-schedule", function=function, limit=1000)
 
