@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from rayfn.runtime.records import AppInfo, AppSpec, FunctionInfo, ImageSpec, NotDeployed
     from rayfn.runtime.registry import CallRegistry
     from rayfn.runtime.stores import DictStore, QueueStore
+    from rayfn.runtime.volumes import Entry
 
 T = TypeVar("T")
 Store = TypeVar("Store", "DictStore", "QueueStore")
@@ -240,6 +241,25 @@ class ControlClient:
     def image_problems(self, images: list[tuple[str, ImageSpec]]) -> Reply[list[str]]:
         """What the cluster cannot do of each ``(whose, image)``, a sentence each."""
         return Reply(lambda: self.handle.image_problems.remote(images))
+
+    def volume(self, name: str, create: bool) -> Reply[bool]:
+        """Whether volume ``name`` exists (made first, with ``create``)."""
+        return Reply(lambda: self.handle.volume.remote(name, create))
+
+    def delete_volume(self, name: str) -> Reply[bool]:
+        return Reply(lambda: self.handle.delete_volume.remote(name))
+
+    def volume_listdir(self, name: str, path: str, recursive: bool) -> Reply[list[Entry]]:
+        return Reply(lambda: self.handle.volume_listdir.remote(name, path, recursive))
+
+    def volume_read(self, name: str, path: str) -> Reply[bytes]:
+        return Reply(lambda: self.handle.volume_read.remote(name, path))
+
+    def volume_write(self, name: str, files: list[tuple[str, bytes]], force: bool) -> Reply[None]:
+        return Reply(lambda: self.handle.volume_write.remote(name, files, force))
+
+    def volume_remove(self, name: str, path: str, recursive: bool) -> Reply[None]:
+        return Reply(lambda: self.handle.volume_remove.remote(name, path, recursive))
 
     def missing_secrets(self, names: list[str]) -> Reply[list[str]]:
         return Reply(lambda: self.handle.missing_secrets.remote(names))

@@ -37,6 +37,8 @@ KV_SECRET_PREFIX = "rayfn:secret:"
 # in memory, so a store is for coordination and work items, not for bulk data.
 KV_STORE_PREFIX = "rayfn:store:"
 STORE_MAX_BYTES = 64 * 1024 * 1024
+# The folder under which the cluster keeps volumes (runtime/volumes.py), for workers.
+KV_VOLUMES_ROOT = "rayfn:volumes-root"
 # Where Ray Serve listens for rayfn's HTTP side (RAYFN_HTTP_HOST, RAYFN_HTTP_PORT):
 # loopback unless asked, so nothing is reachable from other machines by default.
 DEFAULT_HTTP_HOST = "127.0.0.1"

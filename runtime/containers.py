@@ -30,11 +30,17 @@ class Container:
     """One container: an instance of the user's class, serving its method calls."""
 
     def __init__(
-        self, code_key: str, label: str, secret_names: tuple[str, ...], max_inputs: int
+        self,
+        code_key: str,
+        label: str,
+        secret_names: tuple[str, ...],
+        max_inputs: int,
+        mounts: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        from rayfn.runtime import executor
+        from rayfn.runtime import executor, volumes
 
         self._max_inputs = max_inputs
+        volumes.mount(mounts)  # before @enter, which may load from them
         cls = executor.load_code(code_key, label)
         with executor.environment(executor.secret_env(secret_names) if secret_names else {}):
             self._instance = cls()

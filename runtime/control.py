@@ -16,7 +16,7 @@ from typing import Any
 import ray
 
 from rayfn.records import CallInfo
-from rayfn.runtime import clients, code, environment, kv
+from rayfn.runtime import clients, code, environment, kv, volumes
 from rayfn.runtime.code import drop_code, put_code
 from rayfn.runtime.constants import (
     CODE_VERSIONS_KEPT,
@@ -91,6 +91,7 @@ class ControlActor:
         # What each app's last deploy replaced, so a deploy that fails halfway (its
         # web functions cannot be served) can be undone.
         self._replaced: dict[str, Deployment | None] = {}
+        self._volumes: volumes.Folders | None = None  # made on first use
         self._scheduler = asyncio.get_running_loop().create_task(
             tick_forever(SCHEDULE_TICK_S, self._tick, "scheduler or reaper pass")
         )
@@ -196,6 +197,38 @@ class ControlActor:
         return [
             problem for label, image in images for problem in environment.problems(image, label)
         ]
+
+    # -- volumes (runtime/volumes.py): files in and out for clients anywhere -------------
+
+    def _folders(self) -> volumes.Folders:
+        if self._volumes is None:
+            self._volumes = volumes.Folders(volumes.configured_root())
+            self._volumes.publish()
+        return self._volumes
+
+    async def volume(self, name: str, create: bool) -> bool:
+        """Whether volume ``name`` exists (made first, with ``create``)."""
+        if create:
+            self._folders().create(name)
+        return self._folders().exists(name)
+
+    async def delete_volume(self, name: str) -> bool:
+        return await asyncio.to_thread(self._folders().delete, name)
+
+    async def volume_names(self) -> list[str]:
+        return self._folders().names()
+
+    async def volume_listdir(self, name: str, path: str, recursive: bool) -> list[volumes.Entry]:
+        return await asyncio.to_thread(self._folders().listdir, name, path, recursive)
+
+    async def volume_read(self, name: str, path: str) -> bytes:
+        return await asyncio.to_thread(self._folders().read, name, path)
+
+    async def volume_write(self, name: str, files: list[tuple[str, bytes]], force: bool) -> None:
+        await asyncio.to_thread(self._folders().write, name, files, force)
+
+    async def volume_remove(self, name: str, path: str, recursive: bool) -> None:
+        await asyncio.to_thread(self._folders().remove, name, path, recursive)
 
     async def missing_secrets(self, names: list[str]) -> list[str]:
         """Those of ``names`` that no secret has."""

@@ -101,6 +101,7 @@ class LoadedFunction:
             options.secrets,
             options.max_result_bytes,
             self.task_name,
+            options.volumes,
         )
         return header.to_str()
 
@@ -142,7 +143,13 @@ class LoadedFunction:
             options["runtime_env"] = self.runtime_env
         return RemoteContainer.options(
             max_concurrency=container.max_inputs, max_restarts=0, **options
-        ).remote(self.code_key, self.task_name, self.options.secrets, container.max_inputs)
+        ).remote(
+            self.code_key,
+            self.task_name,
+            self.options.secrets,
+            container.max_inputs,
+            self.options.volumes,
+        )
 
     def _task_with_options(self, task: Any) -> Any:
         resources: dict[str, float] | None = (

@@ -22,7 +22,7 @@ from typing import Any
 import ray
 
 from rayfn.records import FailureKind
-from rayfn.runtime import clients, output
+from rayfn.runtime import clients, output, volumes
 from rayfn.runtime.code import get_code, get_secret
 from rayfn.runtime.constants import (
     INLINE_RESULT_BYTES,
@@ -175,6 +175,8 @@ def run_call(
     tagged = output.begin(output.call_tag(task.code_key, task.call_id))
     token = _current_call_id.set(task.call_id)
     try:
+        if task.volumes:
+            volumes.mount(task.volumes)
         env = secret_env(task.secrets) if task.secrets else {}
         with environment(env):
             fn = resolve() if resolve is not None else load_code(task.code_key, task.label)

@@ -67,18 +67,25 @@ class TaskHeader(NamedTuple):
     code_key: str  # where the worker finds the function's code (runtime/code.py)
     secrets: tuple[str, ...]  # names of the secrets set as env vars for the call
     max_result_bytes: int  # a larger result fails the call (RAYFN_MAX_RESULT_BYTES)
-    label: str  # "app.function", for messages (last: the one field that may hold anything)
+    label: str  # "app.function", for messages (last in the text: it may hold anything)
+    volumes: tuple[tuple[str, str], ...] = ()  # (mount path, volume name) to mount first
 
     def to_str(self) -> str:
         secrets = ",".join(self.secrets)
+        volumes = ",".join(f"{path}={name}" for path, name in self.volumes)
         fields = (self.call_id, self.attempt, self.code_key, secrets, self.max_result_bytes)
-        return "\n".join(map(str, fields)) + "\n" + self.label
+        return "\n".join(map(str, fields)) + f"\n{volumes}\n{self.label}"
 
     @classmethod
     def parse(cls, text: str) -> TaskHeader:
-        call_id, attempt, code_key, secrets, limit, label = text.split("\n", 5)
+        call_id, attempt, code_key, secrets, limit, volumes, label = text.split("\n", 6)
         names = tuple(secrets.split(",")) if secrets else ()
-        return cls(call_id, int(attempt), code_key, names, int(limit), label)
+        mounts = tuple(
+            (path, name) for path, _, name in (v.rpartition("=") for v in volumes.split(","))
+        )
+        return cls(
+            call_id, int(attempt), code_key, names, int(limit), label, mounts if volumes else ()
+        )
 
 
 # A pack's calls that have finished, as the start report hands them over:

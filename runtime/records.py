@@ -57,6 +57,7 @@ class FunctionOptions:
     # @concurrent(max_inputs=N) on a function: N calls share what one call asks for
     # (each reserves 1/N of cpu, memory and GPUs), as N inputs share a Modal container.
     concurrent_inputs: int = 1
+    volumes: tuple[tuple[str, str], ...] = ()  # (mount path, volume name), runtime/volumes.py
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""

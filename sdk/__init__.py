@@ -18,7 +18,8 @@ from rayfn._secret import Secret
 from rayfn._stores import Dict, Queue
 
 # Modal names rayfn lacks so far: using one raises NotSupportedError saying so.
-from rayfn._unsupported import Volume, batched, web_server, wsgi_app  # noqa: F401
+from rayfn._unsupported import batched, web_server, wsgi_app  # noqa: F401
+from rayfn._volume import Volume
 from rayfn._web import asgi_app, fastapi_endpoint
 from rayfn.records import CallInfo, CallStatus
 
@@ -38,6 +39,7 @@ __all__ = [
     "Queue",
     "Retries",
     "Secret",
+    "Volume",
     "__version__",
     "asgi_app",
     "concurrent",

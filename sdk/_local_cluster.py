@@ -139,6 +139,7 @@ def start(
         **SINGLE_MACHINE_ENV,
     }
     env.pop("RAY_ADDRESS", None)
+    env.setdefault("RAYFN_VOLUMES_ROOT", str(home / "volumes"))  # this cluster's volumes
     log_file = home / _LOG_FILE
     # A detached process of its own session: it outlives the CLI and its terminal, and
     # no Popen object pretends to still own it.

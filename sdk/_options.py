@@ -13,6 +13,7 @@ from rayfn._image import Image
 from rayfn._retries import Retries, retry_policy
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret
+from rayfn._volume import Volume, mounts_of
 from rayfn.exception import InvalidError, NotSupportedError
 from rayfn.runtime.constants import DEFAULT_TIMEOUT_S, MAX_RESULT_TTL_S, MAX_TIMEOUT_S
 from rayfn.runtime.records import FunctionOptions
@@ -33,20 +34,17 @@ class CallOptions(TypedDict, total=False):
     result_ttl: float | None
     secrets: Sequence[Secret]
     image: Image | None
+    volumes: dict[str, Volume] | None
 
 
 _CONTAINERS_ARE_CLASSES = (
     "is an option of @app.cls on rayfn: a function's calls are Ray tasks, each started "
     "when it runs (Ray keeps worker processes warm). Use @app.cls for containers that stay"
 )
-_NO_VOLUMES = (
-    "is not supported by rayfn yet: keep files on a path every node sees, or pass data "
-    "through a rayfn.Dict or a call's result"
-)
+_NO_VOLUMES = "is not supported by rayfn: use volumes={path: rayfn.Volume.from_name(...)}"
 # Modal's options of @app.function and @app.cls that rayfn does not have, with what to
 # use instead (options of its own it does not know get the list of those it does).
 MODAL_ONLY = {
-    "volumes": _NO_VOLUMES,
     "network_file_systems": _NO_VOLUMES,
     "cloud": "is not supported by rayfn: Ray places each call; ask for cpu=, gpu=, memory=",
     "region": "is not supported by rayfn: Ray places each call; ask for cpu=, gpu=, memory=",
@@ -161,6 +159,7 @@ def function_options(
         startup_timeout=startup_timeout,
         max_containers=max_containers,
         retries=retry_policy(retries),
+        volumes=mounts_of(given.get("volumes")),
     )
 
 

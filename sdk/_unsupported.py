@@ -29,26 +29,3 @@ def wsgi_app(**options: Any) -> Any:
 
 def web_server(port: int, **options: Any) -> Any:
     refuse("@modal.web_server", "serve an ASGI app with @modal.asgi_app()")
-
-
-class Volume:
-    """Modal's ``Volume``: not in rayfn yet."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _no_volumes()
-
-    @classmethod
-    def from_name(cls, name: str, **options: Any) -> Volume:
-        _no_volumes()
-
-    @classmethod
-    def ephemeral(cls, **options: Any) -> Volume:
-        _no_volumes()
-
-
-def _no_volumes() -> NoReturn:
-    refuse(
-        "modal.Volume",
-        "keep files on a path every node sees, or pass data through a rayfn.Dict or "
-        "a call's result",
-    )

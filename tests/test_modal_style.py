@@ -4,9 +4,12 @@ imports ``rayfn as modal`` and runs through the CLI on a real cluster."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+import rayfn
+from rayfn.exception import InvalidError, NotFoundError
 from tests.conftest import Cluster
 
 pytestmark = pytest.mark.timeout(300)
@@ -51,3 +54,50 @@ def test_concurrent_inputs_share_what_one_call_asks_for(cluster: Cluster) -> Non
     done = cluster.cli("run", "tests/apps/modal_style/concurrent_inputs.py", timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "at once: 4" in done.stdout, done.stdout
+
+
+def test_a_volume_shares_files_between_calls_classes_and_the_client(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("uploaded from the client")
+    mount = tmp_path / "mounted" / "data"  # where the calls see the volume
+    try:
+        done = cluster.cli(
+            "run",
+            "tests/apps/modal_style/volumes.py",
+            "--note",
+            str(note),
+            env={"VOLUME_MOUNT": str(mount)},
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        for line in [
+            "listing: ['from-call.txt', 'uploaded']",
+            "read: written in a call",
+            "client reads: written in a call",
+            "entries: ['from-call.txt', 'uploaded', 'uploaded/note.txt']",
+            "enter saw: uploaded from the client",
+            "after remove: ['uploaded']",
+        ]:
+            assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"
+        assert mount.is_symlink()  # the call's node is this machine
+    finally:
+        rayfn.Volume.delete("modal-style-volume")
+    with pytest.raises(NotFoundError, match="No Volume named 'modal-style-volume'"):
+        rayfn.Volume.from_name("modal-style-volume")
+
+
+def test_volume_mistakes_are_clear(cluster: Cluster) -> None:
+    app = rayfn.App("test-volume-mistakes")
+    with rayfn.Volume.ephemeral() as vol:
+        with pytest.raises(InvalidError, match="absolute path other than /"):
+            app.function(volumes={"data": vol})
+        with pytest.raises(InvalidError, match="one inside the other"):
+            app.function(volumes={"/a": vol, "/a/b": vol})
+        with pytest.raises(InvalidError, match=r"dict of paths to rayfn\.Volume"):
+            app.function(volumes={"/a": "vol"})  # type: ignore[dict-item]
+        with pytest.raises(FileNotFoundError, match=r"No file 'missing\.txt'"):
+            b"".join(vol.read_file("missing.txt"))
+        with pytest.raises(InvalidError, match="leads out of the volume"):
+            vol.listdir("../..")

@@ -144,7 +144,7 @@ def test_concurrent_goes_below_the_app_decorator() -> None:
 @pytest.mark.parametrize(
     ("decorator", "option", "says"),
     [
-        ("function", "volumes", r"@app.function\(volumes=...\) is not supported by rayfn yet"),
+        ("function", "network_file_systems", r"\(network_file_systems=...\) is not supported"),
         ("function", "region", r"@app.function\(region=...\) is not supported by rayfn: Ray"),
         ("function", "min_containers", r"is an option of @app.cls on rayfn"),
         ("function", "keep_warm", r"is an option of @app.cls on rayfn"),

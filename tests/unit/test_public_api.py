@@ -23,6 +23,7 @@ def test_public_names() -> None:
             "Queue",
             "Retries",
             "Secret",
+            "Volume",
             "__version__",
             "asgi_app",
             "concurrent",
