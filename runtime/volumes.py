@@ -12,6 +12,7 @@ call: ``commit`` and ``reload`` have nothing to do.
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import stat
@@ -26,6 +27,13 @@ from rayfn.runtime.constants import KV_VOLUMES_ROOT
 _root: Path | None = None
 
 
+class FileEntryType(enum.IntEnum):
+    """Modal's kinds of volume entries."""
+
+    FILE = 1
+    DIRECTORY = 2
+
+
 @dataclass(frozen=True)
 class Entry:
     """A file or folder of a volume, as ``listdir`` answers (Modal's ``FileEntry``)."""
@@ -34,6 +42,10 @@ class Entry:
     is_dir: bool
     mtime: float
     size: int
+
+    @property
+    def type(self) -> FileEntryType:
+        return FileEntryType.DIRECTORY if self.is_dir else FileEntryType.FILE
 
 
 def configured_root() -> Path:

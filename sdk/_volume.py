@@ -34,7 +34,7 @@ T = TypeVar("T")
 # read_file hands a file over in pieces of this size, as Modal's does.
 _CHUNK = 1024 * 1024
 
-FileEntry = Entry  # Modal's name: .path, .is_dir, .mtime, .size
+FileEntry = Entry  # Modal's name: .path, .type (FileEntryType), .mtime, .size; .is_dir
 
 
 class Volume:

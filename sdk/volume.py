@@ -1,5 +1,6 @@
-"""Modal's ``modal.volume`` module: ``Volume`` and ``FileEntry``."""
+"""Modal's ``modal.volume`` module: ``Volume``, ``FileEntry`` and ``FileEntryType``."""
 
 from rayfn._volume import FileEntry, Volume
+from rayfn.runtime.volumes import FileEntryType
 
-__all__ = ["FileEntry", "Volume"]
+__all__ = ["FileEntry", "FileEntryType", "Volume"]

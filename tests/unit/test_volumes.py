@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rayfn.runtime.volumes import Folders, mount
+from rayfn.runtime.volumes import FileEntryType, Folders, mount
 
 
 def test_files_go_in_and_out_of_a_volume(tmp_path: Path) -> None:
@@ -24,6 +24,8 @@ def test_files_go_in_and_out_of_a_volume(tmp_path: Path) -> None:
         ("c.txt", False, 3),
     ]
     assert [e.path for e in folders.listdir("models", "/", recursive=False)] == ["a", "c.txt"]
+    kinds = [FileEntryType.DIRECTORY, FileEntryType.FILE, FileEntryType.FILE]
+    assert [e.type for e in listed] == kinds
     with pytest.raises(FileExistsError, match="force=True"):
         folders.write("models", [("c.txt", b"again")], force=False)
     folders.write("models", [("c.txt", b"again")], force=True)
