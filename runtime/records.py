@@ -82,6 +82,7 @@ class WebEndpoint:
     kind: str  # "asgi": the function returns an ASGI app; "fastapi": it is the handler
     method: str = "GET"  # of a "fastapi" endpoint
     route_prefix: str | None = None  # None: /<app>/<function>
+    docs: bool = False  # a "fastapi" endpoint's own /docs (Modal's docs=True)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rayfn._checks import marker
+from rayfn._unsupported import refuse
 from rayfn.exception import InvalidError
 from rayfn.runtime.records import WebEndpoint
 
@@ -38,7 +39,13 @@ def check_route_free(prefix: str, where: str) -> None:
             )
 
 
-def asgi_app(*, label: str | None = None, route_prefix: str | None = None) -> Callable[[F], F]:
+def asgi_app(
+    *,
+    label: str | None = None,
+    route_prefix: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
     """Serve the ASGI app (FastAPI, Starlette...) that the decorated function returns.
 
     Example:
@@ -51,11 +58,18 @@ def asgi_app(*, label: str | None = None, route_prefix: str | None = None) -> Ca
         label: serve at ``/<label>`` instead of ``/<app>/<function>``.
         route_prefix: serve at this path prefix instead (e.g. ``"/jobs"``).
     """
+    _refuse_modal_only(custom_domains, requires_proxy_auth)
     return _mark(WebEndpoint("asgi", route_prefix=_prefix(label, route_prefix)))
 
 
 def fastapi_endpoint(
-    *, method: str = "GET", label: str | None = None, route_prefix: str | None = None
+    *,
+    method: str = "GET",
+    label: str | None = None,
+    route_prefix: str | None = None,
+    docs: bool = False,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
 ) -> Callable[[F], F]:
     """Serve the decorated function as one HTTP endpoint; its parameters are read as
     FastAPI reads them (query parameters, or a JSON body for pydantic models).
@@ -68,9 +82,21 @@ def fastapi_endpoint(
     """
     if not isinstance(method, str) or method.upper() not in _METHODS:
         raise InvalidError(f"method must be one of {', '.join(_METHODS)}, got {method!r}.")
-    return _mark(
-        WebEndpoint("fastapi", method=method.upper(), route_prefix=_prefix(label, route_prefix))
-    )
+    if not isinstance(docs, bool):
+        raise InvalidError(f"docs must be True or False, got {docs!r}.")
+    _refuse_modal_only(custom_domains, requires_proxy_auth)
+    prefix = _prefix(label, route_prefix)
+    return _mark(WebEndpoint("fastapi", method=method.upper(), route_prefix=prefix, docs=docs))
+
+
+def _refuse_modal_only(custom_domains: Any, requires_proxy_auth: bool) -> None:
+    if custom_domains:
+        refuse("custom_domains", "point your domain at Ray Serve's HTTP address")
+    if requires_proxy_auth:
+        refuse(
+            "requires_proxy_auth",
+            "serve it on 127.0.0.1 (the default) behind a proxy that checks callers",
+        )
 
 
 def _mark(endpoint: WebEndpoint) -> Callable[[F], F]:

@@ -46,17 +46,19 @@ class Endpoint:
 class WebFunction:
     """Hosts one ``@asgi_app`` or ``@fastapi_endpoint`` function."""
 
-    def __init__(self, code: bytes, kind: str, method: str) -> None:
+    def __init__(self, code: bytes, kind: str, method: str, docs: bool = False) -> None:
         self._fn = ray.cloudpickle.loads(code)
         self._kind = kind
         self._method = method
+        self._docs = docs
 
     def __serve_build_asgi_app__(self) -> Any:
         if self._kind == "asgi":
             return _BarePrefixIsRoot(self._fn())
         from fastapi import FastAPI
 
-        app = FastAPI()
+        # Its /docs and /openapi.json only with docs=True, as Modal serves them.
+        app = FastAPI() if self._docs else FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app.add_api_route("/", self._fn, methods=[self._method])
         return _BarePrefixIsRoot(app)
 
@@ -124,7 +126,7 @@ def deploy_web_functions(
             )
         try:
             ray_compat.serve_run(
-                deployment.bind(code, function.web.kind, function.web.method),
+                deployment.bind(code, function.web.kind, function.web.method, function.web.docs),
                 name=_serve_name(app_name, name, dev),
                 route_prefix=prefix,
                 wait=wait,

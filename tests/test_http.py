@@ -310,6 +310,21 @@ def test_fastapi_endpoint_serves_one_function(base: str) -> None:
     assert (answer.status_code, answer.json()) == (200, {"square": 49})
 
 
+def test_a_web_endpoint_has_docs_only_when_asked_modal_style(cluster: Cluster, base: str) -> None:
+    done = cluster.cli(
+        "deploy",
+        "tests/apps/modal_style/web_docs.py",
+        env={"RAYFN_HTTP_PORT": os.environ["RAYFN_HTTP_PORT"]},
+    )
+    assert done.returncode == 0, done.stderr
+    documented, plain = f"{base}/modal-style-web/documented", f"{base}/modal-style-web/plain"
+    assert httpx.get(documented, params={"x": 2}, timeout=30).json() == {"double": 4}
+    assert httpx.get(plain, params={"x": 2}, timeout=30).json() == {"triple": 6}
+    assert httpx.get(f"{documented}/docs", timeout=30).status_code == 200
+    assert httpx.get(f"{plain}/docs", timeout=30).status_code == 404
+    assert httpx.get(f"{plain}/openapi.json", timeout=30).status_code == 404
+
+
 def test_web_replicas_hold_the_resources_their_function_asks_for(base: str) -> None:
     web_resources.app.deploy()
     try:

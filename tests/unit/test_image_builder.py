@@ -111,6 +111,8 @@ def test_modal_names_rayfn_lacks_raise_saying_so() -> None:
         (lambda: modal.web_server(8000), r"@modal.web_server is not supported"),
         (lambda: f.remote_gen(), r"Function.remote_gen \(generator functions\) is not"),
         (lambda: f.with_options(cpu=2), r"Function.with_options is not supported"),
+        (lambda: modal.fastapi_endpoint(requires_proxy_auth=True), r"requires_proxy_auth is"),
+        (lambda: modal.asgi_app(custom_domains=["x.example"]), r"custom_domains is not"),
     ]:
         with pytest.raises(NotSupportedError, match=says):
             use()
