@@ -80,12 +80,14 @@ class TaskHeader(NamedTuple):
     def parse(cls, text: str) -> TaskHeader:
         call_id, attempt, code_key, secrets, limit, volumes, label = text.split("\n", 6)
         names = tuple(secrets.split(",")) if secrets else ()
-        mounts = tuple(
-            (path, name) for path, _, name in (v.rpartition("=") for v in volumes.split(","))
-        )
-        return cls(
-            call_id, int(attempt), code_key, names, int(limit), label, mounts if volumes else ()
-        )
+        mounts = tuple(_mount(v) for v in volumes.split(",")) if volumes else ()
+        return cls(call_id, int(attempt), code_key, names, int(limit), label, mounts)
+
+
+def _mount(text: str) -> tuple[str, str]:
+    """``"/path=name"`` as ``(path, name)``."""
+    path, _, name = text.rpartition("=")
+    return path, name
 
 
 # A pack's calls that have finished, as the start report hands them over:

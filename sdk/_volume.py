@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import ray
 
 from rayfn import _connection
-from rayfn._aio import Steps, aio_method
+from rayfn._aio import Steps, aio_method, run_steps
 from rayfn._checks import check_name
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.clients import Reply
@@ -180,8 +180,6 @@ def _asked(reply: Reply[T]) -> Steps[T]:
 
 
 def _ask(reply: Reply[T]) -> T:
-    from rayfn._aio import run_steps
-
     return run_steps(_asked(reply))
 
 

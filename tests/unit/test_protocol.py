@@ -15,6 +15,12 @@ def test_a_task_header_reads_back_as_it_was_written(secrets: tuple[str, ...]) ->
     assert TaskHeader.parse(header.to_str()) == header
 
 
+def test_a_task_header_carries_the_volumes_to_mount() -> None:
+    mounts = (("/data", "models"), ("/root/.cache/hf", "hf-cache"))
+    header = TaskHeader("fc-0-1-abc", 1, "key", (), 5, "app.f", mounts)
+    assert TaskHeader.parse(header.to_str()) == header
+
+
 def test_a_label_with_newlines_stays_whole() -> None:
     header = TaskHeader("fc-0-1-abc", 1, "key", (), 5, "weird\nlabel\n")
     assert TaskHeader.parse(header.to_str()).label == "weird\nlabel\n"
