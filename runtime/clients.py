@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         LoadedVersion,
         Polled,
         PollMode,
+        StreamChunk,
         Submission,
         Submitted,
     )
@@ -168,6 +169,11 @@ class RegistryClient:
         """Where calls stand, waiting up to ``timeout`` (None: as long as it takes, 0:
         not at all) as ``mode`` says; see ``PollMode``."""
         return Reply(lambda: self.handle.poll.remote(call_ids, timeout, mode))
+
+    def stream(self, call_id: str, start: int, timeout: float) -> Reply[StreamChunk]:
+        """A generator call's values from number ``start`` on, waiting up to
+        ``timeout`` for one (or its end)."""
+        return Reply(lambda: self.handle.stream.remote(call_id, start, timeout))
 
     def describe(self, call_id: str) -> Reply[CallInfo | CallStatus | None]:
         """The call's status record; EXPIRED or LOST for one no longer tracked, None

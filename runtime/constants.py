@@ -29,6 +29,9 @@ KV_APP_PREFIX = "rayfn:app:"
 # (runtime/code.py), and how many versions of an app keep theirs: the previous one
 # stays for calls dispatched just before a redeploy.
 KV_CODE_PREFIX = "rayfn:code:"
+# The attribute of rayfn's wrappers (a Function, a Cls) naming the user's code inside:
+# a worker importing the user's module finds the wrapper there (runtime/sources.py).
+CODE_ATTRIBUTE = "__rayfn_code__"
 
 # Prefix of the GCS key-value entries holding secrets (name -> pickled dict of env vars).
 KV_SECRET_PREFIX = "rayfn:secret:"
@@ -56,6 +59,9 @@ SCHEDULE_TICK_S = 0.2
 # How often the control actor looks for ephemeral apps to stop (runtime/control.py).
 REAP_EVERY_S = 1.0
 CODE_VERSIONS_KEPT = 2
+# How long the registry keeps what an ended generator call yielded and nobody read to
+# its end (runtime/streams.py); a reader after that is told its values are gone.
+STREAM_KEEP_S = 600.0
 
 # Call ids: "fc-", the issuing shard and its epoch, then 26 base32 characters carrying
 # 128 random bits (runtime/ids.py).

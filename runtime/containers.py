@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +40,11 @@ class Container:
         from rayfn.runtime import executor, volumes
 
         self._max_inputs = max_inputs
+        self._code = (code_key, label)
         volumes.mount(mounts)  # before @enter, which may load from them
         cls = executor.load_code(code_key, label)
         with executor.environment(executor.secret_env(secret_names) if secret_names else {}):
-            self._instance = cls()
-            for method in _marked(cls, ENTER_MARK):
-                getattr(self._instance, method)()
+            self._instance = build_instance(cls)
 
     def run(self, method: str, header: str, args_blob: bytes) -> tuple[AttemptMeta, Any]:
         from rayfn.runtime import executor
@@ -53,9 +52,28 @@ class Container:
         return executor.run_call(
             header,
             args_blob,
-            resolve=lambda: getattr(self._instance, method),
+            resolve=lambda: self._bound(method),
             report_start=self._max_inputs == 1,
         )
+
+    def stream(self, method: str, header: str, args_blob: bytes) -> Iterator[Any]:
+        """A generator method's call: what it yields, then how it went."""
+        from rayfn.runtime import executor
+
+        values = executor.stream_call(
+            header,
+            args_blob,
+            resolve=lambda: self._bound(method),
+            report_start=self._max_inputs == 1,
+        )
+        for value in values:  # noqa: UP028  (not `yield from`: see executor.stream_call)
+            yield value
+
+    def _bound(self, method: str) -> Any:
+        from rayfn.runtime import executor
+
+        executor.load_code(*self._code)  # loaded already: puts its modules back in place
+        return getattr(self._instance, method)
 
     def shutdown(self) -> None:
         """Run the ``@exit`` methods; the registry kills the actor after."""
@@ -64,6 +82,15 @@ class Container:
                 getattr(self._instance, method)()
             except Exception:
                 logger.exception("@exit method %s failed", method)
+
+
+def build_instance(cls: type) -> Any:
+    """An instance of a user's ``@app.cls`` class, its ``@enter`` methods run: what a
+    container (or a web method's replica) serves."""
+    instance = cls()
+    for method in _marked(cls, ENTER_MARK):
+        getattr(instance, method)()
+    return instance
 
 
 def _marked(cls: type, mark: str) -> list[str]:
@@ -137,13 +164,12 @@ class Pool:
         ray.kill(slot.handle)
 
     def idle_to_stop(self, now: float) -> list[Slot]:
-        """Idle containers past ``scaledown_window``, above ``min_containers``."""
+        """Idle containers past ``scaledown_window``, above ``min_containers``; of a
+        retired pool (its app stopped or redeployed: no call will come), every idle
+        one at once."""
         spare = len(self.slots) - (0 if self.retired else self.container.min_containers)
-        idle = [
-            s
-            for s in self.slots
-            if s.in_flight == 0 and now - s.idle_since >= self.container.scaledown_window
-        ]
+        window = 0.0 if self.retired else self.container.scaledown_window
+        idle = [s for s in self.slots if s.in_flight == 0 and now - s.idle_since >= window]
         stopped = idle[: max(0, spare)]
         for slot in stopped:
             self.slots.remove(slot)

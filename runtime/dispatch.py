@@ -5,7 +5,7 @@ container of the class."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import ray
 
@@ -13,7 +13,7 @@ from rayfn.runtime import code
 from rayfn.runtime.commands import Policy
 from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
-from rayfn.runtime.executor import execute_call, execute_pack
+from rayfn.runtime.executor import execute_call, execute_pack, execute_stream
 from rayfn.runtime.identity import FunctionVersion
 from rayfn.runtime.protocol import TaskHeader
 from rayfn.runtime.records import AttemptMeta, FunctionOptions
@@ -23,6 +23,9 @@ from rayfn.runtime.records import AttemptMeta, FunctionOptions
 # too large to ride inline in that (else None).
 MetaRef = ray.ObjectRef[AttemptMeta | list[AttemptMeta]]
 PayloadRef = ray.ObjectRef[object]
+# A generator function's launch: a ray.ObjectRefGenerator, one ref per value it yields,
+# then its StreamEnd (Ray declares the class as a plain variable, which mypy cannot use).
+StreamRefs: TypeAlias = Any
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class LoadedFunction:
         code_key = code.code_key(key.deployment, key.version, key.function)
         loaded = cls(key, code_key, options, runtime_env, task_name)
         if not loaded.picks_gpu_per_call and options.container is None:
-            object.__setattr__(loaded, "task", loaded._task_with_options(execute_call))
+            object.__setattr__(loaded, "task", loaded._task_with_options(loaded._executor))
         if loaded.can_pack:
             object.__setattr__(loaded, "pack_task", loaded._task_with_options(execute_pack))
         policy = Policy(
@@ -85,7 +88,12 @@ class LoadedFunction:
             and options.startup_timeout is None
             and (options.timeout is None or options.timeout >= PACK_MIN_TIMEOUT_S)
             and options.concurrent_inputs == 1  # its calls are meant to overlap
+            and not options.generator  # its task streams one call's values
         )
+
+    @property
+    def _executor(self) -> Any:
+        return execute_stream if self.options.generator else execute_call
 
     @property
     def picks_gpu_per_call(self) -> bool:
@@ -106,9 +114,18 @@ class LoadedFunction:
         return header.to_str()
 
     def submit(self, call_id: str, attempt: int, args_blob: bytes) -> tuple[MetaRef, PayloadRef]:
-        task = self._task_with_options(execute_call) if self.picks_gpu_per_call else self.task
-        refs: tuple[MetaRef, PayloadRef] = task.remote(self.header(call_id, attempt), args_blob)
+        refs: tuple[MetaRef, PayloadRef] = self._task().remote(
+            self.header(call_id, attempt), args_blob
+        )
         return refs
+
+    def submit_stream(self, call_id: str, attempt: int, args_blob: bytes) -> StreamRefs:
+        """Start a generator function's call: Ray hands its values on as they come."""
+        stream: StreamRefs = self._task().remote(self.header(call_id, attempt), args_blob)
+        return stream
+
+    def _task(self) -> Any:
+        return self._task_with_options(self._executor) if self.picks_gpu_per_call else self.task
 
     def submit_pack(self, calls: list[tuple[str, int, bytes]]) -> tuple[MetaRef, PayloadRef]:
         """Run several calls ``(call id, attempt, args)`` in turn in one task."""
@@ -129,6 +146,14 @@ class LoadedFunction:
             self.options.container.method, header, args_blob
         )
         return refs
+
+    def stream_to(self, slot: Slot, call_id: str, attempt: int, args_blob: bytes) -> StreamRefs:
+        """Send a generator method's call to a container of its class."""
+        assert self.options.container is not None
+        method = slot.handle.stream.options(num_returns="streaming", name=self.task_name)
+        header = self.header(call_id, attempt)
+        stream: StreamRefs = method.remote(self.options.container.method, header, args_blob)
+        return stream
 
     def start_container(self) -> Any:
         """A new container actor of this method's class (it runs ``@enter`` as it

@@ -17,12 +17,13 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import ray
 
 from rayfn.records import FailureKind
-from rayfn.runtime import clients, output, volumes
+from rayfn.runtime import clients, output, sources, volumes
 from rayfn.runtime.code import get_code, get_secret
 from rayfn.runtime.constants import (
     INLINE_RESULT_BYTES,
@@ -30,10 +31,12 @@ from rayfn.runtime.constants import (
     REPORT_RUNNING_AFTER_S,
 )
 from rayfn.runtime.protocol import Finished, TaskHeader
-from rayfn.runtime.records import AttemptMeta, RemoteFailure
+from rayfn.runtime.records import AttemptMeta, RemoteFailure, StreamEnd
 
-# code key (app, version, function) -> the unpickled user function, per worker process.
+# code key (app, version, function) -> the unpickled user function, per worker process,
+# and the user's modules it was imported with (runtime/sources.py), if it was.
 _loaded: dict[str, Callable[..., Any]] = {}
+_modules: dict[str, dict[str, ModuleType]] = {}
 
 
 _current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -109,6 +112,8 @@ def _start_reporter() -> StartReporter:
 
 
 def load_code(code_key: str, label: str) -> Any:
+    """The user's code a key names, loaded once per worker process; its modules are
+    made the ones their names import, for the call about to run."""
     fn = _loaded.get(code_key)
     if fn is None:
         blob = get_code(code_key)
@@ -117,9 +122,24 @@ def load_code(code_key: str, label: str) -> Any:
                 f"The code of {label} is gone: its app was stopped (or deployed twice "
                 "more) before this call started."
             )
-        fn = ray.cloudpickle.loads(blob)
+        fn, modules = loads_code(blob)
         _loaded[code_key] = fn
+        if modules:
+            _modules[code_key] = modules
+    own = _modules.get(code_key)
+    if own:
+        sources.activate(own)
     return fn
+
+
+def loads_code(blob: bytes) -> tuple[Any, dict[str, ModuleType]]:
+    """Deployed code as the deploying client sent it: pickled by value, or a
+    ``ModuleSource`` to import here."""
+    sources.enter_worker()
+    code = ray.cloudpickle.loads(blob)
+    if isinstance(code, sources.ModuleSource):
+        return sources.load(code)
+    return code, {}
 
 
 # secret name -> (its values, when read): re-read after a while, so an update lands.
@@ -170,6 +190,69 @@ def run_call(
     a process at once (the reporter follows one call at a time)."""
     started_at = time.time()
     task = TaskHeader.parse(header)
+    try:
+        with _attempt(task, started_at, report_start):
+            fn = resolve() if resolve is not None else load_code(task.code_key, task.label)
+            # The function's own start, after its code was loaded (once per worker):
+            # what the registry's measure of how long calls run (for packing) sees.
+            return _run(fn, task, args_blob, time.time())
+    except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
+        return _failed(started_at, RemoteFailure.capture(exc, None))
+
+
+def stream_call(
+    header: str,
+    args_blob: bytes,
+    resolve: Callable[[], Callable[..., Any]] | None = None,
+    report_start: bool = True,
+) -> Iterator[Any]:
+    """Run one attempt of a generator function: yield each value it yields (Ray
+    makes each an object the registry hands on as it comes), then a ``StreamEnd``
+    saying how the attempt went."""
+    started_at = time.time()
+    task = TaskHeader.parse(header)
+    try:
+        with _attempt(task, started_at, report_start):
+            fn = resolve() if resolve is not None else load_code(task.code_key, task.label)
+            began = time.time()
+            try:
+                args, kwargs = ray.cloudpickle.loads(args_blob)
+                # A loop, not `yield from`: Ray may send() into its generator, which
+                # must not reach the user's (a `yield from` over a list cannot take it).
+                for value in _values(fn(*args, **kwargs)):  # noqa: UP028
+                    yield value
+            except Exception as exc:  # the user's code raised: the call's outcome
+                tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+                meta, _ = _failed(began, RemoteFailure.capture(exc, tb))
+            else:
+                meta = AttemptMeta(True, began, time.time())
+    except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
+        meta, _ = _failed(started_at, RemoteFailure.capture(exc, None))
+    yield StreamEnd(meta)
+
+
+def _values(produced: Any) -> Iterator[Any]:
+    """What a generator (or an async generator, run on a loop of its own) yields."""
+    if not inspect.isasyncgen(produced):
+        for value in produced:  # noqa: UP028  (as above)
+            yield value
+        return
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(produced.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(produced.aclose())
+        loop.close()
+
+
+@contextlib.contextmanager
+def _attempt(task: TaskHeader, started_at: float, report_start: bool) -> Iterator[None]:
+    """What surrounds an attempt: its start reported, its output tagged, its call id
+    current, its volumes mounted and its secrets in the environment."""
     if report_start:
         _start_reporter().running(task.call_id, task.attempt, started_at)
     tagged = output.begin(output.call_tag(task.code_key, task.call_id))
@@ -177,14 +260,8 @@ def run_call(
     try:
         if task.volumes:
             volumes.mount(task.volumes)
-        env = secret_env(task.secrets) if task.secrets else {}
-        with environment(env):
-            fn = resolve() if resolve is not None else load_code(task.code_key, task.label)
-            # The function's own start, after its code was loaded (once per worker):
-            # what the registry's measure of how long calls run (for packing) sees.
-            return _run(fn, task, args_blob, time.time())
-    except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
-        return _failed(started_at, RemoteFailure.capture(exc, None))
+        with environment(secret_env(task.secrets) if task.secrets else {}):
+            yield
     finally:
         _current_call_id.reset(token)
         output.end(tagged)
@@ -277,3 +354,4 @@ def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta],
 # by reference. max_retries=0: rayfn's own retry policy is the one source of truth.
 execute_call = ray.remote(num_returns=2, max_retries=0)(run_call)
 execute_pack = ray.remote(num_returns=2, max_retries=0)(run_pack)
+execute_stream = ray.remote(num_returns="streaming", max_retries=0)(stream_call)

@@ -9,21 +9,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import ray
 
+from rayfn.records import FailureKind
 from rayfn.runtime import clients
 from rayfn.runtime._ray_compat import pending_demand
 from rayfn.runtime.commands import Launch, Policy
 from rayfn.runtime.constants import RECLAIM_CHECK_S
 from rayfn.runtime.containers import Pool, Slot, stop_container, to_reclaim
-from rayfn.runtime.dispatch import LoadedFunction, MetaRef, PayloadRef
+from rayfn.runtime.dispatch import LoadedFunction, MetaRef, PayloadRef, StreamRefs
 from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.identity import FunctionVersion
-from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
+from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure, StreamEnd
 from rayfn.runtime.resources import Resources, held_resources
+from rayfn.runtime.streams import CallStream
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +34,13 @@ OnEnd = Callable[[Launch, list[AttemptMeta] | None, RemoteFailure | None, Any], 
 
 
 class Launcher:
-    def __init__(self, on_end: OnEnd) -> None:
+    def __init__(self, on_end: OnEnd, streams: dict[str, CallStream]) -> None:
         self._on_end = on_end
+        self._streams = streams  # generator calls' values, by call id (the registry's)
         self.functions: dict[Key, LoadedFunction] = {}  # the current version of each
-        # Call id -> its launch in flight, the task's first return, its container.
-        self._flying: dict[str, tuple[Launch, MetaRef, Slot | None]] = {}
+        # Call id -> its launch in flight, the task's first return (a generator's
+        # stream), its container.
+        self._flying: dict[str, tuple[Launch, MetaRef | StreamRefs, Slot | None]] = {}
         self._pools: dict[tuple[str, str, int], Pool] = {}  # per (app, class, version)
         self._watchers: set[asyncio.Task[None]] = set()
         self._stopping: dict[asyncio.Task[None], Resources] = {}  # containers on their way out
@@ -86,6 +90,8 @@ class Launcher:
     def launch(self, launch: Launch) -> RemoteFailure | None:
         """Hand ``launch`` to Ray; a failure if Ray refuses it outright."""
         loaded: LoadedFunction = launch.policy.runner
+        if loaded.options.generator:
+            return self._launch_stream(launch, loaded)
         slot = None
         try:
             if len(launch.calls) > 1:
@@ -103,12 +109,33 @@ class Launcher:
             return RemoteFailure.from_ray_error(exc)
         for call_id, _, _ in launch.calls:
             self._flying[call_id] = (launch, meta_ref, slot)
-        watcher = asyncio.get_running_loop().create_task(
-            self._watch(launch, meta_ref, payload_ref, slot)
-        )
+        self._keep(self._watch(launch, meta_ref, payload_ref, slot))
+        return None
+
+    def _launch_stream(self, launch: Launch, loaded: LoadedFunction) -> RemoteFailure | None:
+        """A generator function's call: its values go to its stream as they come."""
+        (call,) = launch.calls  # never packed
+        slot = None
+        try:
+            if loaded.options.container is not None:
+                slot = self.pool(loaded).acquire(loaded.start_container)
+                assert slot is not None, "the book launched past the pool's capacity"
+                refs = loaded.stream_to(slot, *call)
+            else:
+                refs = loaded.submit_stream(*call)
+        except Exception as exc:
+            logger.warning("%s could not be submitted: %s", loaded.task_name, exc)
+            if slot is not None:
+                self.pool(loaded).release(slot)
+            return RemoteFailure.from_ray_error(exc)
+        self._flying[call[0]] = (launch, refs, slot)
+        self._keep(self._watch_stream(launch, refs, slot))
+        return None
+
+    def _keep(self, watch: Coroutine[Any, Any, None]) -> None:
+        watcher = asyncio.get_running_loop().create_task(watch)
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
-        return None
 
     def launch_of(self, call_id: str) -> Launch | None:
         entry = self._flying.get(call_id)
@@ -140,6 +167,39 @@ class Launcher:
             crash = RemoteFailure.from_ray_error(exc)
             if slot is not None and isinstance(exc, ray.exceptions.RayActorError):
                 self.pool(launch.policy.runner).discard(slot)  # the container is gone
+        self._ended(launch, metas, crash, payload_ref, slot)
+
+    async def _watch_stream(self, launch: Launch, refs: StreamRefs, slot: Slot | None) -> None:
+        call_id = launch.calls[0][0]
+        metas: list[AttemptMeta] | None = None
+        crash: RemoteFailure | None = None
+        stream = self._streams.setdefault(call_id, CallStream())
+        try:
+            async for ref in refs:
+                # Values are small as a rule (tokens, progress), and Ray inlines small
+                # objects in the reply to their owner: looking costs no fetch.
+                value = await ref
+                if isinstance(value, StreamEnd):
+                    metas = [value.meta]
+                else:
+                    stream.add(ref)
+        except ray.exceptions.RayError as exc:  # killed (timeout, cancel) or crashed
+            logger.info("%s ended in Ray: %s", launch.policy.label, exc)
+            crash = RemoteFailure.from_ray_error(exc)
+            if slot is not None and isinstance(exc, ray.exceptions.RayActorError):
+                self.pool(launch.policy.runner).discard(slot)
+        if metas is None and crash is None:  # ended with no word of how: it died
+            crash = RemoteFailure.of_kind(FailureKind.CRASHED, "The generator's task ended early.")
+        self._ended(launch, metas, crash, None, slot)
+
+    def _ended(
+        self,
+        launch: Launch,
+        metas: list[AttemptMeta] | None,
+        crash: RemoteFailure | None,
+        payload_ref: PayloadRef | None,
+        slot: Slot | None,
+    ) -> None:
         for call_id, _, _ in launch.calls:
             if self._flying.get(call_id, (None,))[0] is launch:
                 del self._flying[call_id]

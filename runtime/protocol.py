@@ -8,6 +8,8 @@ import enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    import ray
+
     from rayfn.records import CallStatus
     from rayfn.runtime.records import AttemptMeta, CallOutcome, FunctionOptions, NotDeployed
 
@@ -26,6 +28,17 @@ class Submitted(NamedTuple):
 
     answers: list[str | NotDeployed]  # per submission: its call id, or why it was refused
     outcome: CallOutcome | None = None  # the first call's, when asked to wait for it
+
+
+class StreamChunk(NamedTuple):
+    """The registry's answer to ``stream``: a generator call's next values (refs to
+    them), else, once it ended and every value was read, its outcome; ``gone``: the
+    registry holds no stream of that call (read already, kept past its time, or lost
+    with a registry restart)."""
+
+    items: list[ray.ObjectRef[object]]
+    outcome: CallOutcome | None = None
+    gone: bool = False
 
 
 class PollMode(enum.StrEnum):

@@ -12,7 +12,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rayfn.records import CallStatus, FailureKind
 from rayfn.runtime.constants import DEFAULT_MAX_RESULT_BYTES
@@ -58,6 +58,8 @@ class FunctionOptions:
     # (each reserves 1/N of cpu, memory and GPUs), as N inputs share a Modal container.
     concurrent_inputs: int = 1
     volumes: tuple[tuple[str, str], ...] = ()  # (mount path, volume name), runtime/volumes.py
+    # A generator function: its calls stream what they yield (Function.remote_gen).
+    generator: bool = False
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""
@@ -77,12 +79,17 @@ class FunctionOptions:
 
 @dataclass(frozen=True)
 class WebEndpoint:
-    """How a function is served over HTTP (``@asgi_app`` or ``@fastapi_endpoint``)."""
+    """How a function is served over HTTP (``@asgi_app``, ``@wsgi_app``,
+    ``@fastapi_endpoint``, ``@web_server``)."""
 
-    kind: str  # "asgi": the function returns an ASGI app; "fastapi": it is the handler
+    # "asgi"/"wsgi": the function returns such an app; "fastapi": it is the handler;
+    # "server": it starts a server listening on ``port`` of its node.
+    kind: str
     method: str = "GET"  # of a "fastapi" endpoint
     route_prefix: str | None = None  # None: /<app>/<function>
     docs: bool = False  # a "fastapi" endpoint's own /docs (Modal's docs=True)
+    port: int | None = None  # of a "server"
+    startup_timeout: float = 5.0  # seconds a "server" may take to listen
 
 
 @dataclass(frozen=True)
@@ -287,6 +294,13 @@ class AttemptMeta:
     finished_at: float
     inline: bytes | None = None  # the pickled result, when small
     failure: RemoteFailure | None = None  # set when not ok
+
+
+class StreamEnd(NamedTuple):
+    """The last thing a generator call's task yields: how the attempt went (its
+    values went before it, one Ray object each)."""
+
+    meta: AttemptMeta
 
 
 @dataclass(frozen=True)

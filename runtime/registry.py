@@ -31,6 +31,7 @@ from rayfn.runtime.constants import (
     EXPIRY_SLICE,
     EXPIRY_TICK_S,
     REGISTRY_SHARD,
+    STREAM_KEEP_S,
 )
 from rayfn.runtime.dispatch import LoadedFunction
 from rayfn.runtime.identity import FunctionKey as Key
@@ -39,9 +40,17 @@ from rayfn.runtime.journal import Journal, next_epoch
 from rayfn.runtime.launcher import Launcher
 from rayfn.runtime.loops import tick_forever
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
-from rayfn.runtime.protocol import CallQuery, Polled, PollMode, Submission, Submitted
+from rayfn.runtime.protocol import (
+    CallQuery,
+    Polled,
+    PollMode,
+    StreamChunk,
+    Submission,
+    Submitted,
+)
 from rayfn.runtime.protocol import Finished as FinishedEarly
 from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
+from rayfn.runtime.streams import CallStream
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +68,8 @@ class CallRegistry:
         self._metrics = CallMetrics()
         self._book = book = Book(max_tombstones, self._metrics)
         self._journal = Journal(shard, book)
-        self._launcher = Launcher(self._launch_ended)
+        self._streams: dict[str, CallStream] = {}  # generator calls' values
+        self._launcher = Launcher(self._launch_ended, self._streams)
         self._answers = Answers(book, self._journal, shard, self._epoch)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
@@ -123,6 +133,8 @@ class CallRegistry:
                 call_id = new_call_id(self._shard, self._epoch)
                 ttl = loaded.options.result_ttl
                 self._book.accept(call_id, key, blob, ttl, now, parent, token)
+                if loaded.options.generator:
+                    self._streams[call_id] = CallStream()
             answers.append(call_id)
         return answers, list(touched.values())
 
@@ -133,6 +145,22 @@ class CallRegistry:
 
     async def describe(self, call_id: str) -> CallInfo | CallStatus | None:
         return await self._answers.describe(call_id)
+
+    async def stream(self, call_id: str, start: int, timeout: float) -> StreamChunk:
+        """A generator call's values from number ``start`` on, as refs, waiting up to
+        ``timeout`` for one; once it ended and all were read, its outcome (and the
+        stream is dropped: read to its end)."""
+        stream = self._streams.get(call_id)
+        if stream is None:
+            return StreamChunk([], gone=True)
+        await stream.wait_past(start, timeout)
+        items = stream.items[start:]
+        if items or not stream.ended:
+            return StreamChunk(items)
+        polled = await self._answers.poll([call_id], 0, PollMode.FIRST)
+        if self._streams.get(call_id) is stream:
+            del self._streams[call_id]
+        return StreamChunk([], polled[call_id])
 
     async def call_graph(self, call_id: str) -> CallGraphNode | CallStatus | None:
         return self._answers.call_graph(call_id)
@@ -224,6 +252,10 @@ class CallRegistry:
                         )
                 case events.Finished(call_id):
                     self._answers.wake(call_id)
+                    stream = self._streams.get(call_id)
+                    if stream is not None:
+                        stream.end()
+                        self._loop.call_later(STREAM_KEEP_S, self._drop_stream, call_id, stream)
                 case events.Kill(call_id):
                     self._launcher.kill(call_id)
                 case events.Pump(key, known):
@@ -240,6 +272,10 @@ class CallRegistry:
         payload: Any,
     ) -> None:
         self._run(self._book.launch_ended(launch, metas, crash, payload, time.time()))
+
+    def _drop_stream(self, call_id: str, stream: CallStream) -> None:
+        if self._streams.get(call_id) is stream:  # not read to its end in time
+            del self._streams[call_id]
 
     def _timer_fired(self, call_id: str) -> None:
         self._timers.pop(call_id, None)

@@ -9,7 +9,7 @@ from rayfn import exception, functions
 from rayfn._app import App
 from rayfn._cls import Cls, concurrent, enter, exit, method
 from rayfn._function import Function
-from rayfn._function_call import FunctionCall, current_function_call_id, list_calls
+from rayfn._function_call import FunctionCall, current_function_call_id, is_local, list_calls
 from rayfn._image import Image
 from rayfn._output import enable_output
 from rayfn._retries import Retries
@@ -18,9 +18,9 @@ from rayfn._secret import Secret
 from rayfn._stores import Dict, Queue
 
 # Modal names rayfn lacks so far: using one raises NotSupportedError saying so.
-from rayfn._unsupported import batched, web_server, wsgi_app  # noqa: F401
+from rayfn._unsupported import batched  # noqa: F401
 from rayfn._volume import Volume
-from rayfn._web import asgi_app, fastapi_endpoint
+from rayfn._web import asgi_app, fastapi_endpoint, web_server, wsgi_app
 from rayfn.records import CallInfo, CallStatus
 
 __version__ = "0.1.0"
@@ -50,9 +50,12 @@ __all__ = [
     "exit",
     "fastapi_endpoint",
     "functions",
+    "is_local",
     "list_calls",
     "method",
     "web_endpoint",
+    "web_server",
+    "wsgi_app",
 ]
 
 web_endpoint = fastapi_endpoint  # Modal's older name

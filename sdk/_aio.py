@@ -200,8 +200,13 @@ class _ThreadedCall:
     async def __aiter__(self) -> AsyncIterator[Any]:
         items = iter(await asyncio.to_thread(self._call))
         done = object()
-        while (item := await asyncio.to_thread(next, items, done)) is not done:
-            yield item
+        try:
+            while (item := await asyncio.to_thread(next, items, done)) is not done:
+                yield item
+        finally:  # stopped early: a generator's own cleanup runs (remote_gen cancels)
+            close = getattr(items, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
 
 
 async def wait_uncancelled(future: Future[R]) -> R:

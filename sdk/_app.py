@@ -13,16 +13,17 @@ from typing_extensions import Unpack
 
 from rayfn import _connection, _output, _progress
 from rayfn._checks import check_name
-from rayfn._cls import MAX_INPUTS_MARK, Cls, methods_of
+from rayfn._cls import MAX_INPUTS_MARK, METHOD_MARK, Cls, methods_of, web_methods_of
 from rayfn._function import Function
 from rayfn._image import Image
-from rayfn._options import CallOptions, check_pool, function_options
+from rayfn._options import CallOptions, check_pool, function_options, streaming
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret, inline_secrets, required_keys
-from rayfn._serialization import dumps_function
+from rayfn._serialization import dumps_code
 from rayfn._web import web_endpoint_of
 from rayfn.config import settings
 from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime import sources
 from rayfn.runtime.clients import ControlClient
 from rayfn.runtime.identity import DeploymentKey, app_of
 from rayfn.runtime.records import AppInfo, AppSpec, ContainerOptions, FunctionSpec, ImageSpec
@@ -55,6 +56,8 @@ class App:
         self._inline_secrets: dict[str, dict[str, str]] = {}  # Secret.from_dict values
         self._required_keys: dict[str, set[str]] = {}  # Secret.from_name(required_keys=)
         self._ephemeral_key: str | None = None
+        # On a worker importing the module that defines it: the deployment it is there.
+        self._deployed_as = _deployment_importing(name)
         self._ephemeral_info: AppInfo | None = None  # what the cluster made of the run
         self.source = ""  # the file the app was loaded from, when the CLI loaded it
 
@@ -81,8 +84,9 @@ class App:
 
     @property
     def ephemeral_key(self) -> str | None:
-        """The key of the ephemeral deployment while ``app.run()`` is active."""
-        return self._ephemeral_key
+        """The key of the ephemeral deployment while ``app.run()`` is active (on a
+        worker, the one whose code it runs)."""
+        return self._ephemeral_key or self._deployed_as
 
     # -- decorators ----------------------------------------------------------------------
 
@@ -97,6 +101,7 @@ class App:
         concurrency_limit: int | None = None,
         schedule: Period | Cron | None = None,
         name: str | None = None,
+        is_generator: bool | None = None,
         **options: Unpack[CallOptions],
     ) -> Callable[[F], Function]: ...
 
@@ -107,6 +112,7 @@ class App:
         concurrency_limit: int | None = None,
         schedule: Period | Cron | None = None,
         name: str | None = None,
+        is_generator: bool | None = None,
         **options: Unpack[CallOptions],
     ) -> Function | Callable[[F], Function]:
         """Register a function to run on the cluster; works with or without ``()``.
@@ -133,6 +139,8 @@ class App:
                 function also runs by itself (with no arguments); a tick is skipped
                 while the previous one still runs.
             name: the function's name in the app (default: its ``__name__``).
+            is_generator: whether its calls stream what it yields (default: whether
+                it is a generator function); call it with ``remote_gen``.
 
         Raises:
             InvalidError: an option is out of range, or the name is taken.
@@ -160,7 +168,9 @@ class App:
                 self._name or "",
                 fn_name,
                 raw=fn,
-                options=dataclasses.replace(checked, concurrent_inputs=inputs),
+                options=streaming(
+                    dataclasses.replace(checked, concurrent_inputs=inputs), fn, is_generator
+                ),
                 app=self,
                 web=web_endpoint_of(fn),
                 image=options.get("image"),
@@ -204,8 +214,25 @@ class App:
                 raise InvalidError(f"@app.cls() decorates classes, not {user_cls!r}.")
             cls_name = check_name("function", name or user_cls.__name__)
             methods = methods_of(user_cls)
-            if not methods:
-                raise InvalidError(f"{cls_name} has no @rayfn.method(); nothing could call it.")
+            web = web_methods_of(user_cls)
+            if not methods and not web:
+                raise InvalidError(
+                    f"{cls_name} has no @rayfn.method() and no web endpoint; nothing could call it."
+                )
+            for method_name, fn in web.items():  # each served by replicas of its own
+                qualified = f"{cls_name}.{method_name}"
+                if qualified in self._functions:
+                    raise InvalidError(f"App {self._name!r} already has {qualified!r}.")
+                self._functions[qualified] = Function(
+                    self._name or "",
+                    qualified,
+                    raw=fn,
+                    options=base,
+                    app=self,
+                    web=web_endpoint_of(fn),
+                    code=user_cls,
+                    image=image,
+                )
             max_inputs = getattr(user_cls, MAX_INPUTS_MARK, 1)
             handles = {}
             for method_name, fn in methods.items():
@@ -221,7 +248,11 @@ class App:
                     max_inputs=max_inputs,
                 )
                 # max_containers counts containers here, not calls: the pool applies it.
-                options = dataclasses.replace(base, container=container, max_containers=None)
+                options = streaming(
+                    dataclasses.replace(base, container=container, max_containers=None),
+                    fn,
+                    getattr(fn, METHOD_MARK)[0],  # @method(is_generator=...)
+                )
                 handles[method_name] = self._functions[qualified] = Function(
                     self._name or "",
                     qualified,
@@ -233,7 +264,7 @@ class App:
                 )
             self._inline_secrets.update(inline)
             self._require(secrets)
-            return Cls(self._name or "", cls_name, handles)
+            return Cls(self._name or "", cls_name, handles, user_cls)
 
         return register(_cls) if _cls is not None else register
 
@@ -361,7 +392,7 @@ class App:
             options = dataclasses.replace(options, max_result_bytes=max_result_bytes)
             functions[fn_name] = FunctionSpec(
                 name=fn_name,
-                code=dumps_function(function.code or raw),
+                code=dumps_code(function.code or raw, key),
                 options=options,
                 signature=function.signature,
                 web=function.web,
@@ -385,6 +416,14 @@ class App:
         # Shipped inside a function's globals, an app is just its name: its functions
         # travel on their own.
         return (App, (self._name,))
+
+
+def _deployment_importing(name: str | None) -> str | None:
+    """The deployment an ``App`` of this name is, when a worker is importing its module."""
+    key = sources.importing_deployment()
+    if key is None or (name is not None and app_of(key) != name):
+        return None
+    return key
 
 
 def _roll_back(app_name: str, version: int) -> None:

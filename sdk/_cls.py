@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from rayfn import _output
 from rayfn._checks import check_name, marker
+from rayfn._web import web_endpoint_of
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.containers import ENTER_MARK, EXIT_MARK
 
@@ -44,10 +45,10 @@ def exit() -> Callable[[F], F]:  # Modal's name
 
 
 def method(*, is_generator: bool | None = None) -> Callable[[F], F]:
-    """Mark a method callable remotely: ``Model().predict.remote(x)``."""
-    if is_generator:
-        raise InvalidError("Generator methods are not supported by rayfn yet.")
-    return _marker(METHOD_MARK, "method")
+    """Mark a method callable remotely: ``Model().predict.remote(x)`` (a generator
+    method: ``.remote_gen(x)``; ``is_generator`` overrides what its ``def`` says)."""
+    # The mark's value: None (decide from the def), or is_generator as given.
+    return marker(METHOD_MARK, (is_generator,), "@rayfn.method() decorates methods")
 
 
 def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable[[C], C]:
@@ -80,14 +81,31 @@ def methods_of(user_cls: type) -> dict[str, Callable[..., Any]]:
     }
 
 
+def web_methods_of(user_cls: type) -> dict[str, Callable[..., Any]]:
+    """Methods under a web decorator (``@fastapi_endpoint``, ``@asgi_app``...)."""
+    return {
+        name: member
+        for name, member in inspect.getmembers(user_cls, inspect.isfunction)
+        if web_endpoint_of(member) is not None
+    }
+
+
 class Cls:
     """A class registered with ``@app.cls``, or looked up with ``Cls.from_name``.
     Calling it gives an object whose methods are ``Function``s."""
 
-    def __init__(self, app_name: str, name: str, methods: dict[str, Any] | None) -> None:
+    def __init__(
+        self, app_name: str, name: str, methods: dict[str, Any] | None, code: type | None = None
+    ) -> None:
         self._app_name = app_name
         self._name = name
         self._methods = methods  # name -> Function; None when looked up by name
+        self._code = code  # the user's class, where it was defined here
+
+    @property
+    def __rayfn_code__(self) -> Any:
+        """The user's class, for a worker importing its module (runtime/sources.py)."""
+        return self._code if self._code is not None else self
 
     @classmethod
     def from_name(cls, app_name: str, name: str) -> Cls:

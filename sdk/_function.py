@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rayfn import _connection, _output, _progress
-from rayfn._aio import Steps, aio_method, in_thread
+from rayfn._aio import Steps, aio_method, in_thread, run_steps
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
-from rayfn._function_call import FunctionCall, stream_results
+from rayfn._function_call import FunctionCall, stream_results, stream_values
 from rayfn._serialization import dumps_args
 from rayfn._spawner import spawn_token, spawner
 from rayfn._unsupported import refuse
@@ -74,6 +74,11 @@ class Function:
         if raw is not None:
             self.__doc__ = raw.__doc__
             self.__wrapped__ = raw
+
+    @property
+    def __rayfn_code__(self) -> Any:
+        """What a worker importing this function's module runs (runtime/sources.py)."""
+        return self.code
 
     # -- lookup --------------------------------------------------------------------------
 
@@ -144,10 +149,16 @@ class Function:
             NotFoundError: the function is not deployed.
             SerializationError: an argument cannot be pickled.
         """
+        return (yield from self._spawned(args, kwargs, "spawn"))
+
+    def _spawned(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], how: str
+    ) -> Steps[FunctionCall]:
         if self._raw is None and self._info is None:
             self._hydrated(
                 (yield _connection.control().describe_function(self._target, self._name))
             )
+        self._check_kind(how)
         check_arguments(self.qualname, self.signature, self._parameters(), args, kwargs)
         blob = dumps_args(self.qualname, args, kwargs)
         _connection.connect()
@@ -164,8 +175,40 @@ class Function:
     def remote(self, *args: Any, **kwargs: Any) -> Steps[Any]:
         """Run on the cluster, wait, and return the value (or raise the remote error).
         From async code: ``await f.remote.aio(...)``."""
-        call = yield from self.spawn.steps(*args, **kwargs)
+        call = yield from self._spawned(args, kwargs, "remote")
         return (yield from call.get.steps())
+
+    @in_thread
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Run a generator function on the cluster and yield its values as it yields
+        them; then raise what it raised, if it failed. Stopping early cancels the
+        call. From async code: ``async for x in f.remote_gen.aio(...)``.
+
+        Raises:
+            InvalidError: the function is not a generator function.
+        """
+        call = run_steps(self._spawned(args, kwargs, "remote_gen"))
+        yield from stream_values(call.object_id)
+
+    def _is_generator(self) -> bool:
+        """Whether calls stream what the function yields (None: not known yet)."""
+        if self._options is not None:
+            return self._options.generator
+        return self._info is not None and self._info.options.generator
+
+    def _check_kind(self, how: str) -> None:
+        """Refuse a call of a generator function that is not ``remote_gen``, and the
+        other way round, as Modal does."""
+        stream = how == "remote_gen"
+        if self._is_generator() and not stream:
+            raise InvalidError(
+                f"{self.qualname} is a generator function: it cannot be called with "
+                f".{how}(...). Use .remote_gen(...) instead."
+            )
+        if stream and not self._is_generator():
+            raise InvalidError(
+                f"{self.qualname} is not a generator function: call it with .remote(...)."
+            )
 
     @in_thread
     def spawn_map(
@@ -235,6 +278,7 @@ class Function:
         self, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]
     ) -> list[FunctionCall]:
         parameters = self._parameters()
+        self._check_kind("map")
         for args, kw in inputs:  # all checked before any call is sent
             check_arguments(self.qualname, self.signature, parameters, args, kw)
         blobs = [dumps_args(self.qualname, args, kw) for args, kw in inputs]
@@ -249,12 +293,6 @@ class Function:
                     raise NotFoundError(answer.message())
                 calls.append(FunctionCall(answer))
         return calls
-
-    def remote_gen(self, *args: Any, **kwargs: Any) -> Any:
-        refuse(
-            "Function.remote_gen (generator functions)",
-            "return a list, or put items on a rayfn.Queue as they come",
-        )
 
     def with_options(self, **options: Any) -> Function:
         refuse("Function.with_options", "deploy a second function with those options")

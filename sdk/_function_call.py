@@ -22,6 +22,7 @@ from rayfn.exception import (
     RemoteError,
 )
 from rayfn.records import FAILURES, CallGraphNode, CallInfo, CallStatus, FailureKind
+from rayfn.runtime import sources
 from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S
 from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.ids import CALL_ID_EXAMPLE, is_call_id
@@ -220,6 +221,12 @@ class FunctionCall:
         return hash(self._call_id)
 
 
+def is_local() -> bool:
+    """False in a process that runs deployed code (a worker, a container, a web
+    replica), True elsewhere, as Modal's ``modal.is_local``."""
+    return not sources.in_worker()
+
+
 def current_function_call_id() -> str | None:
     """The id of the call this code runs for (Modal's ``modal.current_function_call_id``);
     None outside a call.
@@ -297,6 +304,41 @@ def fetch_results(call_ids: list[str], return_exceptions: bool) -> list[Any]:
     """Wait for all ``call_ids`` and fetch their values (or exceptions) in one go."""
     polled = _connection.registry().poll(call_ids, None, PollMode.ALL).result()
     return _results(call_ids, [polled[i] for i in call_ids], return_exceptions)
+
+
+# How long one round trip of remote_gen waits for the next value at the registry.
+_STREAM_WAIT_S = 20.0
+
+
+def stream_values(call_id: str) -> Iterator[Any]:
+    """What a generator call yields, as it yields it (``remote_gen``); then raise what
+    it raised, if it failed. Closing this early cancels the call."""
+    registry = _connection.registry()
+    start = 0
+    ended = False
+    try:
+        while True:
+            chunk = registry.stream(call_id, start, _STREAM_WAIT_S).result()
+            if chunk.items:
+                values = ray.get(chunk.items)
+                start += len(values)
+                yield from values
+            elif chunk.gone:
+                ended = True
+                info = registry.describe(call_id).result()
+                if isinstance(info, CallInfo) and info.status.is_terminal:
+                    raise OutputExpiredError(call_id)  # not read to its end in time
+                raise CallLostError(call_id)
+            elif chunk.outcome is not None:
+                ended = True
+                if chunk.outcome.failure is not None:
+                    raise rebuild_exception(chunk.outcome.failure)
+                if chunk.outcome.status is not CallStatus.SUCCEEDED:
+                    _payload(call_id, chunk.outcome)  # raises what the status says
+                return
+    finally:
+        if not ended:  # the caller stopped reading (or this process is going away)
+            registry.cancel(call_id).result()
 
 
 def stream_results(

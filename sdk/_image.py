@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rayfn.exception import InvalidError, NotSupportedError
 from rayfn.runtime import _ray_compat as ray_compat
+from rayfn.runtime import sources
 from rayfn.runtime.records import ImageSpec
 
 
@@ -122,7 +125,9 @@ class Image:
     def add_local_python_source(self, *module_names: str, copy: bool = False) -> Image:
         """A new image that ships these local modules (or packages) to the cluster."""
         for name in module_names:
-            if not isinstance(name, str) or importlib.util.find_spec(name) is None:
+            if not isinstance(name, str):
+                raise InvalidError(f"add_local_python_source takes module names, not {name!r}.")
+            if not sources.in_worker() and importlib.util.find_spec(name) is None:
                 raise InvalidError(f"No local module {name!r} to add (is it importable here?).")
         return replace(self, python_sources=self.python_sources + module_names)
 
@@ -130,7 +135,7 @@ class Image:
         """A new image whose calls run in a copy of ``local_path``: its files are in the
         call's working directory (``remote_path`` is recorded; Ray has one per task)."""
         path = Path(local_path)
-        if not path.is_dir():
+        if not path.is_dir() and not sources.in_worker():  # a worker has the copy, not this
             raise InvalidError(f"add_local_dir: {local_path} is not a directory.")
         if self.local_dir is not None:
             raise InvalidError("add_local_dir can be used once per image on rayfn.")
@@ -158,13 +163,16 @@ class Image:
 
     def imports(self) -> contextlib.AbstractContextManager[None]:
         """Imports that need the image: where they fail (this machine lacks the
-        package), the ``ImportError`` is swallowed, as Modal does locally.
+        package), the ``ImportError`` is swallowed, as Modal does locally. On a worker
+        (the module is imported there, for every function of it, whatever its image)
+        the failure is printed with the call's output, so a ``NameError`` that follows
+        says why.
 
         Example:
             >>> with image.imports():
             ...     import torch
         """
-        return contextlib.suppress(ImportError)
+        return _imports_of_image()
 
     # -- for the cluster ------------------------------------------------------------------
 
@@ -220,6 +228,18 @@ def _flat(method: str, items: tuple[str | list[str], ...]) -> tuple[str, ...]:
 
 # pip_install's options that change nothing on rayfn (it builds no image to cache).
 _NO_EFFECT = {"force_build"}
+
+
+@contextlib.contextmanager
+def _imports_of_image() -> Iterator[None]:
+    try:
+        yield
+    except ImportError as exc:
+        if sources.in_worker():
+            print(
+                f"rayfn: an import in a `with image.imports():` block failed here: {exc}",
+                file=sys.stderr,
+            )
 
 
 def _requirements(

@@ -3,9 +3,11 @@ the message. Pure: no Ray."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from typing_extensions import Unpack
 
@@ -60,8 +62,6 @@ MODAL_ONLY = {
     "nonpreemptible": "is not supported by rayfn: choose the node types in cluster.yaml",
     "single_use_containers": "is not supported by rayfn: a plain function's calls are "
     "Ray tasks already, each in a worker process Ray may reuse",
-    "is_generator": "is not supported by rayfn yet: return a list, or put items on a "
-    "rayfn.Queue as they come",
 }
 MODAL_ONLY_ON_FUNCTIONS = dict.fromkeys(
     (
@@ -85,6 +85,27 @@ def refuse_modal_only(names: Sequence[str], decorator: str) -> None:
     for name in names:
         if name in table:
             raise NotSupportedError(f"@app.{decorator}({name}=...) {table[name]}.")
+
+
+def streaming(options: FunctionOptions, fn: Any, is_generator: bool | None) -> FunctionOptions:
+    """``options`` of ``fn``, a generator function (or marked ``is_generator=True``)
+    or not.
+
+    Raises:
+        NotSupportedError: retries on a generator function: what it yielded was
+            handed out already and cannot be taken back.
+    """
+    if is_generator is None:
+        is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+    if not is_generator:
+        return options
+    if options.retries.max_retries:
+        raise NotSupportedError(
+            f"retries= on generator function {getattr(fn, '__qualname__', fn)} is not "
+            "supported by rayfn: what it yielded was handed out already. Retry in the "
+            "caller, or make it a plain function returning a list."
+        )
+    return dataclasses.replace(options, generator=True)
 
 
 def function_options(

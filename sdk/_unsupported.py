@@ -18,14 +18,3 @@ def batched(*, max_batch_size: int, wait_ms: int) -> Any:
         "@modal.batched",
         "give the function a list parameter and call it with batches, or use .map(...)",
     )
-
-
-def wsgi_app(**options: Any) -> Any:
-    refuse(
-        "@modal.wsgi_app",
-        "wrap the WSGI app for ASGI (a2wsgi's WSGIMiddleware) and serve it with @modal.asgi_app()",
-    )
-
-
-def web_server(port: int, **options: Any) -> Any:
-    refuse("@modal.web_server", "serve an ASGI app with @modal.asgi_app()")

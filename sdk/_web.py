@@ -62,6 +62,61 @@ def asgi_app(
     return _mark(WebEndpoint("asgi", route_prefix=_prefix(label, route_prefix)))
 
 
+def wsgi_app(
+    *,
+    label: str | None = None,
+    route_prefix: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
+    """Serve the WSGI app (Flask, Django...) that the decorated function returns; it
+    runs in a thread pool of its replica (a2wsgi).
+
+    Example:
+        >>> @app.function(image=rayfn.Image.debian_slim().pip_install("flask"))
+        ... @rayfn.wsgi_app()
+        ... def flask_app():
+        ...     return Flask(__name__)
+    """
+    _refuse_modal_only(custom_domains, requires_proxy_auth)
+    return _mark(WebEndpoint("wsgi", route_prefix=_prefix(label, route_prefix)))
+
+
+def web_server(
+    port: int,
+    *,
+    startup_timeout: float = 5.0,
+    label: str | None = None,
+    route_prefix: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
+    """Serve whatever HTTP server the decorated function starts (a subprocess, a
+    thread) listening on ``port`` of its node: its replica forwards each request there.
+    The port must be free on the node, and not Ray Serve's own (``RAYFN_HTTP_PORT``,
+    8000 by default).
+
+    Example:
+        >>> @app.function()
+        ... @rayfn.web_server(8080)
+        ... def files():
+        ...     subprocess.Popen("python -m http.server 8080", shell=True)
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidError(f"web_server port must be a whole number 1-65535, got {port!r}.")
+    if isinstance(startup_timeout, bool) or not isinstance(startup_timeout, int | float):
+        raise InvalidError(f"startup_timeout must be seconds, got {startup_timeout!r}.")
+    if not 0 < startup_timeout <= 3600:
+        raise InvalidError(f"startup_timeout must be 0 to 3600 s, got {startup_timeout!r}.")
+    _refuse_modal_only(custom_domains, requires_proxy_auth)
+    prefix = _prefix(label, route_prefix)
+    return _mark(
+        WebEndpoint(
+            "server", route_prefix=prefix, port=port, startup_timeout=float(startup_timeout)
+        )
+    )
+
+
 def fastapi_endpoint(
     *,
     method: str = "GET",

@@ -10,19 +10,20 @@ submits work never loads Ray Serve. The replica builds its ASGI app inside the r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray import serve
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rayfn._function import Function
-from rayfn._serialization import dumps_function
+from rayfn._serialization import dumps_code
 from rayfn._web import check_route_free
 from rayfn.config import settings
 from rayfn.exception import InvalidError
@@ -44,23 +45,83 @@ class Endpoint:
 
 @serve.ingress()
 class WebFunction:
-    """Hosts one ``@asgi_app`` or ``@fastapi_endpoint`` function."""
+    """Hosts one web function (``WebEndpoint.kind`` says which kind)."""
 
-    def __init__(self, code: bytes, kind: str, method: str, docs: bool = False) -> None:
-        self._fn = ray.cloudpickle.loads(code)
-        self._kind = kind
-        self._method = method
-        self._docs = docs
+    def __init__(self, code: bytes, endpoint: WebEndpoint, name: str) -> None:
+        from rayfn.runtime.containers import build_instance
+        from rayfn.runtime.executor import loads_code
+
+        fn, _ = loads_code(code)  # imported here from the user's file, if it has one
+        if isinstance(fn, type):  # a web method of an @app.cls class: this is its container
+            fn = getattr(build_instance(fn), name.rsplit(".", 1)[1])
+        self._fn = fn
+        self._endpoint = endpoint
+        if endpoint.kind == "server":
+            _start_server(self._fn, endpoint)
+
+    def __del__(self) -> None:
+        """Serve stops the replica: a ``@web_server``'s processes go with it, as a
+        Modal container's do, so the port is free for the next deploy."""
+        if self._endpoint.kind == "server":
+            _stop_children()
 
     def __serve_build_asgi_app__(self) -> Any:
-        if self._kind == "asgi":
+        endpoint = self._endpoint
+        if endpoint.kind == "asgi":
             return _BarePrefixIsRoot(self._fn())
+        if endpoint.kind == "wsgi":
+            from a2wsgi import WSGIMiddleware
+
+            return _BarePrefixIsRoot(cast(ASGIApp, WSGIMiddleware(self._fn())))
+        if endpoint.kind == "server":
+            from rayfn._web_proxy import Forward
+
+            assert endpoint.port is not None
+            return Forward(endpoint.port)
         from fastapi import FastAPI
 
         # Its /docs and /openapi.json only with docs=True, as Modal serves them.
-        app = FastAPI() if self._docs else FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-        app.add_api_route("/", self._fn, methods=[self._method])
+        docs = endpoint.docs
+        app = FastAPI() if docs else FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+        app.add_api_route("/", self._fn, methods=[endpoint.method])
         return _BarePrefixIsRoot(app)
+
+
+def _stop_children() -> None:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=3)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def _start_server(start: Any, endpoint: WebEndpoint) -> None:
+    """Run a ``@web_server`` function and wait for its server to listen.
+
+    Raises:
+        RuntimeError: the port is taken already, or nothing listens on it in time;
+            the deploy fails saying so.
+    """
+    from rayfn._web_proxy import is_listening, wait_listening
+
+    port = endpoint.port
+    assert port is not None
+    if is_listening(port):
+        raise RuntimeError(
+            f"@web_server({port}): port {port} is in use on this node already (by Ray "
+            "Serve itself if it is RAYFN_HTTP_PORT, 8000 by default); use another port."
+        )
+    start()
+    if not wait_listening(port, endpoint.startup_timeout):
+        raise RuntimeError(
+            f"@web_server({port}): nothing listened on port {port} within "
+            f"{endpoint.startup_timeout:g} s of the function's start (startup_timeout=)."
+        )
 
 
 class _BarePrefixIsRoot:
@@ -97,7 +158,7 @@ def deploy_web_functions(
     endpoints = []
     for name, function in web.items():
         assert function.web is not None
-        code, options = _code_and_options(function)
+        code, options = _code_and_options(function, deployed.name if deployed else app_name)
         prefix = _route_prefix(app_name, name, function.web, dev)
         # What its calls would ask of Ray (memory=, gpu=), but an HTTP handler mostly
         # waits: it holds no CPU unless the function asks for one.
@@ -126,7 +187,7 @@ def deploy_web_functions(
             )
         try:
             ray_compat.serve_run(
-                deployment.bind(code, function.web.kind, function.web.method, function.web.docs),
+                deployment.bind(code, function.web, name),
                 name=_serve_name(app_name, name, dev),
                 route_prefix=prefix,
                 wait=wait,
@@ -175,11 +236,13 @@ def delete_web_functions(app_name: str, *, dev: bool = False) -> list[str]:
     return names
 
 
-def _code_and_options(function: Function | FunctionSpec) -> tuple[bytes, FunctionOptions]:
+def _code_and_options(
+    function: Function | FunctionSpec, deployment: str
+) -> tuple[bytes, FunctionOptions]:
     if isinstance(function, FunctionSpec):  # as deployed before: a deploy rolled back
         return function.code, function.options
     raw, options = function.definition()
-    return dumps_function(raw), options
+    return dumps_code(function.code or raw, deployment), options  # a method: its class
 
 
 def _why_it_failed(serve_name: str) -> tuple[str, str] | None:

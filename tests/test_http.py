@@ -310,19 +310,34 @@ def test_fastapi_endpoint_serves_one_function(base: str) -> None:
     assert (answer.status_code, answer.json()) == (200, {"square": 49})
 
 
-def test_a_web_endpoint_has_docs_only_when_asked_modal_style(cluster: Cluster, base: str) -> None:
+def test_every_kind_of_web_function_modal_style(cluster: Cluster, base: str) -> None:
     done = cluster.cli(
         "deploy",
-        "tests/apps/modal_style/web_docs.py",
+        "tests/apps/modal_style/web.py",
         env={"RAYFN_HTTP_PORT": os.environ["RAYFN_HTTP_PORT"]},
+        timeout=240,
     )
-    assert done.returncode == 0, done.stderr
-    documented, plain = f"{base}/modal-style-web/documented", f"{base}/modal-style-web/plain"
-    assert httpx.get(documented, params={"x": 2}, timeout=30).json() == {"double": 4}
-    assert httpx.get(plain, params={"x": 2}, timeout=30).json() == {"triple": 6}
-    assert httpx.get(f"{documented}/docs", timeout=30).status_code == 200
-    assert httpx.get(f"{plain}/docs", timeout=30).status_code == 404
-    assert httpx.get(f"{plain}/openapi.json", timeout=30).status_code == 404
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        at = f"{base}/modal-style-web"
+        documented, plain = f"{at}/documented", f"{at}/plain"
+        assert httpx.get(documented, params={"x": 2}, timeout=30).json() == {"double": 4}
+        assert httpx.get(plain, params={"x": 2}, timeout=30).json() == {"triple": 6}
+        assert httpx.get(f"{documented}/docs", timeout=30).status_code == 200
+        assert httpx.get(f"{plain}/docs", timeout=30).status_code == 404
+        assert httpx.get(f"{plain}/openapi.json", timeout=30).status_code == 404
+        hello = httpx.get(f"{at}/flask_app/hello", params={"name": "wsgi"}, timeout=30)
+        assert hello.json() == {"hello": "wsgi"}
+        served = httpx.get(f"{at}/files/hello.txt", timeout=30)
+        assert (served.status_code, served.text) == (200, "served by http.server")
+        assert httpx.get(f"{at}/files/missing.txt", timeout=30).status_code == 404
+        greeted = httpx.get(f"{at}/Greeter.greet", params={"name": "you"}, timeout=30)
+        assert greeted.json() == {"greeting": "hello you"}
+        with httpx.stream("GET", f"{at}/spell", params={"word": "ray"}, timeout=60) as spelled:
+            assert list(spelled.iter_lines()) == ["r", "a", "y"]
+    finally:
+        stopped = cluster.cli("app", "stop", "modal-style-web")
+        assert stopped.returncode == 0, stopped.stderr
 
 
 def test_web_replicas_hold_the_resources_their_function_asks_for(base: str) -> None:

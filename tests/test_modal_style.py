@@ -101,3 +101,40 @@ def test_volume_mistakes_are_clear(cluster: Cluster) -> None:
             b"".join(vol.read_file("missing.txt"))
         with pytest.raises(InvalidError, match="leads out of the volume"):
             vol.listdir("../..")
+
+
+def test_a_file_is_imported_on_the_workers_and_its_top_level_built_there(
+    cluster: Cluster,
+) -> None:
+    done = cluster.cli("run", "tests/apps/modal_style/worker_import.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in [
+        "where: [('built in this process', True), ('built locally', False), "
+        "('env', 'in the image'), ('is_local', False), ('json', '[1]')]",
+        "norm: 5",
+        "caller: 26",
+        "class: False 4",
+        "local: True",
+    ]:
+        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"
+
+
+def test_generators_stream_what_they_yield_as_they_yield_it(cluster: Cluster) -> None:
+    done = cluster.cli("run", "tests/apps/modal_style/generators.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    arrived = [(int(v), float(t)) for v, t in re.findall(r"countdown (\d) at ([\d.]+)", out)]
+    assert [v for v, _ in arrived] == [3, 2, 1], out
+    # Each value came as it was yielded (1.5 s apart), not all at the end.
+    assert arrived[1][1] - arrived[0][1] > 1.0, out
+    assert arrived[2][1] - arrived[1][1] > 1.0, out
+    for line in [
+        "async: ['tick 0', 'tick 1', 'tick 2']",
+        "raised: ['before'] broke after 2",
+        "stopped early: [0, 1, 2] CANCELLED",
+        "class: ['a', 'b', 'c']",
+        "refused: modal-style-generators.countdown is a generator function: it cannot be "
+        "called with .remote(...). "
+        "Use .remote_gen(...) instead.",
+    ]:
+        assert line in out, f"{line!r} missing from:\n{out}"

@@ -149,7 +149,6 @@ def test_concurrent_goes_below_the_app_decorator() -> None:
         ("function", "min_containers", r"is an option of @app.cls on rayfn"),
         ("function", "keep_warm", r"is an option of @app.cls on rayfn"),
         ("cls", "enable_memory_snapshot", r"not supported by rayfn: do slow setup in an"),
-        ("function", "is_generator", r"not supported by rayfn yet: return a list"),
     ],
 )
 def test_modal_options_rayfn_lacks_say_so_and_what_to_use(
@@ -160,3 +159,58 @@ def test_modal_options_rayfn_lacks_say_so_and_what_to_use(
     app = rayfn.App("unit-modal-only")
     with pytest.raises(NotSupportedError, match=says):
         getattr(app, decorator)(**{option: 1})
+
+
+def test_a_generator_function_is_known_as_one_and_refuses_retries() -> None:
+    from rayfn.exception import NotSupportedError
+
+    app = rayfn.App("unit-generators")
+
+    @app.function()
+    def numbers(n: int):  # type: ignore[no-untyped-def]
+        yield from range(n)
+
+    @app.function()
+    async def ticks(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            yield i
+
+    @app.function(is_generator=True)
+    def made_elsewhere(n: int):  # type: ignore[no-untyped-def]
+        return iter(range(n))
+
+    @app.function()
+    def plain(n: int) -> list[int]:
+        return list(range(n))
+
+    generators = {name: f.definition()[1].generator for name, f in app.registered_functions.items()}
+    assert generators == {"numbers": True, "ticks": True, "made_elsewhere": True, "plain": False}
+
+    with pytest.raises(NotSupportedError, match=r"retries= on generator function .* not supported"):
+
+        @app.function(retries=2)
+        def retried(n: int):  # type: ignore[no-untyped-def]
+            yield n
+
+    @app.cls()
+    class Model:
+        @rayfn.method()
+        def tokens(self, text: str):  # type: ignore[no-untyped-def]
+            yield from text.split()
+
+        @rayfn.method(is_generator=False)
+        def words(self, text: str) -> list[str]:
+            return text.split()
+
+    assert app.registered_functions["Model.tokens"].definition()[1].generator
+    assert not app.registered_functions["Model.words"].definition()[1].generator
+
+    # The wrong way to call each is refused before anything reaches a cluster.
+    for call, says in [
+        (lambda: numbers.remote(3), r"numbers is a generator function: .* \.remote\(\.\.\.\)"),
+        (lambda: numbers.spawn(3), r"cannot be called with \.spawn\(\.\.\.\)\. Use \.remote_gen"),
+        (lambda: list(numbers.map([3])), r"cannot be called with \.map"),
+        (lambda: next(plain.remote_gen(3)), r"plain is not a generator function"),
+    ]:
+        with pytest.raises(InvalidError, match=says):
+            call()

@@ -34,9 +34,12 @@ def test_public_names() -> None:
             "exit",
             "fastapi_endpoint",
             "functions",
+            "is_local",
             "list_calls",
             "method",
             "web_endpoint",
+            "web_server",
+            "wsgi_app",
         ]
     )
     for name in rayfn.__all__:

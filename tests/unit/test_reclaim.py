@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rayfn.runtime.constants import RECLAIM_IDLE_S
 from rayfn.runtime.containers import Pool, Slot, to_reclaim
 from rayfn.runtime.records import ContainerOptions, FunctionOptions
@@ -29,6 +31,17 @@ def test_only_containers_idle_long_enough_and_above_the_minimum_may_go() -> None
     assert [s.handle for s in pool.reclaimable(now)] == [0]  # one spare above the two kept
     pool.retired = True  # its app was redeployed: nothing to keep
     assert len(pool.reclaimable(now)) == 2
+
+
+def test_a_stopped_apps_idle_containers_go_at_once_its_busy_ones_once_done() -> None:
+    now = 100.0
+    pool = pool_of([now - 1, now - 2, now - 3], min_containers=1)  # scaledown_window 60 s
+    assert pool.idle_to_stop(now) == []
+    pool.slots[0].in_flight = 1
+    pool.retired = True  # its app was stopped: no call will come
+    assert [s.handle for s in pool.idle_to_stop(now)] == [1, 2]
+    pool.release(pool.slots[0])  # idle from now (Ray's monotonic clock)
+    assert [s.handle for s in pool.idle_to_stop(time.monotonic())] == [0]
 
 
 def test_as_many_stop_as_the_waiting_work_needs() -> None:
