@@ -56,8 +56,8 @@ async def main() -> None:
     print("cls:", await Doubler().twice.remote.aio(21))
 
     naps = asyncio.gather(*[nap.remote.aio(0.5) for _ in range(2)])
-    mapped = asyncio.ensure_future(_collect(nap.map.aio([0.5, 0.5])))
     print("loop ran during the calls:", await ticks_while(naps) >= 3)
+    mapped = asyncio.ensure_future(_collect(nap.map.aio([0.5, 0.5])))
     print("loop ran during the map:", await ticks_while(mapped) >= 3)
 
     d = Dict.from_name("modal-style-async", create_if_missing=True)

@@ -4,7 +4,8 @@ import rayfn as modal
 
 app = modal.App("modal-style-images-refused")
 
-WHICH = __import__("os").environ["IMAGE_CASE"]
+# Set where the test deploys; workers import this file too, where it is not set.
+WHICH = __import__("os").environ.get("IMAGE_CASE", "apt-present")
 IMAGES = {
     "apt": modal.Image.debian_slim().apt_install("surely-absent-apt-package"),
     "python": modal.Image.debian_slim(python_version="3.8"),

@@ -9,7 +9,8 @@ import rayfn as modal
 MOUNT = os.environ.get("VOLUME_MOUNT", "/tmp/modal-style-volume/data")
 
 vol = modal.Volume.from_name("modal-style-volume", create_if_missing=True)
-app = modal.App("modal-style-volumes")
+# The workers import this file too: the image's env gives them the same mount path.
+app = modal.App("modal-style-volumes", image=modal.Image.debian_slim().env({"VOLUME_MOUNT": MOUNT}))
 
 
 @app.function(volumes={MOUNT: vol})
