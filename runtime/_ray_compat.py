@@ -227,6 +227,19 @@ def dashboard_url() -> str | None:
 # -- Serve's private entry point -------------------------------------------------------
 
 
+def serve_running() -> bool:
+    """Whether Ray Serve runs on this cluster now (its controller actor lives): a
+    ``serve.start`` then keeps the HTTP options Serve was first started with."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
 def serve_run(app: Application, *, name: str, route_prefix: str, wait: bool) -> None:
     """Deploy ``app`` on Serve as ``serve.run`` does, but with ``wait=False`` return
     once Serve accepted it instead of waiting for its replicas to run (a replica no node

@@ -51,6 +51,9 @@ DEFAULT_HTTP_PORT = 8000
 DEFAULT_HTTP_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_HTTP_MAX_RESULT = 16 * 1024 * 1024
 DEFAULT_HTTP_BODY_TIMEOUT_S = 10.0
+# Where Ray Serve answers HTTP on this cluster (as the first ``serve.start`` set it),
+# written when web functions are deployed: their URLs, from any process.
+KV_HTTP_BASE_URL = "rayfn:http-base-url"
 # The settings the running job API was deployed with (JSON; the token only as a digest).
 KV_API_CONFIG = "rayfn:api-config"
 

@@ -359,7 +359,11 @@ class App:
             raise
         self._ephemeral_info = info
         try:
-            with _heartbeat(control, key, grace / 4), _output.follower.following(key):
+            with (
+                _heartbeat(control, key, grace / 4),
+                _output.follower.following(key),
+                _web_served(self._name or "ephemeral", self._functions, info),
+            ):
                 yield self
         finally:
             self._ephemeral_key = None
@@ -416,6 +420,23 @@ class App:
         # Shipped inside a function's globals, an app is just its name: its functions
         # travel on their own.
         return (App, (self._name,))
+
+
+@contextlib.contextmanager
+def _web_served(app_name: str, functions: dict[str, Function], info: AppInfo) -> Iterator[None]:
+    """An app run's web functions served for the run (at ``/<app>-dev/...``), as
+    ``modal run`` serves them."""
+    if not any(f.web is not None for f in functions.values()):
+        yield
+        return
+    # Imported here: a process that only submits work never loads Ray Serve.
+    from rayfn._web_hosting import delete_web_functions, deploy_web_functions
+
+    try:
+        deploy_web_functions(app_name, functions, deployed=info, dev=True)
+        yield
+    finally:
+        delete_web_functions(app_name, dev=True)
 
 
 def _deployment_importing(name: str | None) -> str | None:

@@ -18,7 +18,7 @@ from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.clients import Reply
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
-from rayfn.runtime.identity import app_of
+from rayfn.runtime.identity import DeploymentKey, app_of
 from rayfn.runtime.protocol import Submission
 from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, Parameter, WebEndpoint
 
@@ -337,7 +337,9 @@ class Function:
             return None
         from rayfn._web_hosting import web_url
 
-        return web_url(self._app_name, self._name, self.web)
+        # An app's run (`rayfn run`, `rayfn serve`, app.run()) serves its own copy.
+        dev = DeploymentKey.parse(self._target).run is not None
+        return web_url(self._app_name or app_of(self._target), self._name, self.web, dev=dev)
 
     @property
     def local_parameters(self) -> tuple[Parameter, ...] | None:

@@ -28,6 +28,8 @@ from rayfn._web import check_route_free
 from rayfn.config import settings
 from rayfn.exception import InvalidError
 from rayfn.runtime import _ray_compat as ray_compat
+from rayfn.runtime import kv
+from rayfn.runtime.constants import KV_HTTP_BASE_URL
 from rayfn.runtime.records import AppInfo, FunctionOptions, FunctionSpec, WebEndpoint
 from rayfn.runtime.resources import fits_some_node, held_resources
 
@@ -151,7 +153,11 @@ def deploy_web_functions(
     web = check_routes(app_name, functions, dev=dev)
     if not web:
         return []
+    started = not ray_compat.serve_running()
     serve.start(http_options=settings().serve_http_options)
+    # Where Serve answers is what it was first started with, not what this process asks.
+    if started or kv.get(KV_HTTP_BASE_URL) is None:
+        kv.put(KV_HTTP_BASE_URL, settings().http_base_url.encode())
     stale = set(_serve_apps_of(app_name, dev)) - {_serve_name(app_name, n, dev) for n in web}
     for name in stale:
         serve.delete(name)
@@ -198,7 +204,7 @@ def deploy_web_functions(
             if frames:
                 failed.add_note(frames)  # the user's traceback, from the replica
             raise failed from None
-        endpoints.append(Endpoint(name, settings().http_base_url + prefix))
+        endpoints.append(Endpoint(name, web_url(app_name, name, function.web, dev=dev)))
     return endpoints
 
 
@@ -224,8 +230,14 @@ def check_routes(
 
 
 def web_url(app_name: str, function: str, web: WebEndpoint, *, dev: bool = False) -> str:
-    """Where a web function is (or will be) served."""
-    return settings().http_base_url + _route_prefix(app_name, function, web, dev)
+    """Where a web function is (or will be) served: on the cluster's Serve, as its
+    web functions were first deployed, else as this process's settings say."""
+    from rayfn import _connection
+
+    _connection.connect()
+    found = kv.get(KV_HTTP_BASE_URL)
+    base = found.decode() if found is not None else settings().http_base_url
+    return base + _route_prefix(app_name, function, web, dev)
 
 
 def delete_web_functions(app_name: str, *, dev: bool = False) -> list[str]:

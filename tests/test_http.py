@@ -340,6 +340,16 @@ def test_every_kind_of_web_function_modal_style(cluster: Cluster, base: str) -> 
         assert stopped.returncode == 0, stopped.stderr
 
 
+def test_rayfn_run_serves_the_apps_endpoints_while_it_runs(cluster: Cluster, base: str) -> None:
+    # No RAYFN_HTTP_PORT here: where Serve answers is the cluster's to say.
+    done = cluster.cli("run", "tests/apps/modal_style/web_run.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    url = f"{base}/modal-style-web-run-dev/hello"
+    for line in [f"url: {url}", "same inside a call: True", "answer: {'hello': 'run'}"]:
+        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"
+    assert httpx.get(url, timeout=30).status_code == 404  # gone with the run
+
+
 def test_web_replicas_hold_the_resources_their_function_asks_for(base: str) -> None:
     web_resources.app.deploy()
     try:

@@ -65,7 +65,7 @@ def deploy(file: AppFile) -> None:
 def serve(file: AppFile) -> None:
     """Serve the app's web functions until Ctrl-C or SIGTERM, reloading when FILE
     changes; they live at /<app>-dev/<function>. Example: rayfn serve web.py"""
-    from rayfn._web_hosting import delete_web_functions, deploy_web_functions, serve_app_prefix
+    from rayfn._web_hosting import delete_web_functions, serve_app_prefix
 
     path, _, var = file.partition("::")
     _stop_on_sigterm()
@@ -78,19 +78,12 @@ def serve(file: AppFile) -> None:
                 raise InvalidError("`rayfn serve` needs an App with a name.")
             app_name = app.name
             replicas = f"ServeReplica:{serve_app_prefix(app.name, dev=True)}"
-            with app.run(), _output.follower.following(None, replicas):
-                endpoints = deploy_web_functions(
-                    app.name,
-                    app.registered_functions,
-                    deployed=app.ephemeral_info,
-                    dev=True,
-                )
-                if not endpoints:
-                    raise InvalidError(
-                        f"{path} has no web functions (@asgi_app, @fastapi_endpoint)."
-                    )
-                for endpoint in endpoints:
-                    out.print(f"{endpoint.function} => {endpoint.url}", highlight=False)
+            web = {n: f for n, f in app.registered_functions.items() if f.web is not None}
+            if not web:
+                raise InvalidError(f"{path} has no web functions (@asgi_app, @fastapi_endpoint).")
+            with app.run(), _output.follower.following(None, replicas):  # the run serves them
+                for name, function in web.items():
+                    out.print(f"{name} => {function.get_web_url()}", highlight=False)
                 out.print(
                     "Serving; Ctrl-C stops. Reloading when the file changes.", highlight=False
                 )
