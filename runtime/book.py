@@ -27,6 +27,7 @@ from rayfn.runtime.commands import (
     Launch,
     Policy,
     Pump,
+    PumpAt,
     SetTimer,
     Warn,
 )
@@ -163,6 +164,12 @@ class Book:
                 break
             else:
                 size = self.packing.size(policy.version, policy.can_pack, len(queue))
+            if policy.batch:  # @batched: a full batch, or what waited batch_wait
+                fill_by = queue[0].created_at + policy.batch_wait
+                if len(queue) < policy.batch and fill_by > now:
+                    out.append(PumpAt(key, fill_by, policy))
+                    break
+                size = policy.batch
             batch: list[Call] = []
             while queue and len(batch) < size:
                 call = queue.popleft()
@@ -259,7 +266,10 @@ class Book:
                 mine = payload if index == len(metas) - 1 else None
                 out += self._record(call, number, metas[index], mine, policy, now)
             elif metas is None and (
-                not packed or call.interrupt is not None or call.status is CallStatus.RUNNING
+                not packed
+                or policy.batch  # a batch's calls run together: none is left unstarted
+                or call.interrupt is not None
+                or call.status is CallStatus.RUNNING
             ):
                 # Timed out or cancelled, or the one running when the worker died.
                 interrupted = interrupted or call.interrupt is not None
@@ -268,7 +278,7 @@ class Book:
                 out += self._failed(call, policy, failure, now)
             else:
                 unstarted.append(call)
-        if packed and metas is None and not interrupted:
+        if packed and not policy.batch and metas is None and not interrupted:
             self.packing.crashed(policy.version)
             out.append(
                 Warn(

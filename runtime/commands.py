@@ -24,6 +24,10 @@ class Policy:
     startup_timeout: float | None = None
     can_pack: bool = False
     pooled: bool = False  # a class's method: its pool of containers says how many fit
+    # @batched: up to this many queued calls go in one call of the function (0: not
+    # batched), each launch waiting up to batch_wait seconds for a full batch.
+    batch: int = 0
+    batch_wait: float = 0.0
     needs: str = "1 CPU"  # what it asks of a node, for the startup timeout's message
     runner: Any = field(default=None, compare=False, repr=False)  # the shell's own
 
@@ -75,8 +79,17 @@ class Pump:
 
 
 @dataclass(frozen=True, slots=True)
+class PumpAt:
+    """Pump this function again at ``at`` (a batch waiting to fill up)."""
+
+    key: Key
+    at: float
+    known: Policy | None
+
+
+@dataclass(frozen=True, slots=True)
 class Warn:
     message: str
 
 
-Command = Launch | SetTimer | Kill | Finished | Pump | Warn
+Command = Launch | SetTimer | Kill | Finished | Pump | PumpAt | Warn

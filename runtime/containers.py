@@ -56,6 +56,14 @@ class Container:
             report_start=self._max_inputs == 1,
         )
 
+    def run_batch(
+        self, method: str, headers: list[str], blobs: list[bytes]
+    ) -> tuple[list[AttemptMeta], None]:
+        """A ``@batched`` method's calls, in one call of it."""
+        from rayfn.runtime import executor
+
+        return executor.run_batch(headers, blobs, resolve=lambda: self._bound(method))
+
     def stream(self, method: str, header: str, args_blob: bytes) -> Iterator[Any]:
         """A generator method's call: what it yields, then how it went."""
         from rayfn.runtime import executor

@@ -13,7 +13,7 @@ from rayfn.runtime import code
 from rayfn.runtime.commands import Policy
 from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
-from rayfn.runtime.executor import execute_call, execute_pack, execute_stream
+from rayfn.runtime.executor import execute_batch, execute_call, execute_pack, execute_stream
 from rayfn.runtime.identity import FunctionVersion
 from rayfn.runtime.protocol import TaskHeader
 from rayfn.runtime.records import AttemptMeta, FunctionOptions
@@ -55,6 +55,8 @@ class LoadedFunction:
             object.__setattr__(loaded, "task", loaded._task_with_options(loaded._executor))
         if loaded.can_pack:
             object.__setattr__(loaded, "pack_task", loaded._task_with_options(execute_pack))
+        if options.max_batch_size and options.container is None:
+            object.__setattr__(loaded, "pack_task", loaded._task_with_options(execute_batch))
         policy = Policy(
             version=key,
             label=task_name,
@@ -69,6 +71,8 @@ class LoadedFunction:
             startup_timeout=options.startup_timeout,
             can_pack=loaded.can_pack,
             pooled=options.container is not None,
+            batch=options.max_batch_size,
+            batch_wait=options.batch_wait_ms / 1000,
             needs=describe_needs(options),
             runner=loaded,
         )
@@ -89,6 +93,7 @@ class LoadedFunction:
             and (options.timeout is None or options.timeout >= PACK_MIN_TIMEOUT_S)
             and options.concurrent_inputs == 1  # its calls are meant to overlap
             and not options.generator  # its task streams one call's values
+            and not options.max_batch_size  # its calls go in one call, not in turn
         )
 
     @property
@@ -128,7 +133,8 @@ class LoadedFunction:
         return self._task_with_options(self._executor) if self.picks_gpu_per_call else self.task
 
     def submit_pack(self, calls: list[tuple[str, int, bytes]]) -> tuple[MetaRef, PayloadRef]:
-        """Run several calls ``(call id, attempt, args)`` in turn in one task."""
+        """Run several calls ``(call id, attempt, args)`` in one task: in turn, or (a
+        ``@batched`` function) in one call of it."""
         headers = [self.header(call_id, attempt) for call_id, attempt, _ in calls]
         refs: tuple[MetaRef, PayloadRef] = self.pack_task.remote(
             headers, [blob for _, _, blob in calls]
@@ -144,6 +150,18 @@ class LoadedFunction:
         header = self.header(call_id, attempt)
         refs: tuple[MetaRef, PayloadRef] = method.remote(
             self.options.container.method, header, args_blob
+        )
+        return refs
+
+    def batch_to(
+        self, slot: Slot, calls: list[tuple[str, int, bytes]]
+    ) -> tuple[MetaRef, PayloadRef]:
+        """Send a batch of a ``@batched`` method's calls to a container of its class."""
+        assert self.options.container is not None
+        method = slot.handle.run_batch.options(num_returns=2, name=self.task_name)
+        headers = [self.header(call_id, attempt) for call_id, attempt, _ in calls]
+        refs: tuple[MetaRef, PayloadRef] = method.remote(
+            self.options.container.method, headers, [blob for _, _, blob in calls]
         )
         return refs
 

@@ -285,10 +285,13 @@ def _run(
     return _succeeded(started_at, task, value)
 
 
-def _succeeded(started_at: float, task: TaskHeader, value: Any) -> tuple[AttemptMeta, Any]:
+def _succeeded(
+    started_at: float, task: TaskHeader, value: Any, inline_any: bool = False
+) -> tuple[AttemptMeta, Any]:
     """Pickle the result here, so a result that cannot be pickled, or is too large,
     fails the call with a clear error instead of a dead worker; a small result rides
-    inline in the first return, a large one stays in the object store."""
+    inline in the first return, a large one stays in the object store (``inline_any``:
+    inline too, for a batch's calls, which share one task's returns)."""
     buffers: list[pickle.PickleBuffer] = []
     try:
         # Out-of-band buffers (numpy arrays...) are measured, not copied.
@@ -306,7 +309,7 @@ def _succeeded(started_at: float, task: TaskHeader, value: Any) -> tuple[Attempt
             _result_error(task.label, f"is {size} bytes, over RAYFN_MAX_RESULT_BYTES ({limit})"),
         )
     finished_at = time.time()
-    if size <= INLINE_RESULT_BYTES:
+    if size <= INLINE_RESULT_BYTES or inline_any:
         inline: bytes = blob if not buffers else ray.cloudpickle.dumps(value, protocol=5)
         return AttemptMeta(True, started_at, finished_at, inline=inline), None
     return AttemptMeta(True, started_at, finished_at), value
@@ -324,6 +327,63 @@ def _result_error(label: str, problem: str) -> RemoteFailure:
         None,
         FailureKind.BAD_RESULT,
     )
+
+
+def run_batch(
+    headers: list[str],
+    blobs: list[bytes],
+    resolve: Callable[[], Callable[..., Any]] | None = None,
+) -> tuple[list[AttemptMeta], None]:
+    """Run a ``@batched`` function once for several calls: each parameter gets the
+    list of the calls' values, and the function returns one result per call, in
+    order. If it raises, every call of the batch fails with that."""
+    tasks = [TaskHeader.parse(header) for header in headers]
+    first = tasks[0]
+    started_at = time.time()
+    try:
+        with _attempt(first, started_at, report_start=resolve is None):
+            fn = resolve() if resolve is not None else load_code(first.code_key, first.label)
+            began = time.time()
+            try:
+                values = _batch_values(fn, [ray.cloudpickle.loads(blob) for blob in blobs])
+            except Exception as exc:  # the user's code raised: every call's outcome
+                tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+                failed, _ = _failed(began, RemoteFailure.capture(exc, tb))
+                return [failed] * len(tasks), None
+            return [
+                _succeeded(began, task, value, inline_any=True)[0]
+                for task, value in zip(tasks, values, strict=True)
+            ], None
+    except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
+        failed, _ = _failed(started_at, RemoteFailure.capture(exc, None))
+        return [failed] * len(tasks), None
+
+
+def _batch_values(fn: Callable[..., Any], calls: list[tuple[Any, Any]]) -> list[Any]:
+    """Call ``fn`` once with each parameter's values as a list; its results, one per
+    call.
+
+    Raises:
+        TypeError: a call's arguments do not fit the parameters, or the function did
+            not return one result per call.
+    """
+    signature = inspect.signature(fn)
+    columns: dict[str, list[Any]] = {name: [] for name in signature.parameters}
+    for args, kwargs in calls:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        for name, value in bound.arguments.items():
+            columns[name].append(value)
+    produced = fn(**columns)
+    if inspect.iscoroutine(produced):
+        produced = asyncio.run(produced)
+    values = list(produced)
+    if len(values) != len(calls):
+        raise TypeError(
+            f"A @batched function must return one result per input: got {len(values)} "
+            f"results for {len(calls)} inputs."
+        )
+    return values
 
 
 def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta], Any]:
@@ -355,3 +415,4 @@ def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta],
 execute_call = ray.remote(num_returns=2, max_retries=0)(run_call)
 execute_pack = ray.remote(num_returns=2, max_retries=0)(run_pack)
 execute_stream = ray.remote(num_returns="streaming", max_retries=0)(stream_call)
+execute_batch = ray.remote(num_returns=2, max_retries=0)(run_batch)

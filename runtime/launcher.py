@@ -94,12 +94,15 @@ class Launcher:
             return self._launch_stream(launch, loaded)
         slot = None
         try:
-            if len(launch.calls) > 1:
-                meta_ref, payload_ref = loaded.submit_pack(list(launch.calls))
-            elif loaded.options.container is not None:
+            if loaded.options.container is not None:
                 slot = self.pool(loaded).acquire(loaded.start_container)
                 assert slot is not None, "the book launched past the pool's capacity"
-                meta_ref, payload_ref = loaded.submit_to(slot, *launch.calls[0])
+                if loaded.options.max_batch_size:
+                    meta_ref, payload_ref = loaded.batch_to(slot, list(launch.calls))
+                else:
+                    meta_ref, payload_ref = loaded.submit_to(slot, *launch.calls[0])
+            elif len(launch.calls) > 1 or loaded.options.max_batch_size:
+                meta_ref, payload_ref = loaded.submit_pack(list(launch.calls))
             else:
                 meta_ref, payload_ref = loaded.submit(*launch.calls[0])
         except Exception as exc:  # e.g. resources Ray rejects outright

@@ -60,6 +60,9 @@ class FunctionOptions:
     volumes: tuple[tuple[str, str], ...] = ()  # (mount path, volume name), runtime/volumes.py
     # A generator function: its calls stream what they yield (Function.remote_gen).
     generator: bool = False
+    # @batched(max_batch_size=, wait_ms=): queued calls go to the function together.
+    max_batch_size: int = 0
+    batch_wait_ms: int = 0
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""

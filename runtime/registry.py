@@ -72,6 +72,7 @@ class CallRegistry:
         self._launcher = Launcher(self._launch_ended, self._streams)
         self._answers = Answers(book, self._journal, shard, self._epoch)
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._pump_timers: dict[Key, asyncio.TimerHandle] = {}  # batches filling up
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
         self._background: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -260,6 +261,12 @@ class CallRegistry:
                     self._launcher.kill(call_id)
                 case events.Pump(key, known):
                     self._pump_latest(key, known)
+                case events.PumpAt(key, at, known):
+                    if key not in self._pump_timers:  # one wait per function at a time
+                        delay = max(0.0, at - time.time())
+                        self._pump_timers[key] = self._loop.call_later(
+                            delay, self._pump_timer_fired, key, known
+                        )
                 case events.Warn(message):
                     logger.warning(message)
         self._journal.nudge()
@@ -276,6 +283,10 @@ class CallRegistry:
     def _drop_stream(self, call_id: str, stream: CallStream) -> None:
         if self._streams.get(call_id) is stream:  # not read to its end in time
             del self._streams[call_id]
+
+    def _pump_timer_fired(self, key: Key, known: Policy | None) -> None:
+        del self._pump_timers[key]
+        self._pump_latest(key, known)
 
     def _timer_fired(self, call_id: str) -> None:
         self._timers.pop(call_id, None)

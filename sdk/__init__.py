@@ -7,7 +7,7 @@ Code written for Modal's job-queue API runs after changing one import::
 
 from rayfn import exception, functions
 from rayfn._app import App
-from rayfn._cls import Cls, concurrent, enter, exit, method
+from rayfn._cls import Cls, batched, concurrent, enter, exit, method
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, current_function_call_id, is_local, list_calls
 from rayfn._image import Image
@@ -16,9 +16,6 @@ from rayfn._retries import Retries
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret
 from rayfn._stores import Dict, Queue
-
-# Modal names rayfn lacks so far: using one raises NotSupportedError saying so.
-from rayfn._unsupported import batched  # noqa: F401
 from rayfn._volume import Volume
 from rayfn._web import asgi_app, fastapi_endpoint, web_server, wsgi_app
 from rayfn.records import CallInfo, CallStatus
@@ -42,6 +39,7 @@ __all__ = [
     "Volume",
     "__version__",
     "asgi_app",
+    "batched",
     "concurrent",
     "current_function_call_id",
     "enable_output",

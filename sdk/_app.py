@@ -16,7 +16,7 @@ from rayfn._checks import check_name
 from rayfn._cls import MAX_INPUTS_MARK, METHOD_MARK, Cls, methods_of, web_methods_of
 from rayfn._function import Function
 from rayfn._image import Image
-from rayfn._options import CallOptions, check_pool, function_options, streaming
+from rayfn._options import CallOptions, batching, check_pool, function_options, streaming
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret, inline_secrets, required_keys
 from rayfn._serialization import dumps_code
@@ -168,8 +168,11 @@ class App:
                 self._name or "",
                 fn_name,
                 raw=fn,
-                options=streaming(
-                    dataclasses.replace(checked, concurrent_inputs=inputs), fn, is_generator
+                options=batching(
+                    streaming(
+                        dataclasses.replace(checked, concurrent_inputs=inputs), fn, is_generator
+                    ),
+                    fn,
                 ),
                 app=self,
                 web=web_endpoint_of(fn),
@@ -248,10 +251,13 @@ class App:
                     max_inputs=max_inputs,
                 )
                 # max_containers counts containers here, not calls: the pool applies it.
-                options = streaming(
-                    dataclasses.replace(base, container=container, max_containers=None),
+                options = batching(
+                    streaming(
+                        dataclasses.replace(base, container=container, max_containers=None),
+                        fn,
+                        getattr(fn, METHOD_MARK)[0],  # @method(is_generator=...)
+                    ),
                     fn,
-                    getattr(fn, METHOD_MARK)[0],  # @method(is_generator=...)
                 )
                 handles[method_name] = self._functions[qualified] = Function(
                     self._name or "",

@@ -28,6 +28,8 @@ C = TypeVar("C")
 
 METHOD_MARK = "__rayfn_method__"
 MAX_INPUTS_MARK = "__rayfn_max_inputs__"
+BATCH_MARK = "__rayfn_batched__"  # (max_batch_size, wait_ms)
+MAX_BATCH_SIZE = 1000
 
 
 def _marker(mark: str, what: str) -> Callable[[F], F]:
@@ -71,6 +73,28 @@ def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable
         return target
 
     return decorate
+
+
+def batched(*, max_batch_size: int, wait_ms: int) -> Callable[[F], F]:
+    """Let the cluster hand a function (or ``@method``) up to ``max_batch_size`` calls
+    at once: each parameter gets a list (one value per call) and it returns a list (one
+    result per call); callers still pass and get one value each. A batch goes once it
+    is full, or ``wait_ms`` after its first call arrived; if the function raises, every
+    call of the batch fails with that.
+
+    Example:
+        >>> @app.function()
+        ... @rayfn.batched(max_batch_size=8, wait_ms=100)
+        ... def embed(texts: list[str]) -> list[list[float]]: ...
+        >>> embed.remote("one text")
+    """
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+        raise InvalidError(f"max_batch_size must be a whole number, got {max_batch_size!r}.")
+    if not 1 <= max_batch_size <= MAX_BATCH_SIZE:
+        raise InvalidError(f"max_batch_size must be 1 to {MAX_BATCH_SIZE}, got {max_batch_size}.")
+    if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms <= 600_000:
+        raise InvalidError(f"wait_ms must be a whole number of ms, 0 to 600000, got {wait_ms!r}.")
+    return marker(BATCH_MARK, (max_batch_size, wait_ms), "@rayfn.batched() decorates functions")
 
 
 def methods_of(user_cls: type) -> dict[str, Callable[..., Any]]:

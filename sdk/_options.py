@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 
 from typing_extensions import Unpack
 
+from rayfn._cls import BATCH_MARK
 from rayfn._image import Image
 from rayfn._retries import Retries, retry_policy
 from rayfn._schedules import Cron, Period
@@ -85,6 +86,23 @@ def refuse_modal_only(names: Sequence[str], decorator: str) -> None:
     for name in names:
         if name in table:
             raise NotSupportedError(f"@app.{decorator}({name}=...) {table[name]}.")
+
+
+def batching(options: FunctionOptions, fn: Any) -> FunctionOptions:
+    """``options`` of ``fn``, ``@batched`` or not.
+
+    Raises:
+        InvalidError: a batched generator, or a batched ``@concurrent`` function.
+    """
+    batch = getattr(fn, BATCH_MARK, None)
+    if batch is None:
+        return options
+    if options.generator:
+        raise InvalidError("A @batched function cannot be a generator: return a list.")
+    if options.concurrent_inputs > 1:
+        raise InvalidError("Give @batched or @concurrent, not both: a batch is the inputs at once.")
+    max_batch_size, wait_ms = batch
+    return dataclasses.replace(options, max_batch_size=max_batch_size, batch_wait_ms=wait_ms)
 
 
 def streaming(options: FunctionOptions, fn: Any, is_generator: bool | None) -> FunctionOptions:

@@ -4,17 +4,10 @@ program uses it, naming it and what to use instead, never an ``AttributeError`` 
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from rayfn.exception import NotSupportedError
 
 
 def refuse(what: str, instead: str) -> NoReturn:
     raise NotSupportedError(f"{what} is not supported by rayfn yet: {instead}.")
-
-
-def batched(*, max_batch_size: int, wait_ms: int) -> Any:
-    refuse(
-        "@modal.batched",
-        "give the function a list parameter and call it with batches, or use .map(...)",
-    )

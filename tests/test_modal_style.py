@@ -138,3 +138,17 @@ def test_generators_stream_what_they_yield_as_they_yield_it(cluster: Cluster) ->
         "Use .remote_gen(...) instead.",
     ]:
         assert line in out, f"{line!r} missing from:\n{out}"
+
+
+def test_batched_functions_and_methods_get_lists_and_callers_single_values(
+    cluster: Cluster,
+) -> None:
+    done = cluster.cli("run", "tests/apps/modal_style/batching.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in [
+        "map: [(1, 4), (4, 4), (3, 4), (8, 4)]",  # the four calls in one batch
+        "alone: (9, 1)",  # one call: went once wait_ms passed
+        "failed: ['a batch of 3 failed', 'a batch of 3 failed', 'a batch of 3 failed']",
+        "class: [100, 101, 102, 103, 104]",
+    ]:
+        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"

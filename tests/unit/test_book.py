@@ -441,3 +441,35 @@ def test_restore_counts_the_unfinished_calls_of_each_app() -> None:
     again = Book(max_tombstones=100)
     again.restore(journal_of(book), T0 + 2)
     assert again.unfinished == {"app": 1}
+
+
+def test_a_batch_goes_when_full_or_once_its_first_call_waited_wait_ms() -> None:
+    from rayfn.runtime.commands import PumpAt
+
+    batched = policy(batch=4, batch_wait=0.5)
+    book = book_with(b"0", b"1", b"2")
+    out = book.dispatch(batched, T0)
+    assert launches(out) == []  # three of four: wait for more
+    assert of(out, PumpAt) == [PumpAt(KEY, T0 + 0.5, batched)]
+    for index in (3, 4):
+        book.accept(f"fc-{index}", KEY, b"x", 60.0, T0 + 0.1)
+    (full,) = launches(book.dispatch(batched, T0 + 0.1))  # four: goes at once
+    assert [c[0] for c in full.calls] == ["fc-0", "fc-1", "fc-2", "fc-3"]
+    out = book.dispatch(batched, T0 + 0.2)
+    assert launches(out) == [] and of(out, PumpAt)[0].at == T0 + 0.6  # fc-4's own wait
+    (late,) = launches(book.dispatch(batched, T0 + 0.6))
+    assert [c[0] for c in late.calls] == ["fc-4"]
+
+
+def test_a_batch_killed_by_its_timeout_fails_every_call_in_it() -> None:
+    batched = policy(batch=2, batch_wait=0.0, timeout=5.0)
+    book = book_with(b"0", b"1")
+    (launch,) = launches(book.dispatch(batched, T0))
+    book.started("fc-0", 1, T0, batched)  # the batch reports its first call only
+    book.timer_fired("fc-0")
+    book.launch_ended(launch, None, CRASH, None, T0 + 6)
+    # The one timed out, the other died with its task; none went back to wait, which
+    # would make a batch that hangs run again and again.
+    statuses = [book.calls[f"fc-{i}"].status for i in (0, 1)]
+    assert statuses == [CallStatus.TIMED_OUT, CallStatus.FAILED]
+    assert book.queues.get(KEY) is None

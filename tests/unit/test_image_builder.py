@@ -106,7 +106,6 @@ def test_modal_names_rayfn_lacks_raise_saying_so() -> None:
     def f() -> None: ...
 
     for use, says in [
-        (lambda: modal.batched(max_batch_size=4, wait_ms=10), r"@modal.batched is not"),
         (lambda: f.with_options(cpu=2), r"Function.with_options is not supported"),
         (lambda: modal.fastapi_endpoint(requires_proxy_auth=True), r"requires_proxy_auth is"),
         (lambda: modal.asgi_app(custom_domains=["x.example"]), r"custom_domains is not"),

@@ -26,6 +26,7 @@ def test_public_names() -> None:
             "Volume",
             "__version__",
             "asgi_app",
+            "batched",
             "concurrent",
             "current_function_call_id",
             "enable_output",
