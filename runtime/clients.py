@@ -238,6 +238,10 @@ class ControlClient:
     def list_apps(self) -> Reply[list[AppInfo]]:
         return Reply(lambda: self.handle.list_apps.remote())
 
+    def add_variant(self, app: str, name: str, changes: dict[str, Any]) -> Reply[str | NotDeployed]:
+        """A copy of a function (or class) with option changes; its name."""
+        return Reply(lambda: self.handle.add_variant.remote(app, name, changes))
+
     def describe_function(self, app: str, function: str) -> Reply[FunctionInfo | NotDeployed]:
         return Reply(lambda: self.handle.describe_function.remote(app, function))
 

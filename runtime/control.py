@@ -8,6 +8,8 @@ they die with the client that runs them anyway.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from rayfn.runtime.records import (
     AppInfo,
     AppSpec,
     FunctionInfo,
+    FunctionOptions,
     FunctionSpec,
     ImageSpec,
     NotDeployed,
@@ -38,6 +41,28 @@ from rayfn.runtime.records import (
 from rayfn.runtime.schedules import Timetable
 
 logger = logging.getLogger(__name__)
+
+
+def variant_digest(changes: dict[str, Any]) -> str:
+    """A short name for a set of option changes (the same changes, the same name)."""
+    return hashlib.sha256(repr(sorted(changes.items())).encode()).hexdigest()[:10]
+
+
+def with_changes(
+    options: FunctionOptions, changes: dict[str, Any], class_name: str
+) -> FunctionOptions:
+    """``options`` with ``changes``; a class's method's go to its container options
+    where they live there (``max_containers``), under the variant's class name."""
+    container = options.container
+    if container is None:
+        return dataclasses.replace(options, **changes)
+    own = {k: v for k, v in changes.items() if k != "max_containers"}
+    container = dataclasses.replace(
+        container,
+        class_name=class_name,
+        max_containers=changes.get("max_containers", container.max_containers),
+    )
+    return dataclasses.replace(options, container=container, **own)
 
 
 @dataclass(frozen=True)
@@ -270,6 +295,44 @@ class ControlActor:
         deployment, spec = found
         env = deployment.function_envs.get(function, deployment.runtime_env)
         return LoadedVersion(deployment.version, spec.options, env)
+
+    async def add_variant(self, app: str, name: str, changes: dict[str, Any]) -> str | NotDeployed:
+        """``with_options``: a copy of function (or class) ``name`` of ``app``'s current
+        version with ``changes`` to its options (FunctionOptions fields), under a name of
+        its own, so the registry queues, limits and pools it apart. Returns that name;
+        the same changes give the same one. A redeploy of the app drops variants."""
+        deployment = self._apps.get(app)
+        if deployment is None:
+            missing = self._find(app, name)
+            assert isinstance(missing, NotDeployed)
+            return missing
+        variant = f"{name}[{variant_digest(changes)}]"
+        functions = deployment.spec.functions
+        bases = {n: f for n, f in functions.items() if n == name or n.startswith(name + ".")}
+        if not bases:
+            return NotDeployed(app, name, tuple(functions))
+        added = {}
+        for base_name, base in bases.items():
+            options = with_changes(base.options, changes, class_name=variant)
+            full_name = variant + base_name[len(name) :]
+            added[full_name] = dataclasses.replace(base, name=full_name, options=options)
+        if all(n in functions for n in added):
+            return variant
+        envs = {
+            n: deployment.function_envs[b]
+            for n, b in zip(added, bases, strict=True)
+            if b in deployment.function_envs
+        }
+        updated = dataclasses.replace(
+            deployment,
+            spec=dataclasses.replace(deployment.spec, functions={**functions, **added}),
+            function_envs={**deployment.function_envs, **envs},
+        )
+        put_code(app, deployment.version, {n: f.code for n, f in added.items()})
+        if not updated.spec.ephemeral:
+            kv.put(_kv_key(app), ray.cloudpickle.dumps(updated))
+        self._apps[app] = updated
+        return variant
 
     def _find(self, app: str, function: str) -> tuple[Deployment, FunctionSpec] | NotDeployed:
         deployment = self._apps.get(app)

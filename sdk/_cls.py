@@ -17,11 +17,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from rayfn import _output
+from rayfn import _connection, _output
 from rayfn._checks import check_name, marker
 from rayfn._web import web_endpoint_of
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.runtime.containers import ENTER_MARK, EXIT_MARK
+from rayfn.runtime.identity import app_of
+from rayfn.runtime.records import NotDeployed
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
@@ -125,6 +127,11 @@ class Cls:
         self._name = name
         self._methods = methods  # name -> Function; None when looked up by name
         self._code = code  # the user's class, where it was defined here
+        # with_options: (the class it varies, option changes); the deployment the
+        # variant was made for, and its name there.
+        self._variant: tuple[Cls, dict[str, Any]] | None = None
+        self._variant_for: str | None = None
+        self._variant_name = name
 
     @property
     def __rayfn_code__(self) -> Any:
@@ -132,8 +139,9 @@ class Cls:
         return self._code if self._code is not None else self
 
     @classmethod
-    def from_name(cls, app_name: str, name: str) -> Cls:
-        """A deployed class; its methods are looked up on first use."""
+    def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> Cls:
+        """A deployed class; its methods are looked up on first use.
+        ``environment_name`` is accepted: a rayfn cluster has one environment."""
         _output.follower.note_deployed(app_name)
         return cls(check_name("app", app_name), check_name("function", name), None)
 
@@ -145,9 +153,47 @@ class Cls:
             )
         return _Instance(self)
 
+    def with_options(self, **options: Any) -> Cls:
+        """This class with other options for its containers (as
+        ``Function.with_options``): a pool of its own, made on the first call.
+
+        Example:
+            >>> Model.with_options(gpu="A100")().predict.remote(x)
+        """
+        from rayfn._options import option_changes
+        from rayfn.config import settings
+
+        changes = option_changes(options, default_result_ttl=settings().result_ttl)
+        base, earlier = self._variant or (self, {})
+        variant = Cls(self._app_name, self._name, None)
+        variant._variant = (base, {**earlier, **changes})
+        return variant
+
+    def _target(self) -> str:
+        """The deployment this class's calls go to (a local one's: its app's run, if
+        it runs)."""
+        if self._methods:
+            return str(next(iter(self._methods.values()))._target)
+        return self._app_name
+
+    def _variant_method(self, name: str) -> Any:
+        from rayfn._function import Function
+
+        assert self._variant is not None
+        base, changes = self._variant
+        target = base._target()
+        if self._variant_for != target:
+            found = _connection.control().add_variant(target, base._name, changes).result()
+            if isinstance(found, NotDeployed):
+                raise NotFoundError(found.message())
+            self._variant_name, self._variant_for = found, target
+        return Function(app_of(target), f"{self._variant_name}.{name}", deployment=target)
+
     def _method(self, name: str) -> Any:
         from rayfn._function import Function
 
+        if self._variant is not None:
+            return self._variant_method(name)
         if self._methods is not None:
             found = self._methods.get(name)
             if found is None:

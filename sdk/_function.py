@@ -11,10 +11,11 @@ from rayfn._aio import Steps, aio_method, in_thread, run_steps
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, stream_results, stream_values
+from rayfn._options import option_changes
 from rayfn._serialization import dumps_args
 from rayfn._spawner import spawn_token, spawner
-from rayfn._unsupported import refuse
-from rayfn.exception import InvalidError, NotFoundError
+from rayfn.config import settings
+from rayfn.exception import InvalidError, NotFoundError, NotSupportedError
 from rayfn.runtime.clients import Reply
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
@@ -66,6 +67,11 @@ class Function:
         self._app = app
         self._info: FunctionInfo | None = None
         self._accepted_by: set[str] = set()  # deployments that accepted a call of it
+        # with_options: (the function's own name, option changes), and the deployment
+        # the variant was made for (its name is then the variant's).
+        self._pinned: int | None = None  # from_name(version=): the only version it calls
+        self._variant: tuple[str, dict[str, Any]] | None = None
+        self._variant_for: str | None = None
         self._local_parameters = parameters_of(raw) if raw is not None else None
         self._local_signature = _signature_text(raw) if raw is not None else None
         if code is not None and raw is not None:  # a method: callers do not pass self
@@ -83,11 +89,31 @@ class Function:
     # -- lookup --------------------------------------------------------------------------
 
     @classmethod
-    def from_name(cls, app_name: str, name: str) -> Function:
+    def from_name(
+        cls,
+        app_name: str,
+        name: str,
+        *,
+        environment_name: str | None = None,
+        version: int | None = None,
+    ) -> Function:
         """A handle on a deployed function. Lazy: an unknown name raises
-        ``NotFoundError`` on first use. ``lookup`` is the eager form."""
+        ``NotFoundError`` on first use. ``lookup`` is the eager form.
+        ``environment_name`` is accepted: a rayfn cluster has one environment. With
+        ``version``, the handle works only while that version of the app is the one
+        deployed (a cluster runs an app's current version): else ``NotFoundError``.
+
+        Raises:
+            InvalidError: ``version`` is not a whole number from 1.
+        """
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 1
+        ):
+            raise InvalidError(f"version must be a whole number from 1, got {version!r}.")
         _output.follower.note_deployed(app_name)
-        return cls(check_name("app", app_name), check_name("function", name))
+        function = cls(check_name("app", app_name), check_name("function", name))
+        function._pinned = version
+        return function
 
     @classmethod
     def lookup(cls, app_name: str, name: str) -> Function:
@@ -119,6 +145,11 @@ class Function:
     def _hydrated(self, found: FunctionInfo | NotDeployed) -> Function:
         if isinstance(found, NotDeployed):
             raise NotFoundError(found.message())
+        if self._pinned is not None and found.version != self._pinned:
+            raise NotFoundError(
+                f"{self.qualname} version {self._pinned} is not deployed: the app runs "
+                f"version {found.version} (a cluster runs an app's current version)."
+            )
         self._info = found
         return self
 
@@ -154,6 +185,8 @@ class Function:
     def _spawned(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], how: str
     ) -> Steps[FunctionCall]:
+        if self._variant is not None and self._variant_for != self._target:
+            yield from self._as_variant()
         if self._raw is None and self._info is None:
             self._hydrated(
                 (yield _connection.control().describe_function(self._target, self._name))
@@ -277,6 +310,8 @@ class Function:
     def _spawn_all(
         self, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]
     ) -> list[FunctionCall]:
+        if self._variant is not None and self._variant_for != self._target:
+            run_steps(self._as_variant())
         parameters = self._parameters()
         self._check_kind("map")
         for args, kw in inputs:  # all checked before any call is sent
@@ -295,7 +330,50 @@ class Function:
         return calls
 
     def with_options(self, **options: Any) -> Function:
-        refuse("Function.with_options", "deploy a second function with those options")
+        """This function with other options for its calls (``cpu``, ``memory``,
+        ``gpu``, ``retries``, ``timeout``, ``startup_timeout``, ``max_containers``,
+        ``result_ttl``): a variant the cluster queues and limits apart, made on the
+        first call. A redeploy of the app drops it: call ``with_options`` again.
+
+        Example:
+            >>> big = process_job.with_options(cpu=4, timeout=600)
+            >>> big.remote(data)
+
+        Raises:
+            InvalidError: an option out of range, or one it does not take.
+            NotSupportedError: ``image``, ``secrets``, ``volumes``, or a web function.
+        """
+        if self.web is not None:
+            raise NotSupportedError(
+                f"with_options on web function {self.qualname} is not supported by rayfn: "
+                "its replicas are deployed with the app; deploy another with those options."
+            )
+        changes = option_changes(options, default_result_ttl=settings().result_ttl)
+        base, earlier = self._variant or (self._name, {})
+        variant = Function(
+            self._app_name,
+            base,
+            raw=self._raw,
+            options=self._options,
+            app=self._app,
+            deployment=self._deployment,
+            code=None if self.code is self._raw else self.code,  # a method's: its class
+            image=self.image,
+        )
+        variant._info = self._info if self._variant is None else None
+        variant._variant = (base, {**earlier, **changes})
+        return variant
+
+    def _as_variant(self) -> Steps[None]:
+        """A ``with_options`` variant: have the cluster make it for the deployment
+        calls now go to (once per deployment)."""
+        assert self._variant is not None
+        base, changes = self._variant
+        target = self._target
+        found = yield _connection.control().add_variant(target, base, changes)
+        if isinstance(found, NotDeployed):
+            raise NotFoundError(found.message())
+        self._name, self._variant_for = found, target
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run in this process, as a plain Python call.

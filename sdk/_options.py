@@ -88,6 +88,47 @@ def refuse_modal_only(names: Sequence[str], decorator: str) -> None:
             raise NotSupportedError(f"@app.{decorator}({name}=...) {table[name]}.")
 
 
+# with_options(...): each option it takes, and the FunctionOptions field it sets.
+_VARIANT_FIELDS = {
+    "cpu": "cpu",
+    "memory": "memory_mib",
+    "gpu": "gpu",
+    "retries": "retries",
+    "timeout": "timeout",
+    "startup_timeout": "startup_timeout",
+    "max_containers": "max_containers",
+    "result_ttl": "result_ttl",
+}
+
+
+def option_changes(options: dict[str, Any], *, default_result_ttl: float) -> dict[str, Any]:
+    """What ``with_options(**options)`` changes, as FunctionOptions fields.
+
+    Raises:
+        InvalidError: an option out of range, or one it does not take.
+        NotSupportedError: an option rayfn fixes at deploy (``image``, ``secrets``,
+            ``volumes``) or a Modal option rayfn lacks.
+    """
+    options = dict(options)
+    if "concurrency_limit" in options:
+        options["max_containers"] = options.pop("concurrency_limit")
+    for fixed in ("image", "secrets", "volumes"):
+        if fixed in options:
+            raise NotSupportedError(
+                f"with_options({fixed}=...) is not supported by rayfn: {fixed} are set "
+                "when the app is deployed; deploy a second function with them."
+            )
+    unknown = sorted(set(options) - set(_VARIANT_FIELDS))
+    refuse_modal_only(unknown, "function")
+    if unknown:
+        raise InvalidError(
+            f"with_options() has no option {unknown[0]!r} (its options: "
+            f"{', '.join(_VARIANT_FIELDS)}, concurrency_limit)."
+        )
+    checked = function_options(default_result_ttl=default_result_ttl, **options)
+    return {_VARIANT_FIELDS[k]: getattr(checked, _VARIANT_FIELDS[k]) for k in options}
+
+
 def batching(options: FunctionOptions, fn: Any) -> FunctionOptions:
     """``options`` of ``fn``, ``@batched`` or not.
 

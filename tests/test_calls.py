@@ -36,6 +36,17 @@ def test_spawn_then_get_by_id_returns_the_value(cluster: Cluster) -> None:
     assert again.get(timeout=0) == again.get()
 
 
+def test_a_handle_pinned_to_a_version_calls_only_that_version(cluster: Cluster) -> None:
+    current = rayfn.Function.lookup("test-jobs", "echo")
+    assert current._info is not None
+    version = current._info.version
+    pinned = rayfn.Function.from_name("test-jobs", "echo", version=version)
+    assert pinned.remote(1) == {"args": [1], "kwargs": {}}
+    other = rayfn.Function.from_name("test-jobs", "echo", version=version + 1)
+    with pytest.raises(NotFoundError, match=f"version {version + 1} is not deployed"):
+        other.remote(1)
+
+
 def test_result_survives_client_exit(cluster: Cluster) -> None:
     """Process A spawns and is SIGKILLed at once; process B fetches the result by id.
     A result owned by A would die with it (OwnerDiedError): the registry owns it."""

@@ -152,3 +152,17 @@ def test_batched_functions_and_methods_get_lists_and_callers_single_values(
         "class: [100, 101, 102, 103, 104]",
     ]:
         assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"
+
+
+def test_with_options_runs_the_same_code_with_other_resources_and_limits(
+    cluster: Cluster,
+) -> None:
+    done = cluster.cli("run", "tests/apps/modal_style/options.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in [
+        "function: 0.5 1.0",
+        "short timeout: timed out",
+        "own timeout: rested",
+        "class: 0.5 1.0",
+    ]:
+        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"

@@ -106,7 +106,8 @@ def test_modal_names_rayfn_lacks_raise_saying_so() -> None:
     def f() -> None: ...
 
     for use, says in [
-        (lambda: f.with_options(cpu=2), r"Function.with_options is not supported"),
+        (lambda: f.with_options(image=modal.Image.debian_slim()), r"with_options\(image=...\) is"),
+        (lambda: f.with_options(region="eu"), r"\(region=...\) is not supported by rayfn"),
         (lambda: modal.fastapi_endpoint(requires_proxy_auth=True), r"requires_proxy_auth is"),
         (lambda: modal.asgi_app(custom_domains=["x.example"]), r"custom_domains is not"),
     ]:

@@ -214,3 +214,17 @@ def test_a_generator_function_is_known_as_one_and_refuses_retries() -> None:
     ]:
         with pytest.raises(InvalidError, match=says):
             call()
+
+
+def test_with_options_changes_only_what_it_is_given_and_checks_it() -> None:
+    from rayfn._options import option_changes
+    from rayfn.runtime.resources import parse_gpu
+
+    changes = option_changes(
+        {"cpu": 2, "gpu": "A100", "concurrency_limit": 3, "timeout": 60}, default_result_ttl=10
+    )
+    assert changes == {"cpu": 2, "gpu": parse_gpu("A100"), "max_containers": 3, "timeout": 60.0}
+    with pytest.raises(InvalidError, match="cpu must be a number of cores"):
+        option_changes({"cpu": -1}, default_result_ttl=10)
+    with pytest.raises(InvalidError, match="with_options\\(\\) has no option 'colour'"):
+        option_changes({"colour": "red"}, default_result_ttl=10)
