@@ -54,6 +54,10 @@ DEFAULT_HTTP_BODY_TIMEOUT_S = 10.0
 # Where Ray Serve answers HTTP on this cluster (as the first ``serve.start`` set it),
 # written when web functions are deployed: their URLs, from any process.
 KV_HTTP_BASE_URL = "rayfn:http-base-url"
+# Web functions at the root of a host of their own (serve/_hosts.py): the route prefix
+# of each host label, one key each; and the header that marks a request handed on so.
+KV_WEB_HOST_PREFIX = "rayfn:web-host:"
+AT_ROOT_HEADER = b"x-rayfn-at-root"
 # The settings the running job API was deployed with (JSON; the token only as a digest).
 KV_API_CONFIG = "rayfn:api-config"
 

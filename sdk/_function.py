@@ -419,6 +419,18 @@ class Function:
         dev = DeploymentKey.parse(self._target).run is not None
         return web_url(self._app_name or app_of(self._target), self._name, self.web, dev=dev)
 
+    def get_web_origin(self) -> str | None:
+        """The origin a web function is also served at the root of, as Modal serves
+        each on a host of its own (``http://<app>-<function>.localhost:8000``): absolute
+        paths in its pages, redirects and ``fetch("/x")`` stay on it. None if not a web
+        function. (A rayfn addition: ``get_web_url`` is the path on the shared host.)"""
+        if self.web is None:
+            return None
+        from rayfn._web_hosting import web_origin
+
+        dev = DeploymentKey.parse(self._target).run is not None
+        return web_origin(self._app_name or app_of(self._target), self._name, self.web, dev=dev)
+
     @property
     def local_parameters(self) -> tuple[Parameter, ...] | None:
         """The parameters callers pass (a method's without ``self``)."""

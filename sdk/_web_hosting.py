@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import httpx
 import ray
 from ray import serve
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,7 +32,7 @@ from rayfn.config import settings
 from rayfn.exception import InvalidError
 from rayfn.runtime import _ray_compat as ray_compat
 from rayfn.runtime import kv
-from rayfn.runtime.constants import KV_HTTP_BASE_URL
+from rayfn.runtime.constants import AT_ROOT_HEADER, KV_HTTP_BASE_URL, KV_WEB_HOST_PREFIX
 from rayfn.runtime.records import AppInfo, FunctionOptions, FunctionSpec, WebEndpoint
 from rayfn.runtime.resources import fits_some_node, held_resources
 
@@ -76,10 +79,10 @@ class WebFunction:
 
             return _BarePrefixIsRoot(cast(ASGIApp, WSGIMiddleware(self._fn())))
         if endpoint.kind == "server":
-            from rayfn._web_proxy import Forward
+            from rayfn.runtime.http_forward import Forward
 
             assert endpoint.port is not None
-            return Forward(endpoint.port)
+            return _BarePrefixIsRoot(Forward(endpoint.port))
         from fastapi import FastAPI
 
         # Its /docs and /openapi.json only with docs=True, as Modal serves them.
@@ -109,7 +112,7 @@ def _start_server(start: Any, endpoint: WebEndpoint) -> None:
         RuntimeError: the port is taken already, or nothing listens on it in time;
             the deploy fails saying so.
     """
-    from rayfn._web_proxy import is_listening, wait_listening
+    from rayfn.runtime.http_forward import is_listening, wait_listening
 
     port = endpoint.port
     assert port is not None
@@ -128,14 +131,20 @@ def _start_server(start: Any, endpoint: WebEndpoint) -> None:
 
 class _BarePrefixIsRoot:
     """Answer ``/<app>/<function>`` itself, as Modal's endpoint URLs do, instead of
-    FastAPI's redirect to ``/<app>/<function>/``."""
+    FastAPI's redirect to ``/<app>/<function>/``; and a request the job API handed on
+    from the function's own host (``serve/_hosts.py``) as one at the app's root."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == scope.get("root_path"):
-            scope = {**scope, "path": scope["path"] + "/", "raw_path": None}
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            if any(name == AT_ROOT_HEADER for name, _ in scope["headers"]):
+                path = scope["path"][len(root) :] if scope["path"].startswith(root) else "/"
+                scope = {**scope, "root_path": "", "path": path or "/", "raw_path": None}
+            elif scope["path"] == root:
+                scope = {**scope, "path": scope["path"] + "/", "raw_path": None}
         await self.app(scope, receive, send)
 
 
@@ -161,6 +170,7 @@ def deploy_web_functions(
     stale = set(_serve_apps_of(app_name, dev)) - {_serve_name(app_name, n, dev) for n in web}
     for name in stale:
         serve.delete(name)
+    _forget_hosts(stale)
     endpoints = []
     for name, function in web.items():
         assert function.web is not None
@@ -204,6 +214,9 @@ def deploy_web_functions(
             if frames:
                 failed.add_note(frames)  # the user's traceback, from the replica
             raise failed from None
+        # Its own host too (serve/_hosts.py): the label says which route prefix it is.
+        host = json.dumps({"prefix": prefix, "serve_app": _serve_name(app_name, name, dev)})
+        kv.put(KV_WEB_HOST_PREFIX + host_label(app_name, name, function.web, dev), host.encode())
         endpoints.append(Endpoint(name, web_url(app_name, name, function.web, dev=dev)))
     return endpoints
 
@@ -232,20 +245,54 @@ def check_routes(
 def web_url(app_name: str, function: str, web: WebEndpoint, *, dev: bool = False) -> str:
     """Where a web function is (or will be) served: on the cluster's Serve, as its
     web functions were first deployed, else as this process's settings say."""
+    return _base_url() + _route_prefix(app_name, function, web, dev)
+
+
+def _base_url() -> str:
     from rayfn import _connection
 
     _connection.connect()
     found = kv.get(KV_HTTP_BASE_URL)
-    base = found.decode() if found is not None else settings().http_base_url
-    return base + _route_prefix(app_name, function, web, dev)
+    return found.decode() if found is not None else settings().http_base_url
 
 
 def delete_web_functions(app_name: str, *, dev: bool = False) -> list[str]:
-    """Remove every Serve application of an app's web functions."""
+    """Remove every Serve application of an app's web functions, and their hosts."""
     names = _serve_apps_of(app_name, dev)
     for name in names:
         serve.delete(name)
+    _forget_hosts(set(names))
     return names
+
+
+def host_label(app_name: str, function: str, web: WebEndpoint, dev: bool = False) -> str:
+    """The host label a web function answers at the root of (``<label>.localhost``):
+    ``<app>-<function>``, or its ``label=``/route, a DNS label (lower case, 63 at most)."""
+    route = web.route_prefix.strip("/") if web.route_prefix else f"{app_name}-{function}"
+    label = re.sub(r"[^a-z0-9]+", "-", route.lower()).strip("-") + ("-dev" if dev else "")
+    if len(label) > 63:
+        digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+        label = f"{label[:54].rstrip('-')}-{digest}"
+    return label
+
+
+def web_origin(app_name: str, function: str, web: WebEndpoint, *, dev: bool = False) -> str:
+    """The origin whose root is the web function's (``http://<label>.localhost:8000``
+    on a cluster served on loopback; ``<label>.<host>`` under a host name)."""
+    base = httpx.URL(_base_url())
+    host = "localhost" if base.host in ("127.0.0.1", "0.0.0.0", "localhost") else base.host
+    port = f":{base.port}" if base.port else ""
+    return f"{base.scheme}://{host_label(app_name, function, web, dev)}.{host}{port}"
+
+
+def _forget_hosts(serve_apps: set[str]) -> None:
+    """Drop the host labels of these Serve applications (web functions gone)."""
+    if not serve_apps:
+        return
+    for key in kv.keys(KV_WEB_HOST_PREFIX):
+        found = kv.get(key)
+        if found is not None and json.loads(found).get("serve_app") in serve_apps:
+            kv.delete(key)
 
 
 def _code_and_options(

@@ -10,6 +10,7 @@ from typing import Any
 
 from ray import serve
 
+from rayfn.serve._hosts import HostRouter
 from rayfn.serve.api import build_api
 
 
@@ -41,4 +42,5 @@ class JobAPI:
         self._config = config
 
     def __serve_build_asgi_app__(self) -> Any:
-        return build_api(**asdict(self._config))
+        # Requests for a web function's own host go to it before the API sees them.
+        return HostRouter(build_api(**asdict(self._config)))

@@ -335,6 +335,20 @@ def test_every_kind_of_web_function_modal_style(cluster: Cluster, base: str) -> 
         assert greeted.json() == {"greeting": "hello you"}
         with httpx.stream("GET", f"{at}/spell", params={"word": "ray"}, timeout=60) as spelled:
             assert list(spelled.iter_lines()) == ["r", "a", "y"]
+        # The site at the root of its own host: its absolute paths are its own.
+        port = base.rsplit(":", 1)[1]
+        own = f"http://modal-style-web-site.localhost:{port}"
+        assert f"site => {at}/site\n  at its own root: {own}" in done.stdout, done.stdout
+        host = {"host": f"modal-style-web-site.localhost:{port}"}
+        assert httpx.get(f"{base}/", headers=host, timeout=30).text.startswith('<a href="/about"')
+        assert httpx.get(f"{base}/about", headers=host, timeout=30).json() == {"page": "about"}
+        moved = httpx.get(f"{base}/go", headers=host, timeout=30)
+        assert (moved.status_code, moved.headers["location"]) == (307, "/about")
+        assert httpx.get(f"{at}/site/about", timeout=30).json() == {"page": "about"}
+        # Other hosts are the job API's as before.
+        assert httpx.get(f"{base}/healthz", timeout=30).json() == {"status": "ok"}
+        unknown = {"host": f"nothing-here.localhost:{port}"}
+        assert httpx.get(f"{base}/healthz", headers=unknown, timeout=30).status_code == 200
     finally:
         stopped = cluster.cli("app", "stop", "modal-style-web")
         assert stopped.returncode == 0, stopped.stderr

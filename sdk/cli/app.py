@@ -59,6 +59,7 @@ def deploy(file: AppFile) -> None:
     for name, function in app.registered_functions.items():
         if function.web is not None:
             out.print(f"{name} => {function.get_web_url()}", highlight=False)
+            out.print(f"  at its own root: {function.get_web_origin()}", highlight=False)
     out.print(f"job API => {api}/v1 (docs: {api}/docs)", highlight=False)
 
 
@@ -84,6 +85,7 @@ def serve(file: AppFile) -> None:
             with app.run(), _output.follower.following(None, replicas):  # the run serves them
                 for name, function in web.items():
                     out.print(f"{name} => {function.get_web_url()}", highlight=False)
+                    out.print(f"  at its own root: {function.get_web_origin()}", highlight=False)
                 out.print(
                     "Serving; Ctrl-C stops. Reloading when the file changes.", highlight=False
                 )

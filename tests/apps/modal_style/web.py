@@ -2,14 +2,16 @@
 `rayfn deploy tests/apps/modal_style/web.py`. A fastapi endpoint shows its own /docs only
 when asked (`docs=True`); a Flask app (`@wsgi_app`); a server the function starts
 (`@web_server`); a class's endpoints, served by an instance built once; an endpoint
-streaming what a generator function yields."""
+streaming what a generator function yields; a site whose pages use absolute paths, at
+the root of its own host."""
 
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 import rayfn as modal
 
@@ -72,3 +74,27 @@ def letters(word: str):
 @modal.fastapi_endpoint()
 def spell(word: str) -> StreamingResponse:
     return StreamingResponse((f"{c}\n" for c in letters.remote_gen(word)), media_type="text/plain")
+
+
+site_app = FastAPI()
+
+
+@site_app.get("/")
+def home() -> HTMLResponse:
+    return HTMLResponse('<a href="/about">about</a>')
+
+
+@site_app.get("/about")
+def about() -> dict[str, str]:
+    return {"page": "about"}
+
+
+@site_app.get("/go")
+def go() -> RedirectResponse:
+    return RedirectResponse("/about")
+
+
+@app.function()
+@modal.asgi_app()
+def site() -> FastAPI:
+    return site_app
