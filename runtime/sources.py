@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import hashlib
 import importlib
+import importlib.machinery
 import os
 import sys
 import tempfile
@@ -40,6 +41,7 @@ class ModuleSource(NamedTuple):
     attribute: str
     files: tuple[tuple[str, bytes], ...]
     deployment: str  # the deployment key the module's App is, on the worker
+    origin: str = ""  # the folder they came from, which tracebacks name
 
     def digest(self) -> str:
         hashed = hashlib.sha256()
@@ -91,6 +93,12 @@ def load(source: ModuleSource) -> Loaded:
     names = {_module_name(path) for path, _ in source.files}
     with _lock, _own_names(names, folder.parent), _deployment(source.deployment):
         if str(folder) not in sys.path:
+            # Compiled under the paths they had where they were deployed from, so a
+            # traceback names the user's own file, not this copy.
+            finder = importlib.machinery.FileFinder(
+                str(folder), (_loader_for(folder, source.origin), [".py"])
+            )
+            sys.path_importer_cache[str(folder)] = finder
             sys.path.insert(0, str(folder))
         module = importlib.import_module(source.module)
         modules = {
@@ -111,6 +119,19 @@ def activate(modules: dict[str, ModuleType]) -> None:
     for name, module in modules.items():
         if sys.modules.get(name) is not module:
             sys.modules[name] = module
+
+
+def _loader_for(folder: Path, origin: str) -> type[importlib.machinery.SourceFileLoader]:
+    class Loader(importlib.machinery.SourceFileLoader):
+        def source_to_code(  # type: ignore[override]  # typeshed: a staticmethod
+            self, data: Any, path: Any, *, _optimize: int = -1
+        ) -> Any:
+            named = Path(path)
+            if origin and named.is_relative_to(folder):
+                named = Path(origin) / named.relative_to(folder)
+            return compile(data, str(named), "exec", dont_inherit=True, optimize=_optimize)
+
+    return Loader
 
 
 def _materialize(source: ModuleSource) -> Path:

@@ -64,7 +64,9 @@ def module_source(code: Any, deployment: str) -> ModuleSource | None:
         path = _file_for(name, other, folder)
         if path is not None:
             files[path.relative_to(folder).as_posix()] = path.read_bytes()
-    return ModuleSource(module.__name__, code.__qualname__, tuple(files.items()), deployment)
+    return ModuleSource(
+        module.__name__, code.__qualname__, tuple(files.items()), deployment, str(folder)
+    )
 
 
 def _file_for(name: str, module: ModuleType, folder: Path) -> Path | None:
