@@ -23,7 +23,7 @@ from typing import Any
 import ray
 
 from rayfn.records import FailureKind
-from rayfn.runtime import clients, output, sources, volumes
+from rayfn.runtime import clients, image_files, output, sources, volumes
 from rayfn.runtime.code import get_code, get_secret
 from rayfn.runtime.constants import (
     INLINE_RESULT_BYTES,
@@ -136,6 +136,7 @@ def loads_code(blob: bytes) -> tuple[Any, dict[str, ModuleType]]:
     """Deployed code as the deploying client sent it: pickled by value, or a
     ``ModuleSource`` to import here."""
     sources.enter_worker()
+    image_files.place()  # before the module is imported: it may read them at its top
     code = ray.cloudpickle.loads(blob)
     if isinstance(code, sources.ModuleSource):
         return sources.load(code)

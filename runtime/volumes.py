@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from rayfn.runtime import kv
 from rayfn.runtime.constants import KV_VOLUMES_ROOT
+from rayfn.runtime.links import link
 
 # Read from the GCS once per worker process.
 _root: Path | None = None
@@ -151,29 +152,13 @@ def mount(mounts: tuple[tuple[str, str], ...], root: Path | None = None) -> None
 
     Raises:
         RuntimeError: the cluster has no volumes root yet, or the mount path is a
-            folder or file of this node's own that is not empty.
+            folder or file of this node's own that is not empty (``links.link``).
     """
     if not mounts:
         return
     root = root or _volumes_root()
     for mount_path, name in mounts:
-        target = root / name
-        link = Path(mount_path)
-        if link.is_symlink():
-            if os.readlink(link) == str(target):
-                continue
-        elif link.is_dir() and not any(link.iterdir()):
-            link.rmdir()
-        elif link.exists():
-            raise RuntimeError(
-                f"Cannot mount volume {name!r} at {mount_path}: that path is this node's "
-                "own and not empty. Mount the volume at another path."
-            )
-        link.parent.mkdir(parents=True, exist_ok=True)
-        temporary = link.with_name(f".{link.name}.rayfn-{os.getpid()}")
-        temporary.unlink(missing_ok=True)
-        temporary.symlink_to(target, target_is_directory=True)
-        os.replace(temporary, link)  # atomic: a call never sees no link at all
+        link(Path(mount_path), root / name, f"volume {name!r}")
 
 
 def _volumes_root() -> Path:

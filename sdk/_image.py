@@ -6,9 +6,10 @@ A Ray cluster runs its nodes' own system and Python; what an image adds maps so:
 
 - ``pip_install`` / ``uv_pip_install``: Ray's ``pip`` / ``uv`` runtime env, for the
   requirements the cluster's environment lacks (decided on the cluster at deploy);
-- ``env``: ``env_vars``; ``add_local_python_source``: ``py_modules``; ``add_local_dir``:
-  ``working_dir`` (the call's working directory; both uploaded from the deploying
-  machine);
+- ``env``: ``env_vars``; ``add_local_python_source``: ``py_modules``;
+  ``add_local_dir``/``add_local_file``: copied into one folder shipped as the
+  ``working_dir``, each linked at its ``remote_path`` on the node before the first call
+  (``runtime/image_files.py``); ``workdir``: the calls' working directory;
 - ``debian_slim(python_version=)``, ``micromamba(python_version=)``: the cluster's own
   system; a Python version other than the cluster's fails the deploy;
 - ``apt_install``: the packages must be on the nodes already (checked at deploy);
@@ -22,15 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
+import shutil
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rayfn.exception import InvalidError, NotSupportedError
 from rayfn.runtime import _ray_compat as ray_compat
-from rayfn.runtime import sources
+from rayfn.runtime import image_files, sources
 from rayfn.runtime.records import ImageSpec
 
 
@@ -52,7 +56,9 @@ class Image:
     apt_packages: tuple[str, ...] = field(default=())
     env_vars: tuple[tuple[str, str], ...] = field(default=())
     python_sources: tuple[str, ...] = field(default=())  # module names
-    local_dir: tuple[str, str] | None = None  # (local path, remote path)
+    # add_local_dir/add_local_file: (local path, remote path, glob patterns to leave out)
+    local_files: tuple[tuple[str, str, tuple[str, ...]], ...] = field(default=())
+    work_dir: str | None = None
 
     # -- bases ----------------------------------------------------------------------------
 
@@ -131,34 +137,51 @@ class Image:
                 raise InvalidError(f"No local module {name!r} to add (is it importable here?).")
         return replace(self, python_sources=self.python_sources + module_names)
 
-    def add_local_dir(self, local_path: str | Path, remote_path: str, copy: bool = False) -> Image:
-        """A new image whose calls run in a copy of ``local_path``: its files are in the
-        call's working directory (``remote_path`` is recorded; Ray has one per task)."""
+    def add_local_dir(
+        self,
+        local_path: str | Path,
+        remote_path: str,
+        copy: bool = False,
+        ignore: Sequence[str] = (),
+    ) -> Image:
+        """A new image whose calls find a copy of the folder ``local_path`` at
+        ``remote_path`` (an absolute path is a symlink on the node; a relative one is
+        under the call's working directory). ``ignore``: glob patterns left out."""
         path = Path(local_path)
         if not path.is_dir() and not sources.in_worker():  # a worker has the copy, not this
             raise InvalidError(f"add_local_dir: {local_path} is not a directory.")
-        if self.local_dir is not None:
-            raise InvalidError("add_local_dir can be used once per image on rayfn.")
-        return replace(self, local_dir=(str(path.resolve()), remote_path))
+        return self._with_file(path, remote_path, ignore, "add_local_dir")
+
+    def add_local_file(self, local_path: str | Path, remote_path: str, copy: bool = False) -> Image:
+        """A new image whose calls find a copy of the file ``local_path`` at
+        ``remote_path`` (as ``add_local_dir``)."""
+        path = Path(local_path)
+        if not path.is_file() and not sources.in_worker():
+            raise InvalidError(f"add_local_file: {local_path} is not a file.")
+        return self._with_file(path, remote_path, (), "add_local_file")
+
+    def _with_file(self, path: Path, remote_path: str, ignore: Sequence[str], method: str) -> Image:
+        if not isinstance(remote_path, str) or not remote_path.strip("/"):
+            raise InvalidError(f"{method}: remote_path must name a path, got {remote_path!r}.")
+        if isinstance(ignore, str) or not all(isinstance(p, str) for p in ignore):
+            raise NotSupportedError(
+                f"{method}(ignore=...) takes a list of glob patterns on rayfn "
+                "(a function or a FilePatternMatcher is not supported)."
+            )
+        entry = (str(path.resolve()), remote_path, tuple(ignore))
+        return replace(self, local_files=(*self.local_files, entry))
+
+    def workdir(self, path: str) -> Image:
+        """A new image whose calls run in ``path`` (made if missing)."""
+        if not isinstance(path, str) or not path:
+            raise InvalidError(f"workdir takes a path, got {path!r}.")
+        return replace(self, work_dir=path)
 
     def run_commands(self, *commands: str | list[str], **options: Any) -> Image:
         raise NotSupportedError(
             "Image.run_commands is not supported by rayfn: a Ray cluster builds no images. "
             "Run the commands on every node (cluster.yaml setup_commands), or use "
             "pip_install / uv_pip_install for Python packages."
-        )
-
-    def add_local_file(self, local_path: str | Path, remote_path: str, copy: bool = False) -> Image:
-        raise NotSupportedError(
-            "Image.add_local_file is not supported by rayfn: put the file in a folder and "
-            "use add_local_dir(folder, remote_path=...) (its files are in the call's "
-            "working directory)."
-        )
-
-    def workdir(self, path: str) -> Image:
-        raise NotSupportedError(
-            "Image.workdir is not supported by rayfn: a call runs in its image's "
-            "add_local_dir folder, else in Ray's worker directory."
         )
 
     def imports(self) -> contextlib.AbstractContextManager[None]:
@@ -193,18 +216,41 @@ class Image:
         local code and files uploaded to the cluster (the pip part is decided in the
         cluster, which knows what it has)."""
         env: dict[str, Any] = {}
-        if self.python_sources or self.local_dir is not None:
+        if self.python_sources or self.local_files:
             from rayfn import _connection
 
             _connection.connect()  # uploads go to the cluster's GCS
-        if self.env_vars:
-            env["env_vars"] = dict(self.env_vars)
+        env_vars = dict(self.env_vars)
+        if self.work_dir is not None:
+            env_vars[image_files.WORKDIR_ENV] = self.work_dir
         if self.python_sources:
             paths = [_module_path(name) for name in self.python_sources]
             env = ray_compat.upload_py_modules({**env, "py_modules": paths})
-        if self.local_dir is not None:
-            env = ray_compat.upload_working_dir({**env, "working_dir": self.local_dir[0]})
+        if self.local_files:
+            with tempfile.TemporaryDirectory(prefix="rayfn-image-") as staging:
+                env_vars[image_files.FILES_ENV] = json.dumps(_stage(self.local_files, staging))
+                env = ray_compat.upload_working_dir({**env, "working_dir": staging})
+        if env_vars:
+            env["env_vars"] = env_vars
         return env
+
+
+def _stage(
+    entries: tuple[tuple[str, str, tuple[str, ...]], ...], staging: str
+) -> list[tuple[str, str]]:
+    """Copy each entry to ``<staging>/<n>/<its name>``; where each goes on the node."""
+    placed = []
+    for number, (local, remote, ignore) in enumerate(entries):
+        source = Path(local)
+        inside = Path(str(number)) / source.name
+        target = Path(staging) / inside
+        target.parent.mkdir(parents=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns(*ignore))
+        else:
+            shutil.copy2(source, target)
+        placed.append((remote, str(inside)))
+    return placed
 
 
 def _python_version(version: str | None) -> str | None:

@@ -37,7 +37,9 @@ def test_env_local_source_and_dir_reach_the_calls(
         rayfn.Image.debian_slim()
         .env({"GREETING": "hello from the image"})
         .add_local_python_source("helper_pkg")
-        .add_local_dir(EXTRAS / "data", remote_path="/data")
+        .add_local_dir(EXTRAS / "data", remote_path="/tmp/rayfn-test-images/data")
+        .add_local_file(EXTRAS / "data" / "notes.txt", remote_path="copies/notes.txt")
+        .workdir("/tmp/rayfn-test-images/work")
     )
     app = rayfn.App("test-images", image=image)
 
@@ -50,7 +52,9 @@ def test_env_local_source_and_dir_reach_the_calls(
         return {
             "GREETING": os.environ.get("GREETING"),
             "helper": helper_pkg.SHOUT,
-            "notes": Path("notes.txt").read_text().strip(),
+            "notes": Path("/tmp/rayfn-test-images/data/notes.txt").read_text().strip(),
+            "cwd": os.getcwd(),
+            "file": Path("copies/notes.txt").read_text().strip(),  # under the workdir
         }
 
     with app.run():
@@ -58,6 +62,8 @@ def test_env_local_source_and_dir_reach_the_calls(
             "GREETING": "hello from the image",
             "helper": "from helper_pkg",
             "notes": "data file contents",
+            "cwd": "/tmp/rayfn-test-images/work",
+            "file": "data file contents",
         }
 
 

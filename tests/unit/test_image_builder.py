@@ -51,10 +51,10 @@ def test_what_rayfn_cannot_do_says_so_and_what_to_use() -> None:
     base = rayfn.Image.debian_slim()
     with pytest.raises(NotSupportedError, match=r"run_commands is not supported by rayfn.*setup_"):
         base.run_commands("apt-get update")
-    with pytest.raises(NotSupportedError, match=r"add_local_file is not supported.*add_local_dir"):
+    with pytest.raises(InvalidError, match=r"add_local_file: a.txt is not a file"):
         base.add_local_file("a.txt", "/root/a.txt")
-    with pytest.raises(NotSupportedError, match=r"workdir is not supported by rayfn"):
-        base.workdir("/app")
+    with pytest.raises(InvalidError, match=r"remote_path must name a path"):
+        base.add_local_dir(".", remote_path="/")
     with pytest.raises(NotSupportedError, match=r"pip_install\(index_url=...\) is not supported"):
         base.pip_install("torch", index_url="https://download.pytorch.org/whl/cpu")
     with pytest.raises(NotSupportedError, match="setup_dockerfile_commands"):
