@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from rayfn.records import CallInfo
-from rayfn.runtime import clients, code, environment, kv, volumes
+from rayfn.runtime import clients, code, environment, kv, volume_store, volumes
 from rayfn.runtime.code import drop_code, put_code
 from rayfn.runtime.constants import (
     CODE_VERSIONS_KEPT,
@@ -116,7 +116,8 @@ class ControlActor:
         # What each app's last deploy replaced, so a deploy that fails halfway (its
         # web functions cannot be served) can be undone.
         self._replaced: dict[str, Deployment | None] = {}
-        self._volumes: volumes.Folders | None = None  # made on first use
+        # made on first use
+        self._volumes: volumes.Folders | volume_store.StoreFolders | None = None
         self._scheduler = asyncio.get_running_loop().create_task(
             tick_forever(SCHEDULE_TICK_S, self._tick, "scheduler or reaper pass")
         )
@@ -225,9 +226,9 @@ class ControlActor:
 
     # -- volumes (runtime/volumes.py): files in and out for clients anywhere -------------
 
-    def _folders(self) -> volumes.Folders:
+    def _folders(self) -> volumes.Folders | volume_store.StoreFolders:
         if self._volumes is None:
-            self._volumes = volumes.Folders(volumes.configured_root())
+            self._volumes = volumes.folders_at(volumes.configured_root())
             self._volumes.publish()
         return self._volumes
 

@@ -3,11 +3,13 @@ calls at the path the function names (``volumes={"/data": vol}``), as Modal show
 
 The root is ``RAYFN_VOLUMES_ROOT`` where the control actor runs (default
 ``$RAYFN_HOME/volumes``, on the head node): on one machine a local folder, on several
-nodes a folder they share (NFS and the like). The control actor makes, lists, reads,
-writes and deletes volumes' files for clients anywhere (``Folders``); it writes the
-root to the GCS, where a worker reads it to mount a volume: a symlink from the mount
-path to the volume's folder, on the worker's node. A change is seen at once by every
-call: ``commit`` and ``reload`` have nothing to do.
+nodes a folder they share (NFS and the like), or an object store's URL (``s3://...``:
+``runtime/volume_store.py``). The control actor makes, lists, reads, writes and
+deletes volumes' files for clients anywhere (``Folders``); it writes the root to the
+GCS, where a worker reads it to mount a volume: a symlink from the mount path to the
+volume's folder (or, for a store, the node's working copy of it), on the worker's
+node. Under a folder a change is seen at once by every call, and ``commit`` and
+``reload`` have nothing to do; under a store they upload and download.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from rayfn.runtime import kv
+from rayfn.runtime import kv, volume_store
 from rayfn.runtime.constants import KV_VOLUMES_ROOT
 from rayfn.runtime.links import link
 
-# Read from the GCS once per worker process.
-_root: Path | None = None
+# Read from the GCS once per worker process: a folder, or an object store's URL.
+_root: str | None = None
 
 
 class FileEntryType(enum.IntEnum):
@@ -49,12 +51,17 @@ class Entry:
         return FileEntryType.DIRECTORY if self.is_dir else FileEntryType.FILE
 
 
-def configured_root() -> Path:
-    """Where this process (the control actor) keeps volumes."""
+def configured_root() -> str:
+    """Where this process (the control actor) keeps volumes: a folder, or a URL."""
     explicit = os.environ.get("RAYFN_VOLUMES_ROOT")
     if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("RAYFN_HOME", "~/.rayfn")).expanduser() / "volumes"
+        return explicit if volume_store.is_store(explicit) else str(Path(explicit).expanduser())
+    return str(Path(os.environ.get("RAYFN_HOME", "~/.rayfn")).expanduser() / "volumes")
+
+
+def folders_at(root: str) -> Folders | volume_store.StoreFolders:
+    """The volumes under ``root``, as the control actor serves them."""
+    return volume_store.StoreFolders(root) if volume_store.is_store(root) else Folders(Path(root))
 
 
 class Folders:
@@ -145,7 +152,7 @@ def _entry(base: Path, path: Path) -> Entry:
     return Entry(relative, stat.S_ISDIR(info.st_mode), info.st_mtime, info.st_size)
 
 
-def mount(mounts: tuple[tuple[str, str], ...], root: Path | None = None) -> None:
+def mount(mounts: tuple[tuple[str, str], ...], root: str | None = None) -> None:
     """Make each ``(mount path, volume name)`` of a call show its volume's folder, on
     this node: a symlink, replaced if it showed another volume (one volume per mount
     path and node at a time).
@@ -158,14 +165,34 @@ def mount(mounts: tuple[tuple[str, str], ...], root: Path | None = None) -> None
         return
     root = root or _volumes_root()
     for mount_path, name in mounts:
-        link(Path(mount_path), root / name, f"volume {name!r}")
+        if volume_store.is_store(root):
+            target = volume_store.working_copy(root, name)
+        else:
+            target = Path(root) / name
+        link(Path(mount_path), target, f"volume {name!r}")
 
 
-def _volumes_root() -> Path:
+def commit(name: str) -> None:
+    """``Volume.commit()`` in a call: under an object store, upload this node's
+    changes to the volume; under a folder, nothing to do."""
+    root = _volumes_root()
+    if volume_store.is_store(root):
+        volume_store.commit(root, name)
+
+
+def reload(name: str) -> None:
+    """``Volume.reload()`` in a call: under an object store, download the volume
+    again; under a folder, nothing to do."""
+    root = _volumes_root()
+    if volume_store.is_store(root):
+        volume_store.reload(root, name)
+
+
+def _volumes_root() -> str:
     global _root
     if _root is None:
         found = kv.get(KV_VOLUMES_ROOT)
         if found is None:
             raise RuntimeError("This cluster has no volumes yet (rayfn.Volume.from_name).")
-        _root = Path(found.decode())
+        _root = found.decode()
     return _root

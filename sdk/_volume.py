@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import secrets
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +29,7 @@ from rayfn import _connection
 from rayfn._aio import Steps, aio_method, run_steps
 from rayfn._checks import check_name
 from rayfn.exception import InvalidError, NotFoundError
+from rayfn.runtime import sources, volumes
 from rayfn.runtime.clients import Reply
 from rayfn.runtime.volumes import Entry
 
@@ -87,15 +90,19 @@ class Volume:
 
     @aio_method
     def commit(self) -> Steps[None]:
-        """Nothing to do: a write is seen by every call at once (Modal needs it)."""
-        return None
-        yield  # a step method
+        """In a call, under an object store root: upload what this node's calls
+        changed in the volume. Under a folder root (or outside a call) nothing to do:
+        a write is seen by every call at once."""
+        if sources.in_worker():
+            yield _in_thread(volumes.commit, self.name)
 
     @aio_method
     def reload(self) -> Steps[None]:
-        """Nothing to do: a call sees every write at once (Modal needs it)."""
-        return None
-        yield  # a step method
+        """In a call, under an object store root: download the volume's files again.
+        Under a folder root (or outside a call) nothing to do: a call sees every
+        write at once."""
+        if sources.in_worker():
+            yield _in_thread(volumes.reload, self.name)
 
     @aio_method
     def listdir(self, path: str = "/", recursive: bool = False) -> Steps[list[Entry]]:
@@ -132,6 +139,20 @@ class Volume:
 
     def __repr__(self) -> str:
         return f"Volume({self.name!r})"
+
+
+def _in_thread(fn: Any, *args: Any) -> Future[None]:
+    """``fn(*args)`` (file transfers) in a thread of its own, as a step to wait for."""
+    future: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="rayfn-volume", daemon=True).start()
+    return future
 
 
 class _Upload:
