@@ -93,6 +93,7 @@ class WebEndpoint:
     docs: bool = False  # a "fastapi" endpoint's own /docs (Modal's docs=True)
     port: int | None = None  # of a "server"
     startup_timeout: float = 5.0  # seconds a "server" may take to listen
+    requires_auth: bool = False  # requires_proxy_auth: the job API's bearer token
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,9 @@ class Loaded(NamedTuple):
 
 _BASE = Path(tempfile.gettempdir()) / f"rayfn-code-{os.getuid()}"
 _lock = threading.Lock()
+# (files' digest, deployment) -> the modules imported for it: a module is imported once
+# per process for all the functions of a deployment, as once per Modal container.
+_imported: dict[tuple[str, str], dict[str, ModuleType]] = {}
 _importing: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "rayfn_importing_deployment", default=None
 )
@@ -89,6 +92,17 @@ def load(source: ModuleSource) -> Loaded:
         call fails with it, as it would under Modal.
     """
     enter_worker()
+    imported = _imported.get((source.digest(), source.deployment))
+    if imported is None:
+        imported = _imported[(source.digest(), source.deployment)] = _import(source)
+    code: Any = imported[source.module]
+    for part in source.attribute.split("."):
+        code = getattr(code, part)
+    return Loaded(getattr(code, CODE_ATTRIBUTE, code), imported)
+
+
+def _import(source: ModuleSource) -> dict[str, ModuleType]:
+    """Import the module of ``source`` afresh; the user's modules it imported, by name."""
     folder = _materialize(source)
     names = {_module_name(path) for path, _ in source.files}
     with _lock, _own_names(names, folder.parent), _deployment(source.deployment):
@@ -107,10 +121,7 @@ def load(source: ModuleSource) -> Loaded:
             if name in names and _is_under(found, folder)
         }
     modules[source.module] = module
-    code: Any = module
-    for part in source.attribute.split("."):
-        code = getattr(code, part)
-    return Loaded(getattr(code, CODE_ATTRIBUTE, code), modules)
+    return modules
 
 
 def activate(modules: dict[str, ModuleType]) -> None:

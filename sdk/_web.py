@@ -59,7 +59,8 @@ def asgi_app(
         route_prefix: serve at this path prefix instead (e.g. ``"/jobs"``).
     """
     _refuse_modal_only(custom_domains, requires_proxy_auth)
-    return _mark(WebEndpoint("asgi", route_prefix=_prefix(label, route_prefix)))
+    prefix = _prefix(label, route_prefix)
+    return _mark(WebEndpoint("asgi", route_prefix=prefix, requires_auth=requires_proxy_auth))
 
 
 def wsgi_app(
@@ -79,7 +80,8 @@ def wsgi_app(
         ...     return Flask(__name__)
     """
     _refuse_modal_only(custom_domains, requires_proxy_auth)
-    return _mark(WebEndpoint("wsgi", route_prefix=_prefix(label, route_prefix)))
+    prefix = _prefix(label, route_prefix)
+    return _mark(WebEndpoint("wsgi", route_prefix=prefix, requires_auth=requires_proxy_auth))
 
 
 def web_server(
@@ -112,7 +114,11 @@ def web_server(
     prefix = _prefix(label, route_prefix)
     return _mark(
         WebEndpoint(
-            "server", route_prefix=prefix, port=port, startup_timeout=float(startup_timeout)
+            "server",
+            route_prefix=prefix,
+            port=port,
+            startup_timeout=float(startup_timeout),
+            requires_auth=requires_proxy_auth,
         )
     )
 
@@ -141,16 +147,23 @@ def fastapi_endpoint(
         raise InvalidError(f"docs must be True or False, got {docs!r}.")
     _refuse_modal_only(custom_domains, requires_proxy_auth)
     prefix = _prefix(label, route_prefix)
-    return _mark(WebEndpoint("fastapi", method=method.upper(), route_prefix=prefix, docs=docs))
+    return _mark(
+        WebEndpoint(
+            "fastapi",
+            method=method.upper(),
+            route_prefix=prefix,
+            docs=docs,
+            requires_auth=requires_proxy_auth,
+        )
+    )
 
 
 def _refuse_modal_only(custom_domains: Any, requires_proxy_auth: bool) -> None:
     if custom_domains:
         refuse("custom_domains", "point your domain at Ray Serve's HTTP address")
-    if requires_proxy_auth:
-        refuse(
-            "requires_proxy_auth",
-            "serve it on 127.0.0.1 (the default) behind a proxy that checks callers",
+    if not isinstance(requires_proxy_auth, bool):
+        raise InvalidError(
+            f"requires_proxy_auth must be True or False, got {requires_proxy_auth!r}."
         )
 
 

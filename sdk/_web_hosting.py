@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -52,7 +53,9 @@ class Endpoint:
 class WebFunction:
     """Hosts one web function (``WebEndpoint.kind`` says which kind)."""
 
-    def __init__(self, code: bytes, endpoint: WebEndpoint, name: str) -> None:
+    def __init__(
+        self, code: bytes, endpoint: WebEndpoint, name: str, token_sha256: str | None = None
+    ) -> None:
         from rayfn.runtime.containers import build_instance
         from rayfn.runtime.executor import loads_code
 
@@ -61,6 +64,7 @@ class WebFunction:
             fn = getattr(build_instance(fn), name.rsplit(".", 1)[1])
         self._fn = fn
         self._endpoint = endpoint
+        self._token_sha256 = token_sha256  # requires_proxy_auth: the job API's token
         if endpoint.kind == "server":
             _start_server(self._fn, endpoint)
 
@@ -71,6 +75,10 @@ class WebFunction:
             _stop_children()
 
     def __serve_build_asgi_app__(self) -> Any:
+        app = self._app()
+        return _Gate(app, self._token_sha256) if self._token_sha256 else app
+
+    def _app(self) -> Any:
         endpoint = self._endpoint
         if endpoint.kind == "asgi":
             return _BarePrefixIsRoot(self._fn())
@@ -127,6 +135,34 @@ def _start_server(start: Any, endpoint: WebEndpoint) -> None:
             f"@web_server({port}): nothing listened on port {port} within "
             f"{endpoint.startup_timeout:g} s of the function's start (startup_timeout=)."
         )
+
+
+class _Gate:
+    """``requires_proxy_auth=True``: only requests with the job API's bearer token
+    (``Authorization: Bearer <RAYFN_API_TOKEN>``, or Modal's ``Modal-Secret`` header
+    holding it) reach the app; others get 401."""
+
+    def __init__(self, app: ASGIApp, token_sha256: str) -> None:
+        self.app = app
+        self._digest = bytes.fromhex(token_sha256)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not self._allowed(dict(scope["headers"])):
+            body = b'{"error": "unauthorized", "message": "This endpoint needs the token."}'
+            headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    def _allowed(self, headers: dict[bytes, bytes]) -> bool:
+        given = headers.get(b"modal-secret")
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and token:
+            given = token.strip()
+        if not given:
+            return False
+        return hmac.compare_digest(hashlib.sha256(given).digest(), self._digest)
 
 
 class _BarePrefixIsRoot:
@@ -203,7 +239,7 @@ def deploy_web_functions(
             )
         try:
             ray_compat.serve_run(
-                deployment.bind(code, function.web, name),
+                deployment.bind(code, function.web, name, _token_digest(function.web)),
                 name=_serve_name(app_name, name, dev),
                 route_prefix=prefix,
                 wait=wait,
@@ -219,6 +255,15 @@ def deploy_web_functions(
         kv.put(KV_WEB_HOST_PREFIX + host_label(app_name, name, function.web, dev), host.encode())
         endpoints.append(Endpoint(name, web_url(app_name, name, function.web, dev=dev)))
     return endpoints
+
+
+def _token_digest(web: WebEndpoint) -> str | None:
+    """What a ``requires_proxy_auth`` endpoint checks callers' tokens against."""
+    if not web.requires_auth:
+        return None
+    token = settings().api_token
+    assert token is not None  # check_routes refused it otherwise
+    return hashlib.sha256(token.get_secret_value().encode()).hexdigest()
 
 
 def _node_totals() -> list[dict[str, float]]:
@@ -239,6 +284,12 @@ def check_routes(
         assert function.web is not None
         prefix = _route_prefix(app_name, name, function.web, dev)
         check_route_free(prefix, f"Web function {app_name}.{name}")
+        if function.web.requires_auth and settings().api_token is None:
+            raise InvalidError(
+                f"Web function {app_name}.{name} has requires_proxy_auth=True: set "
+                "RAYFN_API_TOKEN where it is deployed; callers then send "
+                "`Authorization: Bearer <token>`."
+            )
     return web
 
 

@@ -522,6 +522,39 @@ def test_token_protects_every_route_but_healthz(cluster: Cluster, base: str) -> 
         deploy_api()
 
 
+def test_requires_proxy_auth_wants_the_job_apis_token(base: str) -> None:
+    app = rayfn.App("guarded-web")
+
+    @app.function()
+    @rayfn.fastapi_endpoint(requires_proxy_auth=True)
+    def guarded() -> dict[str, bool]:
+        return {"in": True}
+
+    with pytest.raises(InvalidError, match="requires_proxy_auth=True: set RAYFN_API_TOKEN"):
+        app.deploy()
+    os.environ["RAYFN_API_TOKEN"] = "pr0xy"
+    try:
+        app.deploy()
+    finally:
+        os.environ.pop("RAYFN_API_TOKEN")
+    try:
+        url = f"{base}/guarded-web/guarded"
+        denied = httpx.get(url, timeout=30)
+        assert (denied.status_code, denied.json()["error"]) == (401, "unauthorized")
+        assert (
+            httpx.get(url, headers={"Authorization": "Bearer nope"}, timeout=30).status_code == 401
+        )
+        bearer = httpx.get(url, headers={"Authorization": "Bearer pr0xy"}, timeout=30)
+        assert (bearer.status_code, bearer.json()) == (200, {"in": True})
+        modal_style = {"Modal-Key": "any", "Modal-Secret": "pr0xy"}
+        assert httpx.get(url, headers=modal_style, timeout=30).status_code == 200
+    finally:
+        from rayfn._web_hosting import delete_web_functions
+
+        _connection.control().stop("guarded-web").result()
+        delete_web_functions("guarded-web")
+
+
 def _served_app(version: str) -> str:
     return (
         "import os\nimport fastapi\nimport rayfn\n"

@@ -108,8 +108,9 @@ def test_modal_names_rayfn_lacks_raise_saying_so() -> None:
     for use, says in [
         (lambda: f.with_options(image=modal.Image.debian_slim()), r"with_options\(image=...\) is"),
         (lambda: f.with_options(region="eu"), r"\(region=...\) is not supported by rayfn"),
-        (lambda: modal.fastapi_endpoint(requires_proxy_auth=True), r"requires_proxy_auth is"),
         (lambda: modal.asgi_app(custom_domains=["x.example"]), r"custom_domains is not"),
     ]:
         with pytest.raises(NotSupportedError, match=says):
             use()
+    with pytest.raises(InvalidError, match="requires_proxy_auth must be True or False"):
+        modal.fastapi_endpoint(requires_proxy_auth="yes")  # type: ignore[arg-type]
