@@ -40,6 +40,10 @@ _STOP_TIMEOUT_S = 45.0
 # Ray's switch for "clusters on this platform span one machine" (meant for macOS and
 # Windows): "0" keeps the node, and so every port, on 127.0.0.1.
 SINGLE_MACHINE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# A call (or actor) that asks for no GPU sees none (CUDA_VISIBLE_DEVICES=""), as a Modal
+# function without gpu= has none: Ray 2.60 leaves the variable alone by default, and
+# such a call would see, and could fill, the node's GPUs that others reserved.
+NO_GPU_UNASKED_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ def start(
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
         **SINGLE_MACHINE_ENV,
+        **NO_GPU_UNASKED_ENV,
     }
     env.pop("RAY_ADDRESS", None)
     env.setdefault("RAYFN_VOLUMES_ROOT", str(home / "volumes"))  # this cluster's volumes

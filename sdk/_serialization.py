@@ -52,6 +52,8 @@ def module_source(code: Any, deployment: str) -> ModuleSource | None:
     file = getattr(module, "__file__", None)
     if module is None or file is None or "." in module.__name__ or not _is_users(file):
         return None
+    if module.__name__ == "__main__":  # `python script.py`, `-m`: pickled by value
+        return None
     found: Any = module
     for part in code.__qualname__.split("."):
         found = getattr(found, part, None)

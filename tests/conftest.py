@@ -112,9 +112,13 @@ def multinode(
     token = home / "auth_token"
     token.write_text("test-token-" + os.urandom(8).hex())
     token.chmod(0o600)
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAYFN_HOME")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("RAY_ADDRESS", "RAYFN_HOME", *_local_cluster.NO_GPU_UNASKED_ENV)
+    }
     os.environ["RAYFN_HOME"] = str(home)
     os.environ.pop("RAY_ADDRESS", None)
+    os.environ.update(_local_cluster.NO_GPU_UNASKED_ENV)  # as rayfn starts its clusters
     _connection._use_token(str(token))
     small = {"object_store_memory": 150 * 1024 * 1024}
     ray_cluster = RayCluster(

@@ -33,6 +33,11 @@ def test_a100_call_runs_on_the_gpu_node_and_sees_its_gpu(gpu_node: str) -> None:
     assert where["cuda_visible_devices"] == where["gpu_ids"][0]
 
 
+def test_a_call_that_asks_for_no_gpu_sees_none(gpu_node: str) -> None:
+    where = gpu_jobs.on_cpu.remote()
+    assert (where["gpu_ids"], where["cuda_visible_devices"]) == ([], "")
+
+
 def test_fallback_list_picks_the_type_the_cluster_has(gpu_node: str) -> None:
     assert gpu_jobs.h100_or_a100.remote()["node"] == gpu_node
 
