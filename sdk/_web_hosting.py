@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -38,6 +39,7 @@ from rayfn.runtime.records import AppInfo, FunctionOptions, FunctionSpec, WebEnd
 from rayfn.runtime.resources import fits_some_node, held_resources
 
 logger = logging.getLogger(__name__)
+_WAIT_POLL_S = 0.1  # how often a deploy looks whether its web functions run
 # Serve logs each of our calls at INFO ("Connecting to existing Serve app..."); the CLI
 # prints what matters itself.
 logging.getLogger("ray.serve").setLevel(logging.WARNING)
@@ -208,6 +210,7 @@ def deploy_web_functions(
         serve.delete(name)
     _forget_hosts(stale)
     endpoints = []
+    waiting: dict[str, str] = {}  # the functions to wait for, with their route prefix
     for name, function in web.items():
         assert function.web is not None
         code, options = _code_and_options(function, deployed.name if deployed else app_name)
@@ -227,7 +230,7 @@ def deploy_web_functions(
         deployment = serve.deployment(
             name=f"{app_name}.{name}", ray_actor_options=actor_options, **serving
         )(WebFunction)
-        # Serve waits for the replica to run; one no node can hold would wait forever.
+        # Wait for the replica to run, unless no node can hold one: that would be forever.
         needs = held_resources(actor_options)
         wait = fits_some_node(needs, _node_totals())
         if not wait:
@@ -237,24 +240,54 @@ def deploy_web_functions(
                 name,
                 ", ".join(f"{amount:g} {resource}" for resource, amount in needs.items()),
             )
-        try:
+        try:  # every function's replicas start together; waited for below
             ray_compat.serve_run(
                 deployment.bind(code, function.web, name, _token_digest(function.web)),
                 name=_serve_name(app_name, name, dev),
                 route_prefix=prefix,
-                wait=wait,
+                wait=False,
             )
         except Exception as exc:
-            summary, frames = _why_it_failed(_serve_name(app_name, name, dev)) or (str(exc), "")
-            failed = InvalidError(f"Serving {app_name}.{name} at {prefix} failed: {summary}")
-            if frames:
-                failed.add_note(frames)  # the user's traceback, from the replica
-            raise failed from None
+            raise _failed(app_name, name, prefix, dev, str(exc)) from None
+        if wait:
+            waiting[name] = prefix
         # Its own host too (serve/_hosts.py): the label says which route prefix it is.
         host = json.dumps({"prefix": prefix, "serve_app": _serve_name(app_name, name, dev)})
         kv.put(KV_WEB_HOST_PREFIX + host_label(app_name, name, function.web, dev), host.encode())
         endpoints.append(Endpoint(name, web_url(app_name, name, function.web, dev=dev)))
+    _wait_running(app_name, waiting, dev)
     return endpoints
+
+
+def _wait_running(app_name: str, waiting: dict[str, str], dev: bool) -> None:
+    """Return once the Serve applications of these web functions (name -> route
+    prefix) run.
+
+    Raises:
+        InvalidError: one failed to deploy (its replica's error, the user's frames
+            as a note).
+    """
+    left = {_serve_name(app_name, name, dev): (name, prefix) for name, prefix in waiting.items()}
+    while left:
+        applications = serve.status().applications
+        for serve_name, (name, prefix) in list(left.items()):
+            status = applications.get(serve_name)
+            if status is None:
+                continue
+            if status.status == "RUNNING":
+                del left[serve_name]
+            elif status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                raise _failed(app_name, name, prefix, dev, status.message)
+        if left:
+            time.sleep(_WAIT_POLL_S)
+
+
+def _failed(app_name: str, name: str, prefix: str, dev: bool, why: str) -> InvalidError:
+    summary, frames = _why_it_failed(_serve_name(app_name, name, dev)) or (why, "")
+    failed = InvalidError(f"Serving {app_name}.{name} at {prefix} failed: {summary}")
+    if frames:
+        failed.add_note(frames)  # the user's traceback, from the replica
+    return failed
 
 
 def _token_digest(web: WebEndpoint) -> str | None:
