@@ -58,9 +58,7 @@ def asgi_app(
         label: serve at ``/<label>`` instead of ``/<app>/<function>``.
         route_prefix: serve at this path prefix instead (e.g. ``"/jobs"``).
     """
-    _refuse_modal_only(custom_domains, requires_proxy_auth)
-    prefix = _prefix(label, route_prefix)
-    return _mark(WebEndpoint("asgi", route_prefix=prefix, requires_auth=requires_proxy_auth))
+    return _app_server("asgi", label, route_prefix, custom_domains, requires_proxy_auth)
 
 
 def wsgi_app(
@@ -79,9 +77,7 @@ def wsgi_app(
         ... def flask_app():
         ...     return Flask(__name__)
     """
-    _refuse_modal_only(custom_domains, requires_proxy_auth)
-    prefix = _prefix(label, route_prefix)
-    return _mark(WebEndpoint("wsgi", route_prefix=prefix, requires_auth=requires_proxy_auth))
+    return _app_server("wsgi", label, route_prefix, custom_domains, requires_proxy_auth)
 
 
 def web_server(
@@ -156,6 +152,19 @@ def fastapi_endpoint(
             requires_auth=requires_proxy_auth,
         )
     )
+
+
+def _app_server(
+    kind: str,
+    label: str | None,
+    route_prefix: str | None,
+    custom_domains: Any,
+    requires_proxy_auth: bool,
+) -> Callable[[F], F]:
+    """The mark of a function returning an ``asgi`` or ``wsgi`` app, options checked."""
+    _refuse_modal_only(custom_domains, requires_proxy_auth)
+    prefix = _prefix(label, route_prefix)
+    return _mark(WebEndpoint(kind, route_prefix=prefix, requires_auth=requires_proxy_auth))
 
 
 def _refuse_modal_only(custom_domains: Any, requires_proxy_auth: bool) -> None:

@@ -15,6 +15,18 @@ from tests.conftest import Cluster
 pytestmark = pytest.mark.timeout(300)
 
 
+def run_program(cluster: Cluster, name: str) -> str:
+    """Run ``tests/apps/modal_style/<name>.py`` as Modal's docs run programs; its output."""
+    done = cluster.cli("run", f"tests/apps/modal_style/{name}.py", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def assert_lines(out: str, lines: list[str]) -> None:
+    for line in lines:
+        assert line in out, f"{line!r} missing from:\n{out}"
+
+
 def test_the_async_surface_awaits_everything_a_program_awaits(cluster: Cluster) -> None:
     done = cluster.cli("run", "tests/apps/modal_style/async_surface.py", timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -106,63 +118,63 @@ def test_volume_mistakes_are_clear(cluster: Cluster) -> None:
 def test_a_file_is_imported_on_the_workers_and_its_top_level_built_there(
     cluster: Cluster,
 ) -> None:
-    done = cluster.cli("run", "tests/apps/modal_style/worker_import.py", timeout=240)
-    assert done.returncode == 0, done.stdout + done.stderr
-    for line in [
-        "where: [('built in this process', True), ('built locally', False), "
-        "('env', 'in the image'), ('is_local', False), ('json', '[1]')]",
-        "norm: 5",
-        "caller: 26",
-        "class: False 4",
-        "local: True",
-    ]:
-        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"
+    assert_lines(
+        run_program(cluster, "worker_import"),
+        [
+            "where: [('built in this process', True), ('built locally', False), "
+            "('env', 'in the image'), ('is_local', False), ('json', '[1]')]",
+            "norm: 5",
+            "caller: 26",
+            "class: False 4",
+            "local: True",
+        ],
+    )
 
 
 def test_generators_stream_what_they_yield_as_they_yield_it(cluster: Cluster) -> None:
-    done = cluster.cli("run", "tests/apps/modal_style/generators.py", timeout=240)
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
+    out = run_program(cluster, "generators")
     arrived = [(int(v), float(t)) for v, t in re.findall(r"countdown (\d) at ([\d.]+)", out)]
     assert [v for v, _ in arrived] == [3, 2, 1], out
     # Each value came as it was yielded (1.5 s apart), not all at the end.
     assert arrived[1][1] - arrived[0][1] > 1.0, out
     assert arrived[2][1] - arrived[1][1] > 1.0, out
-    for line in [
-        "async: ['tick 0', 'tick 1', 'tick 2']",
-        "raised: ['before'] broke after 2",
-        "stopped early: [0, 1, 2] CANCELLED",
-        "class: ['a', 'b', 'c']",
-        "refused: modal-style-generators.countdown is a generator function: it cannot be "
-        "called with .remote(...). "
-        "Use .remote_gen(...) instead.",
-    ]:
-        assert line in out, f"{line!r} missing from:\n{out}"
+    assert_lines(
+        out,
+        [
+            "async: ['tick 0', 'tick 1', 'tick 2']",
+            "raised: ['before'] broke after 2",
+            "stopped early: [0, 1, 2] CANCELLED",
+            "class: ['a', 'b', 'c']",
+            "refused: modal-style-generators.countdown is a generator function: it cannot be "
+            "called with .remote(...). "
+            "Use .remote_gen(...) instead.",
+        ],
+    )
 
 
 def test_batched_functions_and_methods_get_lists_and_callers_single_values(
     cluster: Cluster,
 ) -> None:
-    done = cluster.cli("run", "tests/apps/modal_style/batching.py", timeout=240)
-    assert done.returncode == 0, done.stdout + done.stderr
-    for line in [
-        "map: [(1, 4), (4, 4), (3, 4), (8, 4)]",  # the four calls in one batch
-        "alone: (9, 1)",  # one call: went once wait_ms passed
-        "failed: ['a batch of 3 failed', 'a batch of 3 failed', 'a batch of 3 failed']",
-        "class: [100, 101, 102, 103, 104]",
-    ]:
-        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"
+    assert_lines(
+        run_program(cluster, "batching"),
+        [
+            "map: [(1, 4), (4, 4), (3, 4), (8, 4)]",  # the four calls in one batch
+            "alone: (9, 1)",  # one call: went once wait_ms passed
+            "failed: ['a batch of 3 failed', 'a batch of 3 failed', 'a batch of 3 failed']",
+            "class: [100, 101, 102, 103, 104]",
+        ],
+    )
 
 
 def test_with_options_runs_the_same_code_with_other_resources_and_limits(
     cluster: Cluster,
 ) -> None:
-    done = cluster.cli("run", "tests/apps/modal_style/options.py", timeout=240)
-    assert done.returncode == 0, done.stdout + done.stderr
-    for line in [
-        "function: 0.5 1.0",
-        "short timeout: timed out",
-        "own timeout: rested",
-        "class: 0.5 1.0",
-    ]:
-        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout}"
+    assert_lines(
+        run_program(cluster, "options"),
+        [
+            "function: 0.5 1.0",
+            "short timeout: timed out",
+            "own timeout: rested",
+            "class: 0.5 1.0",
+        ],
+    )
