@@ -18,7 +18,7 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from rayfn.records import FAILURES, CallGraphNode, CallInfo, CallStatus, FailureKind
+from rayfn.records import FAILURES, CallGraphNode, CallInfo, CallStatus, FailureKind, Progress
 from rayfn.runtime.calls import INTERRUPTED, Attempt, Call, Timer
 from rayfn.runtime.commands import (
     Command,
@@ -228,6 +228,15 @@ class Book:
         if policy.timeout is None:
             return [self._stop_timer(call)] if call.timer else []
         return [self._set_timer(call, Timer.TIMEOUT, started_at + policy.timeout)]
+
+    def progress(self, call_id: str, attempt: int, progress: Progress) -> None:
+        """A running call said how far it is (``rayfn.set_progress``): kept, and
+        journaled with its next change, while that attempt is its latest and on."""
+        call = self.calls.get(call_id)
+        if call is None or not call.is_open(attempt):
+            return  # stale: that attempt ended, or the call did
+        call.progress = progress
+        self._dirty[call_id] = None
 
     def finished_early(
         self, call_id: str, attempt: int, meta: AttemptMeta, policy: Policy, now: float

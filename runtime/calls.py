@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from rayfn.records import AttemptInfo, CallInfo, CallStatus, FailureKind
+from rayfn.records import AttemptInfo, CallInfo, CallStatus, FailureKind, Progress
 from rayfn.runtime.expiry import expires_at
 from rayfn.runtime.identity import FunctionKey, app_of
 from rayfn.runtime.records import RemoteFailure
@@ -83,6 +83,7 @@ class Call:
         "packed",
         "parent",
         "payload",
+        "progress",
         "result_ttl",
         "retry_at",
         "status",
@@ -121,6 +122,7 @@ class Call:
         self.interrupt: FailureKind | None = None  # why rayfn is killing the attempt
         self.packed = False  # its attempt shares a task with other calls (a pack)
         self.journaled = False  # its args are in the journal already
+        self.progress: Progress | None = None  # what it last said (set_progress)
 
     @property
     def key(self) -> FunctionKey:
@@ -161,6 +163,7 @@ class Call:
             finished_at=self.finished_at,
             error=error,
             attempts=tuple(a.info() for a in self.attempts),
+            progress=self.progress,
         )
 
     # -- the journal's form (runtime/journal.py): a plain tuple, last one wins ----------
@@ -186,6 +189,7 @@ class Call:
             self.retry_at,
             self.args if keep_args else None,
             self.token,
+            self.progress,
         )
 
     @classmethod
@@ -193,7 +197,8 @@ class Call:
         """The call a record describes; ``earlier`` is what the journal said before
         (its args carry over)."""
         (call_id, app, function, ttl, created_at, parent, status, attempts) = record[:8]
-        finished_at, inline, large, failure, retry_at, args, token = record[8:]
+        finished_at, inline, large, failure, retry_at, args, token = record[8:15]
+        progress = record[15] if len(record) > 15 else None  # journals before it: none
         call = cls(call_id, app, function, args, ttl, created_at, parent, token)
         if args is None and earlier is not None:
             call.args = earlier.args
@@ -201,5 +206,6 @@ class Call:
         call.attempts = [Attempt.from_record(a) for a in attempts]
         call.finished_at, call.inline, call.large = finished_at, inline, large
         call.failure, call.retry_at = failure, retry_at
+        call.progress = progress
         call.journaled = True
         return call

@@ -32,7 +32,7 @@ from rayfn.runtime.constants import (
 )
 
 if TYPE_CHECKING:
-    from rayfn.records import CallGraphNode, CallInfo, CallStatus
+    from rayfn.records import CallGraphNode, CallInfo, CallStatus, Progress
     from rayfn.runtime.control import ControlActor
     from rayfn.runtime.protocol import (
         CallQuery,
@@ -205,6 +205,10 @@ class RegistryClient:
         """Tell the registry that an attempt has run a little while (not waited for: a
         registry that is restarting misses it, and the call runs on)."""
         self.handle.attempt_started.remote(call_id, attempt, started_at, finished)
+
+    def set_progress(self, call_id: str, attempt: int, progress: Progress) -> None:
+        """Tell the registry how far a running call is (not waited for)."""
+        self.handle.set_progress.remote(call_id, attempt, progress)
 
     def debug(self, operation: str, *args: Any) -> Reply[Any]:
         """The registry's ``debug_*`` operations, for benchmarks and tests."""

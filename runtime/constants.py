@@ -66,6 +66,9 @@ SCHEDULE_TICK_S = 0.2
 # How often the control actor looks for ephemeral apps to stop (runtime/control.py).
 REAP_EVERY_S = 1.0
 CODE_VERSIONS_KEPT = 2
+# How often a watch of a call's events (FunctionCall.watch, the API's event stream)
+# looks at its status record, in seconds.
+WATCH_EVERY_S = 0.25
 # How long the registry keeps what an ended generator call yielded and nobody read to
 # its end (runtime/streams.py); a reader after that is told its values are gone.
 STREAM_KEEP_S = 600.0

@@ -42,6 +42,14 @@ _modules: dict[str, dict[str, ModuleType]] = {}
 _current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "rayfn_current_call_id", default=None
 )
+_current_attempt: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
+    "rayfn_current_attempt", default=None
+)
+
+
+def current_attempt() -> tuple[str, int] | None:
+    """The call and attempt number this code runs for; None outside a call."""
+    return _current_attempt.get()
 
 
 def current_call_id() -> str | None:
@@ -258,6 +266,7 @@ def _attempt(task: TaskHeader, started_at: float, report_start: bool) -> Iterato
         _start_reporter().running(task.call_id, task.attempt, started_at)
     tagged = output.begin(output.call_tag(task.code_key, task.call_id))
     token = _current_call_id.set(task.call_id)
+    attempt_token = _current_attempt.set((task.call_id, task.attempt))
     try:
         if task.volumes:
             volumes.mount(task.volumes)
@@ -265,6 +274,7 @@ def _attempt(task: TaskHeader, started_at: float, report_start: bool) -> Iterato
             yield
     finally:
         _current_call_id.reset(token)
+        _current_attempt.reset(attempt_token)
         output.end(tagged)
         if report_start:
             _start_reporter().done()

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from rayfn.records import CallGraphNode, CallInfo, CallStatus, FailureKind
+from rayfn.records import CallGraphNode, CallInfo, CallStatus, FailureKind, Progress
 from rayfn.runtime import commands as events
 from rayfn.runtime.answers import Answers
 from rayfn.runtime.book import Book
@@ -194,6 +194,12 @@ class CallRegistry:
         launch = self._launcher.launch_of(call_id)
         if launch is not None:
             self._run(self._book.started(call_id, attempt, started_at, launch.policy))
+
+    async def set_progress(self, call_id: str, attempt: int, progress: Progress) -> None:
+        """A running call's progress (``rayfn.set_progress``; each worker sends at
+        most ``PROGRESS_EVERY_S`` apart, fire and forget)."""
+        self._book.progress(call_id, attempt, progress)
+        self._journal.nudge()
 
     async def forget_app(self, app: str, cancel_why: str | None = None) -> int:
         """Drop cached code of ``app`` (redeployed or stopped; with ``cancel_why``, an

@@ -7,6 +7,7 @@ Code written for Modal's job-queue API runs after changing one import::
 
 from rayfn import exception, functions
 from rayfn._app import App
+from rayfn._call_progress import set_progress
 from rayfn._cls import Cls, batched, concurrent, enter, exit, method
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, current_function_call_id, is_local, list_calls
@@ -18,7 +19,7 @@ from rayfn._secret import Secret
 from rayfn._stores import Dict, Queue
 from rayfn._volume import Volume
 from rayfn._web import asgi_app, fastapi_endpoint, web_server, wsgi_app
-from rayfn.records import CallInfo, CallStatus
+from rayfn.records import CallInfo, CallStatus, Progress
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "FunctionCall",
     "Image",
     "Period",
+    "Progress",
     "Queue",
     "Retries",
     "Secret",
@@ -51,6 +53,7 @@ __all__ = [
     "is_local",
     "list_calls",
     "method",
+    "set_progress",
     "web_endpoint",
     "web_server",
     "wsgi_app",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import ray
 
 from rayfn import _connection, _prefetch
-from rayfn._aio import Steps, aio_method, running_async
+from rayfn._aio import Steps, aio_method, in_thread, running_async
 from rayfn._checks import check_wait
 from rayfn._spawner import spawn_token, spawner
 from rayfn.exception import (
@@ -21,9 +22,17 @@ from rayfn.exception import (
     OutputExpiredError,
     RemoteError,
 )
-from rayfn.records import FAILURES, CallGraphNode, CallInfo, CallStatus, FailureKind
+from rayfn.records import (
+    FAILURES,
+    CallEvent,
+    CallGraphNode,
+    CallInfo,
+    CallStatus,
+    FailureKind,
+    call_event,
+)
 from rayfn.runtime import sources
-from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S
+from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S, WATCH_EVERY_S
 from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.ids import CALL_ID_EXAMPLE, is_call_id
 from rayfn.runtime.protocol import CallQuery, PollMode, Submission, Submitted
@@ -116,6 +125,30 @@ class FunctionCall:
         """
         call_id = yield from self._accepted_id()
         return _described(call_id, (yield _connection.registry().describe(call_id)))
+
+    @in_thread
+    def watch(self) -> Iterator[CallEvent]:
+        """The call's events as they happen (beyond Modal): each new status, new
+        progress (``rayfn.set_progress``), and last its end with the terminal record.
+        From async code: ``async for event in call.watch.aio()``.
+
+        Example:
+            >>> for event in call.watch():
+            ...     print(event.kind, event.info.status, event.info.progress)
+
+        Raises:
+            NotFoundError: no such call, or its result has expired.
+        """
+        before = None
+        while True:
+            now = self.status()
+            kind = call_event(before, now)
+            if kind is not None:
+                yield CallEvent(kind, now)
+            if now.status.is_terminal:
+                return
+            before = now
+            time.sleep(WATCH_EVERY_S)
 
     @aio_method
     def cancel(self) -> Steps[CallInfo]:

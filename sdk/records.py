@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from rayfn.exception import (
     CallLostError,
@@ -82,6 +83,15 @@ class AttemptInfo:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """What a running call last said of its progress (``rayfn.set_progress``)."""
+
+    value: float | dict[str, Any]  # a fraction done (0 to 1), or a small JSON-able dict
+    message: str | None = None
+    at: float = 0.0  # when it said so (the worker's clock)
+
+
+@dataclass(frozen=True)
 class CallInfo:
     """The status record of one call."""
 
@@ -94,6 +104,31 @@ class CallInfo:
     finished_at: float | None = None
     error: str | None = None  # "ValueError: bad input" for a failed call
     attempts: tuple[AttemptInfo, ...] = ()
+    progress: Progress | None = None  # what the call last reported (set_progress)
+
+
+class CallEventKind(enum.StrEnum):
+    """What a call's event tells (``FunctionCall.watch``, ``/v1/calls/{id}/events``)."""
+
+    STATUS = "status"  # a new status
+    PROGRESS = "progress"  # new progress, same status
+    END = "end"  # a terminal status: the last event
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    kind: CallEventKind
+    info: CallInfo
+
+
+def call_event(before: CallInfo | None, now: CallInfo) -> CallEventKind | None:
+    """What ``now`` tells that ``before`` (the last record seen, None at first) did
+    not: the call's end, a new status, or new progress; None for nothing new."""
+    if now.status.is_terminal:
+        return None if before is not None and before.status.is_terminal else CallEventKind.END
+    if before is None or before.status is not now.status:
+        return CallEventKind.STATUS
+    return CallEventKind.PROGRESS if now.progress != before.progress else None
 
 
 @dataclass(frozen=True)

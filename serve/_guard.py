@@ -16,6 +16,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/healthz"})
+# Event streams (/v1/calls/{id}/events) last as long as their call: they take no place
+# in the admission line, which is for requests that end soon, but a bound of their own.
+MAX_STREAMS = 256
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Requests of one replica that do their work at once; the others wait their turn, in
 # arrival order, for up to ADMISSION_WAIT_S seconds, then get 503 + Retry-After.
@@ -47,6 +50,7 @@ class RequestGuard:
         self.body_timeout_s = body_timeout_s
         self.admission_wait_s = admission_wait_s
         self._active = asyncio.Semaphore(max_active)
+        self._streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +59,9 @@ class RequestGuard:
         send = _timed(send)
         if scope["path"] in OPEN_PATHS:  # /healthz answers however busy the API is
             await self._guarded(scope, receive, send)
+            return
+        if scope["path"].endswith("/events"):
+            await self._stream(scope, receive, send)
             return
         try:
             # In arrival order; a request that cannot start soon is told to come back,
@@ -73,6 +80,22 @@ class RequestGuard:
             await self._guarded(scope, receive, send)
         finally:
             self._active.release()
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._streams >= MAX_STREAMS:
+            await _answer(
+                send,
+                503,
+                "busy",
+                "Too many event streams are open; try again shortly.",
+                extra=[(b"retry-after", b"1")],
+            )
+            return
+        self._streams += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self._streams -= 1
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}

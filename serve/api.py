@@ -14,6 +14,8 @@ when ``RAYFN_API_TOKEN`` is set):
                                                        form | 413 result too large
     DELETE /v1/calls/{call_id}                         200 status record (cancelled, or
                                                        as it was if it had finished)
+    GET    /v1/calls/{call_id}/events                  200 Server-Sent Events: status,
+                                                       progress, end (then it closes)
     GET    /healthz                                    200 {"status": "ok"}
 
 A failed call answers 424 (Failed Dependency: the request was fine, the function it
@@ -26,12 +28,15 @@ or from Serve's proxy when its queue is full: see ``deploy``).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,11 +44,12 @@ import rayfn
 from rayfn.exception import (
     RemoteError,
 )
-from rayfn.records import ERROR_HTTP, FAILURES, CallInfo, CallStatus, failure_kind
+from rayfn.records import ERROR_HTTP, FAILURES, CallInfo, CallStatus, call_event, failure_kind
 from rayfn.runtime.constants import (
     DEFAULT_HTTP_BODY_TIMEOUT_S,
     DEFAULT_HTTP_MAX_BODY,
     DEFAULT_HTTP_MAX_RESULT,
+    WATCH_EVERY_S,
 )
 from rayfn.serve._guard import RequestGuard
 from rayfn.serve._results import NoJsonForm, TooLarge, result_body
@@ -68,6 +74,14 @@ class SpawnResponse(BaseModel):
     call_id: str
 
 
+class ProgressRecord(BaseModel):
+    """What a running call last said of its progress (``rayfn.set_progress``)."""
+
+    value: float | dict[str, Any]  # a fraction done (0 to 1), or a small dict
+    message: str | None = None
+    at: float
+
+
 class CallRecord(BaseModel):
     call_id: str
     app: str
@@ -77,6 +91,7 @@ class CallRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    progress: ProgressRecord | None = None
 
 
 class PendingResponse(BaseModel):
@@ -298,7 +313,34 @@ def build_api(
         """Cancel a call; a finished call is left as it is."""
         return _record(await backend.cancel(call_id))
 
+    @api.get(
+        "/v1/calls/{call_id}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}, **_errors(404)},
+        tags=["calls"],
+    )
+    async def call_events(call_id: str, backend: BackendDep) -> StreamingResponse:
+        """The call's events as Server-Sent Events: ``status`` (a new status),
+        ``progress`` (new progress), and ``end`` (the terminal record), each with the
+        status record as ``data``; the stream closes after ``end``."""
+        first = await backend.describe(call_id)  # an unknown id is a 404, not a stream
+        return StreamingResponse(_events(backend, call_id, first), media_type="text/event-stream")
+
     return api
+
+
+async def _events(backend: Backend, call_id: str, info: CallInfo) -> AsyncIterator[str]:
+    before: CallInfo | None = None
+    while True:
+        kind = call_event(before, info)
+        if kind is not None:
+            data = _record(info).model_dump_json()
+            yield f"event: {kind.value}\ndata: {data}\n\n"
+        if info.status.is_terminal:
+            return
+        before = info
+        await asyncio.sleep(WATCH_EVERY_S)
+        info = await backend.describe(call_id)
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -307,7 +349,11 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _record(info: CallInfo) -> CallRecord:
-    return CallRecord(**{f: getattr(info, f) for f in CallRecord.model_fields})
+    fields = {f: getattr(info, f) for f in CallRecord.model_fields if f != "progress"}
+    progress = info.progress
+    if progress is not None:
+        fields["progress"] = ProgressRecord(**dataclasses.asdict(progress))
+    return CallRecord(**fields)
 
 
 def _qualname(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -553,6 +554,90 @@ def test_requires_proxy_auth_wants_the_job_apis_token(base: str) -> None:
 
         _connection.control().stop("guarded-web").result()
         delete_web_functions("guarded-web")
+
+
+def test_a_calls_progress_shows_in_python_the_cli_and_http(cluster: Cluster, base: str) -> None:
+    app = rayfn.App("progress-steps")
+    gate = rayfn.Dict.from_name("progress-gate", create_if_missing=True)
+
+    @app.function()
+    def steps(n: int) -> str:
+        for i in range(n):  # a tight loop: the worker sends the latest, twice a second
+            rayfn.set_progress((i + 1) / n, f"step {i + 1}")
+        rayfn.set_progress({"stage": "waiting"}, "for the gate")
+        while not gate.get("open", False):
+            time.sleep(0.05)
+        rayfn.set_progress({"stage": "finishing"})
+        time.sleep(1.5)
+        return "ok"
+
+    app.deploy()
+    try:
+        call = steps.spawn(10_000)
+        deadline = time.monotonic() + 60
+        while (progress := call.status().progress) is None or progress.value != {
+            "stage": "waiting"
+        }:
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.1)
+        assert progress.message == "for the gate"
+        record = httpx.get(f"{base}/v1/calls/{call.object_id}", timeout=30).json()
+        assert (record["status"], record["progress"]["value"]) == ("RUNNING", {"stage": "waiting"})
+        listed = cluster.cli("call", "list", "--app", "progress-steps")
+        assert '{"stage": "waiting"} for the gate' in listed.stdout, listed.stdout
+        pending = cluster.cli("call", "get", call.object_id)
+        assert pending.returncode == 1
+        assert 'Progress: {"stage": "waiting"} for the gate' in pending.stderr, pending.stderr
+        # Three watchers of its events from here on: Python, HTTP (SSE), the CLI.
+        seen: dict[str, list[tuple[str, str]]] = {"python": [], "http": []}
+
+        def python_watch() -> None:
+            for event in call.watch():
+                seen["python"].append((event.kind.value, event.info.status.value))
+
+        def http_watch() -> None:
+            url = f"{base}/v1/calls/{call.object_id}/events"
+            with httpx.stream("GET", url, timeout=60) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                kind = ""
+                for line in stream.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line.removeprefix("event: ")
+                    elif line.startswith("data: "):
+                        seen["http"].append((kind, json.loads(line[6:])["status"]))
+
+        rayfn_cli = Path(sys.executable).parent / "rayfn"
+        cli_watch = subprocess.Popen(
+            [str(rayfn_cli), "call", "watch", call.object_id],
+            env=cluster.env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        watchers = [threading.Thread(target=f) for f in (python_watch, http_watch)]
+        for watcher in watchers:
+            watcher.start()
+        assert cli_watch.stdout is not None
+        first_printed = cli_watch.stdout.readline()  # each has seen the call running...
+        deadline = time.monotonic() + 30
+        while not (seen["python"] and seen["http"]):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        gate.put("open", True)  # ...before it goes on
+        assert call.get(timeout=60) == "ok"
+        for watcher in watchers:
+            watcher.join(timeout=30)
+        printed, _ = cli_watch.communicate(timeout=60)
+        expected = [("status", "RUNNING"), ("progress", "RUNNING"), ("end", "SUCCEEDED")]
+        assert seen == {"python": expected, "http": expected}
+        assert [first_printed.strip(), *printed.splitlines()] == [
+            "status RUNNING",
+            'progress RUNNING {"stage": "finishing"}',
+            "end SUCCEEDED",
+        ]
+        assert cli_watch.returncode == 0
+    finally:
+        _connection.control().stop("progress-steps").result()
+        rayfn.Dict.delete("progress-gate")
 
 
 def _served_app(version: str) -> str:

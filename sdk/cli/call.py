@@ -1,4 +1,4 @@
-"""``rayfn call ...``: one call's result, the list of calls, cancelling one."""
+"""``rayfn call ...``: one call's result, the list of calls, its events, cancelling one."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.table import Table
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn.cli._common import AsJson, CallId, err, out, print_table, when
 from rayfn.exception import Error
-from rayfn.records import CallInfo, CallStatus
+from rayfn.records import CallInfo, CallStatus, Progress
 
 call_cli = typer.Typer(no_args_is_help=True, help="Calls. Example: rayfn call get fc-...")
 
@@ -31,7 +31,10 @@ def call_get(
     try:
         result = call.get(timeout=timeout)
     except TimeoutError as exc:
-        err.print(f"[yellow]Pending:[/yellow] {exc}", highlight=False)
+        err.print(f"[yellow]Pending:[/yellow] {exc}", highlight=False, markup=True)
+        progress = call.status().progress
+        if progress is not None:
+            err.print(f"Progress: {shown_progress(progress)}", highlight=False, markup=False)
         raise typer.Exit(1) from None
     except Error:
         raise
@@ -61,7 +64,7 @@ def call_list(
     if as_json:
         out.print_json(json.dumps([_call_json(c) for c in calls]))
         return
-    table = Table("Call", "Function", "Status", "Attempts", "Created", "Error")
+    table = Table("Call", "Function", "Status", "Attempts", "Created", "Progress", "Error")
     for c in calls:
         table.add_row(
             c.call_id,
@@ -69,6 +72,7 @@ def call_list(
             c.status.value,
             str(len(c.attempts)),
             when(c.created_at),
+            shown_progress(c.progress),
             c.error or "",
         )
     print_table(table)
@@ -76,11 +80,36 @@ def call_list(
         out.print(f"More: rayfn call list --before {calls[-1].call_id}", highlight=False)
 
 
+@call_cli.command("watch")
+def call_watch(call_id: CallId) -> None:
+    """Print a call's events as they happen (status, progress, its end); exits 1 if it
+    did not succeed. Example: rayfn call watch fc-..."""
+    status = CallStatus.QUEUED
+    for event in FunctionCall.from_id(call_id).watch():
+        status = event.info.status
+        shown = shown_progress(event.info.progress) if event.kind == "progress" else ""
+        line = f"{event.kind.value} {status.value} {shown}".rstrip()
+        if event.info.error:
+            line += f": {event.info.error}"
+        out.print(line, highlight=False, markup=False)
+    if status is not CallStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
 @call_cli.command("cancel")
 def call_cancel(call_id: CallId) -> None:
     """Cancel a call (a finished one is left as it is). Example: rayfn call cancel fc-..."""
     info = FunctionCall.from_id(call_id).cancel()
     out.print(f"{call_id}: {info.status.value}", highlight=False)
+
+
+def shown_progress(progress: Progress | None) -> str:
+    """``40% loading`` for 0.4 and a message; a dict as compact JSON."""
+    if progress is None:
+        return ""
+    value = progress.value
+    shown = f"{value:.0%}" if isinstance(value, float) else json.dumps(value)
+    return f"{shown} {progress.message}" if progress.message else shown
 
 
 def _call_json(c: CallInfo) -> dict[str, Any]:
