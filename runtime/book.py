@@ -56,6 +56,9 @@ SYNTHETIC = "synthetic"  # the function name of benchmark filler calls: never jo
 # with a registry that restarted) gets the same ids: a retry comes within seconds.
 MAX_SPAWN_TOKENS = 100_000
 
+# Dead letters: calls whose attempts (and retries) are used up; `requeue` runs one again.
+DEAD = frozenset({CallStatus.FAILED, CallStatus.TIMED_OUT})
+
 
 class Counter(Protocol):
     """Where the book counts what happens (runtime/metrics.py's CallMetrics)."""
@@ -229,6 +232,28 @@ class Book:
             return [self._stop_timer(call)] if call.timer else []
         return [self._set_timer(call, Timer.TIMEOUT, started_at + policy.timeout)]
 
+    def requeue(self, call_id: str, now: float) -> tuple[list[Command], str | None]:
+        """Run a dead letter (FAILED or TIMED_OUT) again under its id: QUEUED at the
+        back of its function's queue, its earlier attempts kept in its history but not
+        counted by its retries. The commands, or why it cannot be requeued."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return [], "unknown"
+        if call.status not in DEAD:
+            return [], f"it is {call.status.value}: only FAILED or TIMED_OUT calls are requeued"
+        if call.args is None:
+            return [], "its arguments are no longer kept"
+        self.unfinished[call.app] += 1
+        call.status = CallStatus.QUEUED
+        call.finished_at = call.failure = None
+        call.inline, call.large, call.payload, call.progress = None, False, None, None
+        call.retry_base = len(call.attempts)
+        call.journaled = False  # its next record carries its args again
+        self.queues[call.key].append(call)
+        self._dirty[call_id] = None
+        self._counter.count("spawned", call.app, call.function)
+        return [Pump(call.key, self.launched.get(call.key))], None
+
     def progress(self, call_id: str, attempt: int, progress: Progress) -> None:
         """A running call said how far it is (``rayfn.set_progress``): kept, and
         journaled with its next change, while that attempt is its latest and on."""
@@ -377,8 +402,9 @@ class Book:
         current = call.current
         if current is not None and current.started_at is not None:
             self._counter.run_time(call.app, call.function, at - current.started_at)
-        if not call.large:
-            call.args = None  # no attempt will need them again (see restore)
+        if not call.large and status not in DEAD:
+            call.args = None  # no attempt will need them again (see restore); a dead
+            # letter keeps them, for a requeue
         self.expiry.push(call.call_id, expires_at(at, call.result_ttl))
         self._dirty[call.call_id] = None
         out.append(Finished(call.call_id))
@@ -453,10 +479,13 @@ class Book:
     # -- expiry -------------------------------------------------------------------------
 
     def expire_due(self, now: float, limit: int | None = None) -> int:
-        """Drop the results whose deadline has passed (at most ``limit``)."""
+        """Drop the results whose deadline has passed (at most ``limit``); a deadline
+        of a call requeued since is stale (it gets a new one when it ends again)."""
         count = 0
         for call_id in self.expiry.pop_due(now, limit):
-            self._expire(call_id)
+            call = self.calls.get(call_id)
+            if call is None or call.expired(now):
+                self._expire(call_id)
             count += 1
         return count
 
@@ -495,8 +524,10 @@ class Book:
         status: CallStatus | None,
         limit: int,
         before: str | None,
+        dead: bool = False,
     ) -> list[CallInfo]:
-        """Calls newest first, filtered; ``before`` (a call id) continues a listing."""
+        """Calls newest first, filtered; ``before`` (a call id) continues a listing;
+        ``dead``: only dead letters (FAILED or TIMED_OUT, retries used up)."""
         found: list[CallInfo] = []
         seeking = before is not None
         for call in reversed(self.calls.values()):
@@ -508,6 +539,8 @@ class Book:
             if function is not None and call.function != function:
                 continue
             if status is not None and call.status is not status:
+                continue
+            if dead and call.status not in DEAD:
                 continue
             found.append(call.info())
             if len(found) >= limit:
@@ -597,7 +630,8 @@ class Book:
                 self._rerun(call, "its result was too large for the journal", now)
             elif status.is_terminal:
                 assert call.finished_at is not None
-                call.args = None
+                if status not in DEAD:
+                    call.args = None
                 self.expiry.push(call.call_id, expires_at(call.finished_at, call.result_ttl))
             elif status is CallStatus.RETRYING:
                 out.append(self._set_timer(call, Timer.RETRY, call.retry_at or now))

@@ -86,6 +86,7 @@ class Call:
         "progress",
         "result_ttl",
         "retry_at",
+        "retry_base",
         "status",
         "timer",
         "token",
@@ -123,6 +124,7 @@ class Call:
         self.packed = False  # its attempt shares a task with other calls (a pack)
         self.journaled = False  # its args are in the journal already
         self.progress: Progress | None = None  # what it last said (set_progress)
+        self.retry_base = 0  # attempts before its last requeue: not counted by its retries
 
     @property
     def key(self) -> FunctionKey:
@@ -135,7 +137,7 @@ class Call:
     @property
     def tries(self) -> int:
         """Attempts that count against the retry policy (not those the registry lost)."""
-        return sum(1 for a in self.attempts if a.outcome != INTERRUPTED)
+        return sum(1 for a in self.attempts[self.retry_base :] if a.outcome != INTERRUPTED)
 
     def expired(self, now: float) -> bool:
         return self.finished_at is not None and now >= expires_at(self.finished_at, self.result_ttl)
@@ -190,6 +192,7 @@ class Call:
             self.args if keep_args else None,
             self.token,
             self.progress,
+            self.retry_base,
         )
 
     @classmethod
@@ -199,6 +202,7 @@ class Call:
         (call_id, app, function, ttl, created_at, parent, status, attempts) = record[:8]
         finished_at, inline, large, failure, retry_at, args, token = record[8:15]
         progress = record[15] if len(record) > 15 else None  # journals before it: none
+        retry_base = record[16] if len(record) > 16 else 0
         call = cls(call_id, app, function, args, ttl, created_at, parent, token)
         if args is None and earlier is not None:
             call.args = earlier.args
@@ -207,5 +211,6 @@ class Call:
         call.finished_at, call.inline, call.large = finished_at, inline, large
         call.failure, call.retry_at = failure, retry_at
         call.progress = progress
+        call.retry_base = retry_base
         call.journaled = True
         return call

@@ -180,6 +180,10 @@ class RegistryClient:
         for an id never accepted."""
         return Reply(lambda: self.handle.describe.remote(call_id))
 
+    def requeue(self, call_id: str) -> Reply[CallInfo | CallStatus | str | None]:
+        """Run a dead letter again; its record afterwards, or why not (a sentence)."""
+        return Reply(lambda: self.handle.requeue.remote(call_id))
+
     def cancel(self, call_id: str) -> Reply[CallInfo | CallStatus | None]:
         """Cancel a call; answers as ``describe`` does, afterwards."""
         return Reply(lambda: self.handle.cancel.remote(call_id))

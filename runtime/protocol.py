@@ -61,6 +61,7 @@ class CallQuery(NamedTuple):
     status: CallStatus | None = None
     limit: int = 50
     before: str | None = None  # a call id: continue a listing after it
+    dead: bool = False  # only dead letters (FAILED, TIMED_OUT)
 
 
 class LoadedVersion(NamedTuple):

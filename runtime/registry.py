@@ -169,7 +169,7 @@ class CallRegistry:
     async def list_calls(self, query: CallQuery) -> list[CallInfo]:
         """Calls newest first, filtered; ``before`` (a call id) continues a listing."""
         return self._book.listing(
-            query.app, query.function, query.status, query.limit, query.before
+            query.app, query.function, query.status, query.limit, query.before, query.dead
         )
 
     # -- steering ------------------------------------------------------------------------
@@ -178,6 +178,17 @@ class CallRegistry:
         """Cancel a call: a queued one never runs, a running one is stopped (its worker
         is killed), a finished one is left as it is."""
         self._run(self._book.cancel(call_id, time.time()))
+        return await self._answers.describe(call_id)
+
+    async def requeue(self, call_id: str) -> CallInfo | CallStatus | str | None:
+        """Run a dead letter again under its id; its status record, or why not (a
+        sentence), or what ``describe`` answers for an id it does not track."""
+        commands, refusal = self._book.requeue(call_id, time.time())
+        if refusal == "unknown":
+            return await self._answers.describe(call_id)
+        if refusal is not None:
+            return refusal
+        self._run(commands)
         return await self._answers.describe(call_id)
 
     async def attempt_started(

@@ -126,6 +126,22 @@ class FunctionCall:
         call_id = yield from self._accepted_id()
         return _described(call_id, (yield _connection.registry().describe(call_id)))
 
+    @aio_method
+    def requeue(self) -> Steps[CallInfo]:
+        """Run a dead letter (a FAILED or TIMED_OUT call) again under the same id
+        (beyond Modal): fresh attempts, with its retries, and the earlier attempts kept
+        in ``status().attempts``. Returns its status record (QUEUED).
+
+        Raises:
+            NotFoundError: no such call, or its result has expired.
+            InvalidError: it is not FAILED or TIMED_OUT (or its arguments are gone).
+        """
+        call_id = yield from self._accepted_id()
+        answer = yield _connection.registry().requeue(call_id)
+        if isinstance(answer, str):
+            raise InvalidError(f"Call {call_id} cannot be requeued: {answer}.")
+        return _described(call_id, answer)
+
     @in_thread
     def watch(self) -> Iterator[CallEvent]:
         """The call's events as they happen (beyond Modal): each new status, new
@@ -279,6 +295,7 @@ def list_calls(
     status: CallStatus | None = None,
     limit: int = 50,
     before: str | None = None,
+    dead: bool = False,
 ) -> list[CallInfo]:
     """Status records of tracked calls, newest first (beyond Modal). Pass the last id
     of a page as ``before`` for the next page.
@@ -290,7 +307,7 @@ def list_calls(
         raise InvalidError(f"limit must be a whole number from 1 to 10000, got {limit!r}.")
     if before is not None and not is_call_id(before):
         raise InvalidError(f"before must be a call id, got {before!r}.")
-    query = CallQuery(app, function, status, limit, before)
+    query = CallQuery(app, function, status, limit, before, dead)
     return _connection.registry().list_calls(query).result()
 
 

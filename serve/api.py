@@ -16,6 +16,9 @@ when ``RAYFN_API_TOKEN`` is set):
                                                        as it was if it had finished)
     GET    /v1/calls/{call_id}/events                  200 Server-Sent Events: status,
                                                        progress, end (then it closes)
+    GET    /v1/calls?app=&function=&status=&dead=      200 status records, newest first
+    POST   /v1/calls/{call_id}/requeue                 200 status record (QUEUED again);
+                                                       422 not FAILED or TIMED_OUT
     GET    /healthz                                    200 {"status": "ok"}
 
 A failed call answers 424 (Failed Dependency: the request was fine, the function it
@@ -30,11 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,6 +98,17 @@ class CallRecord(BaseModel):
     progress: ProgressRecord | None = None
 
 
+class ListQuery(BaseModel):
+    """Which calls ``GET /v1/calls`` lists, newest first."""
+
+    app: str | None = None
+    function: str | None = None
+    status: CallStatus | None = None
+    dead: bool = False  # only dead letters: FAILED or TIMED_OUT
+    limit: int = Field(50, ge=1, le=10_000)
+    before: str | None = None  # a call id: the page after it
+
+
 class PendingResponse(BaseModel):
     call_id: str
     status: CallStatus
@@ -151,6 +166,14 @@ class Backend(Protocol):
         """Raises NotFoundError, InvalidError."""
         ...
 
+    async def requeue(self, call_id: str) -> CallInfo:
+        """Raises NotFoundError, InvalidError (not a dead letter)."""
+        ...
+
+    async def list_calls(self, query: ListQuery) -> list[CallInfo]:
+        """Raises InvalidError."""
+        ...
+
 
 class ClusterBackend:
     """The job API's backend on a real cluster, through the SDK."""
@@ -185,6 +208,13 @@ class ClusterBackend:
 
     async def cancel(self, call_id: str) -> CallInfo:
         return await rayfn.FunctionCall.from_id(call_id).cancel.aio()
+
+    async def requeue(self, call_id: str) -> CallInfo:
+        return await rayfn.FunctionCall.from_id(call_id).requeue.aio()
+
+    async def list_calls(self, query: ListQuery) -> list[CallInfo]:
+        listing = functools.partial(rayfn.list_calls, **query.model_dump())
+        return await asyncio.to_thread(listing)
 
 
 def get_backend(request: Request) -> Backend:
@@ -312,6 +342,17 @@ def build_api(
     async def cancel_call(call_id: str, backend: BackendDep) -> CallRecord:
         """Cancel a call; a finished call is left as it is."""
         return _record(await backend.cancel(call_id))
+
+    @api.get("/v1/calls", response_model=list[CallRecord], responses=_errors(422), tags=["calls"])
+    async def list_calls(query: Annotated[ListQuery, Query()], backend: BackendDep) -> Any:
+        """Calls newest first, filtered (``dead=true``: the dead letters); pass the last
+        id as ``before`` for the next page."""
+        return [_record(info) for info in await backend.list_calls(query)]
+
+    @api.post("/v1/calls/{call_id}/requeue", **record_route)
+    async def requeue_call(call_id: str, backend: BackendDep) -> CallRecord:
+        """Run a FAILED or TIMED_OUT call again under its id (422 for any other)."""
+        return _record(await backend.requeue(call_id))
 
     @api.get(
         "/v1/calls/{call_id}/events",

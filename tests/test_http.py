@@ -640,6 +640,61 @@ def test_a_calls_progress_shows_in_python_the_cli_and_http(cluster: Cluster, bas
         rayfn.Dict.delete("progress-gate")
 
 
+def test_dead_letters_are_listed_and_run_again_under_their_id(cluster: Cluster, base: str) -> None:
+    app = rayfn.App("dead-letters")
+    fixed = rayfn.Dict.from_name("dead-letters-fixed", create_if_missing=True)
+
+    @app.function(retries=rayfn.Retries(max_retries=1, initial_delay=0.1))
+    def flaky(x: int) -> int:
+        if not fixed.get("yes", False):
+            raise ValueError("not fixed yet")
+        return 2 * x
+
+    app.deploy()
+    try:
+        first, second = flaky.spawn(21), flaky.spawn(5)
+        for call in (first, second):
+            with pytest.raises(ValueError, match="not fixed yet"):
+                call.get(timeout=60)
+        dead = {first.object_id, second.object_id}
+        listed = rayfn.list_calls(app="dead-letters", dead=True)
+        assert {c.call_id for c in listed} == dead
+        over_http = httpx.get(f"{base}/v1/calls", params={"app": "dead-letters", "dead": "true"})
+        assert {c["call_id"] for c in over_http.json()} == dead
+        in_cli = cluster.cli("call", "list", "--app", "dead-letters", "--dead")
+        assert all(call_id in in_cli.stdout for call_id in dead), in_cli.stdout
+        fixed.put("yes", True)
+        requeued = cluster.cli("call", "requeue", first.object_id)
+        running_again = ("QUEUED", "PENDING", "RUNNING", "SUCCEEDED")  # on its way at once
+        assert requeued.stdout.strip().split(": ") == [first.object_id, ANY_OF(running_again)]
+        again = httpx.post(f"{base}/v1/calls/{second.object_id}/requeue", timeout=30)
+        assert (again.status_code, again.json()["status"] in running_again) == (200, True)
+        assert (first.get(timeout=60), second.get(timeout=60)) == (42, 10)
+        outcomes = [a.outcome for a in first.status().attempts]
+        assert outcomes == ["raised", "raised", "succeeded"]  # its history kept
+        assert rayfn.list_calls(app="dead-letters", dead=True) == []
+        with pytest.raises(InvalidError, match="it is SUCCEEDED: only FAILED or TIMED_OUT"):
+            first.requeue()
+        refused = httpx.post(f"{base}/v1/calls/{first.object_id}/requeue", timeout=30)
+        assert refused.status_code == 422
+    finally:
+        _connection.control().stop("dead-letters").result()
+        rayfn.Dict.delete("dead-letters-fixed")
+
+
+class ANY_OF:
+    """Equal to any of ``choices``."""
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+
+    def __eq__(self, other: object) -> bool:
+        return other in self.choices
+
+    def __repr__(self) -> str:
+        return f"any of {self.choices}"
+
+
 def _served_app(version: str) -> str:
     return (
         "import os\nimport fastapi\nimport rayfn\n"

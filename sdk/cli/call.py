@@ -57,10 +57,15 @@ def call_list(
     before: Annotated[
         str | None, typer.Option("--before", help="Continue after this call id.")
     ] = None,
+    dead: Annotated[
+        bool, typer.Option("--dead", help="Only dead letters: FAILED or TIMED_OUT.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """List calls, newest first. Example: rayfn call list --app my-job-queue --status FAILED"""
-    calls = list_calls(app=app, function=function, status=status, limit=limit, before=before)
+    calls = list_calls(
+        app=app, function=function, status=status, limit=limit, before=before, dead=dead
+    )
     if as_json:
         out.print_json(json.dumps([_call_json(c) for c in calls]))
         return
@@ -94,6 +99,14 @@ def call_watch(call_id: CallId) -> None:
         out.print(line, highlight=False, markup=False)
     if status is not CallStatus.SUCCEEDED:
         raise typer.Exit(1)
+
+
+@call_cli.command("requeue")
+def call_requeue(call_id: CallId) -> None:
+    """Run a FAILED or TIMED_OUT call again under its id (its earlier attempts are kept).
+    Example: rayfn call requeue fc-..."""
+    info = FunctionCall.from_id(call_id).requeue()
+    out.print(f"{call_id}: {info.status.value}", highlight=False)
 
 
 @call_cli.command("cancel")

@@ -473,3 +473,31 @@ def test_a_batch_killed_by_its_timeout_fails_every_call_in_it() -> None:
     statuses = [book.calls[f"fc-{i}"].status for i in (0, 1)]
     assert statuses == [CallStatus.TIMED_OUT, CallStatus.FAILED]
     assert book.queues.get(KEY) is None
+
+
+def test_a_dead_letter_is_requeued_with_fresh_retries_and_its_history_kept() -> None:
+    from rayfn.runtime.calls import Call
+
+    retried = policy(retries=RetryPolicy(max_retries=1, initial_delay=0.0))
+    book = book_with(b"args")
+    (launch,) = launches(book.dispatch(retried, T0))
+    book.launch_ended(launch, [raised(T0 + 1)], None, None, T0 + 1)
+    book.timer_fired("fc-0")  # its backoff is over: queued again
+    (launch,) = launches(book.dispatch(retried, T0 + 2))
+    book.launch_ended(launch, [raised(T0 + 3)], None, None, T0 + 3)
+    call = book.calls["fc-0"]
+    assert (call.status, call.args) == (CallStatus.FAILED, b"args")  # kept: a dead letter
+    assert [c.call_id for c in book.listing(None, None, None, 10, None, dead=True)] == ["fc-0"]
+    assert book.requeue("fc-1", T0 + 4) == ([], "unknown")
+    commands, refusal = book.requeue("fc-0", T0 + 4)
+    assert refusal is None and of(commands, Pump)
+    record = book.take_changes()[0][-1]
+    restored = Call.from_record(record, None)  # a restart now loses nothing
+    assert (restored.status, restored.args, restored.retry_base) == (CallStatus.QUEUED, b"args", 2)
+    (launch,) = launches(book.dispatch(retried, T0 + 5))
+    assert launch.calls[0][1] == 3  # attempt 3, after the two of its first life
+    book.launch_ended(launch, [raised(T0 + 6)], None, None, T0 + 6)
+    assert call.status is CallStatus.RETRYING  # its retry counts afresh
+    assert book.expire_due(T0 + 10_000) == 1 and "fc-0" in book.calls  # the old deadline
+    _, refusal = book.requeue("fc-0", T0 + 7)
+    assert refusal == "it is RETRYING: only FAILED or TIMED_OUT calls are requeued"

@@ -67,6 +67,13 @@ class MemoryBackend:
             self.outcomes[call_id] = CancelledError("The call was cancelled.")
         return CallInfo(call_id, "jobs", "echo", CallStatus.CANCELLED, created_at=1.0)
 
+    async def requeue(self, call_id: str) -> CallInfo:
+        self._check(call_id)
+        raise InvalidError(f"Call {call_id} cannot be requeued: it is SUCCEEDED.")
+
+    async def list_calls(self, query: Any) -> list[CallInfo]:
+        return [await self.describe(call_id) for call_id in self.outcomes][: query.limit]
+
     def _check(self, call_id: str) -> None:
         if not is_call_id(call_id):
             raise InvalidError(f"{call_id!r} is not a call id")
@@ -406,3 +413,16 @@ def test_the_api_scales_to_a_replica_per_eight_cores(cores: int, most: int) -> N
     else:
         assert options["autoscaling_config"]["min_replicas"] == 1
         assert options["autoscaling_config"]["max_replicas"] == most
+
+
+def test_listing_filters_and_requeue_of_a_call_that_is_no_dead_letter(
+    client: TestClient,
+) -> None:
+    ids = [client.post("/v1/apps/jobs/functions/echo/calls", json={}).json()["call_id"]]
+    listed = client.get("/v1/calls", params={"dead": "true", "limit": 5})
+    assert listed.status_code == 200 and [c["call_id"] for c in listed.json()] == ids
+    assert client.get("/v1/calls", params={"limit": 0}).status_code == 422
+    assert client.get("/v1/calls", params={"status": "NOPE"}).status_code == 422
+    refused = client.post(f"/v1/calls/{ids[0]}/requeue")
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid")
+    assert "cannot be requeued" in refused.json()["message"]
