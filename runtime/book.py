@@ -14,6 +14,7 @@ before it answers anyone, and a new book is rebuilt from the journal with
 from __future__ import annotations
 
 import collections
+import hashlib
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.identity import app_of
 from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.packing import PackPolicy
+from rayfn.runtime.protocol import Conflict
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
 
 # The counter a call's terminal status bumps (runtime/metrics.py).
@@ -55,6 +57,14 @@ SYNTHETIC = "synthetic"  # the function name of benchmark filler calls: never jo
 # Spawn round trips remembered by their token, so one sent again (its answer was lost
 # with a registry that restarted) gets the same ids: a retry comes within seconds.
 MAX_SPAWN_TOKENS = 100_000
+
+# Idempotency keys remembered (past their calls' expiry), as many as tombstones by default.
+MAX_IDEMPOTENCY_KEYS = 100_000
+
+
+def _digest(args: bytes) -> str:
+    return hashlib.sha256(args).hexdigest()
+
 
 # Dead letters: calls whose attempts (and retries) are used up; `requeue` runs one again.
 DEAD = frozenset({CallStatus.FAILED, CallStatus.TIMED_OUT})
@@ -90,6 +100,9 @@ class Book:
         self.unfinished: collections.Counter[str] = collections.Counter()  # per app, not ended
         self.launched: dict[Key, Policy] = {}  # the version each function last ran
         self.batches: OrderedDict[str, list[str]] = OrderedDict()  # spawn token -> ids
+        # (function, idempotency key) -> (call id, SHA-256 of its args), oldest first;
+        # kept past a call's expiry, as its tombstone is
+        self.idempotency_keys: OrderedDict[tuple[Key, str], tuple[str, str]] = OrderedDict()
         self.packing = PackPolicy()
         self.expiry = ExpiryQueue()
         self.tombstones = Tombstones(max_tombstones)
@@ -116,6 +129,18 @@ class Book:
 
     # -- accepting ----------------------------------------------------------------------
 
+    def keyed(self, key: Key, idempotency_key: str, args: bytes) -> str | Conflict | None:
+        """The call an idempotency key already names for this function (while it or
+        its tombstone is known): its id; ``Conflict`` if it was made with other
+        arguments; None if the key is new."""
+        known = self.idempotency_keys.get((key, idempotency_key))
+        if known is None:
+            return None
+        call_id, digest = known
+        if digest != _digest(args):
+            return Conflict(idempotency_key, call_id)
+        return call_id
+
     def accept(
         self,
         call_id: str,
@@ -125,10 +150,15 @@ class Book:
         now: float,
         parent: str | None = None,
         token: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         """A new call, QUEUED at the back of its function's queue; ``token`` names
-        the spawn round trip that sent it (see ``batches``)."""
+        the spawn round trip that sent it (see ``batches``); ``idempotency_key``, the
+        key a later submission of the same call gives (see ``keyed``)."""
         call = Call(call_id, key[0], key[1], args, result_ttl, now, parent, token)
+        if idempotency_key is not None:
+            call.idempotency = (idempotency_key, _digest(args))
+            self._remember_key(key, call)
         self.calls[call_id] = call
         if token is not None:
             self._remember(token, call_id)
@@ -138,6 +168,13 @@ class Book:
         self.unfinished[key[0]] += 1
         self._dirty[call_id] = None
         self._counter.count("spawned", key[0], key[1])
+
+    def _remember_key(self, key: Key, call: Call) -> None:
+        assert call.idempotency is not None
+        idempotency_key, digest = call.idempotency
+        self.idempotency_keys[(key, idempotency_key)] = (call.call_id, digest)
+        if len(self.idempotency_keys) > MAX_IDEMPOTENCY_KEYS:
+            self.idempotency_keys.popitem(last=False)
 
     def _remember(self, token: str, call_id: str) -> None:
         ids = self.batches.get(token)
@@ -623,6 +660,8 @@ class Book:
         for call in self.calls.values():
             if call.token is not None:
                 self._remember(call.token, call.call_id)
+            if call.idempotency is not None:
+                self._remember_key(call.key, call)
             if call.parent is not None and call.parent in self.calls:
                 self.children[call.parent].append(call.call_id)
             status = call.status

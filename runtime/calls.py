@@ -76,6 +76,7 @@ class Call:
         "failure",
         "finished_at",
         "function",
+        "idempotency",
         "inline",
         "interrupt",
         "journaled",
@@ -125,6 +126,8 @@ class Call:
         self.journaled = False  # its args are in the journal already
         self.progress: Progress | None = None  # what it last said (set_progress)
         self.retry_base = 0  # attempts before its last requeue: not counted by its retries
+        # (idempotency key, SHA-256 of its args) when it was spawned with a key
+        self.idempotency: tuple[str, str] | None = None
 
     @property
     def key(self) -> FunctionKey:
@@ -193,6 +196,7 @@ class Call:
             self.token,
             self.progress,
             self.retry_base,
+            self.idempotency,
         )
 
     @classmethod
@@ -203,6 +207,7 @@ class Call:
         finished_at, inline, large, failure, retry_at, args, token = record[8:15]
         progress = record[15] if len(record) > 15 else None  # journals before it: none
         retry_base = record[16] if len(record) > 16 else 0
+        idempotency = record[17] if len(record) > 17 else None
         call = cls(call_id, app, function, args, ttl, created_at, parent, token)
         if args is None and earlier is not None:
             call.args = earlier.args
@@ -212,5 +217,6 @@ class Call:
         call.failure, call.retry_at = failure, retry_at
         call.progress = progress
         call.retry_base = retry_base
+        call.idempotency = idempotency
         call.journaled = True
         return call

@@ -21,12 +21,23 @@ class Submission(NamedTuple):
     function: str
     args: bytes  # pickled (args, kwargs)
     parent: str | None = None  # the call it was spawned from, for the call graph
+    key: str | None = None  # an idempotency key: the same key, the same call
+
+
+class Conflict(NamedTuple):
+    """The registry's answer to a submission whose idempotency key names a call made
+    with other arguments."""
+
+    idempotency_key: str
+    call_id: str
 
 
 class Submitted(NamedTuple):
     """The registry's answer to ``submit``."""
 
-    answers: list[str | NotDeployed]  # per submission: its call id, or why it was refused
+    # per submission: its call id, or why it was refused (a Conflict: its idempotency
+    # key names a call made with other arguments)
+    answers: list[str | NotDeployed | Conflict]
     outcome: CallOutcome | None = None  # the first call's, when asked to wait for it
 
 

@@ -42,6 +42,7 @@ from rayfn.runtime.loops import tick_forever
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
 from rayfn.runtime.protocol import (
     CallQuery,
+    Conflict,
     Polled,
     PollMode,
     StreamChunk,
@@ -116,24 +117,29 @@ class CallRegistry:
 
     async def _accept(
         self, submissions: list[Submission], token: str | None
-    ) -> tuple[list[str | NotDeployed], list[LoadedFunction]]:
-        answers: list[str | NotDeployed] = []
+    ) -> tuple[list[str | NotDeployed | Conflict], list[LoadedFunction]]:
+        answers: list[str | NotDeployed | Conflict] = []
         touched: dict[Key, LoadedFunction] = {}
         now = time.time()
         # Sent before, and the answer lost with a registry that restarted: same ids.
         replay = iter(self._book.batches.get(token, ()) if token else ())
-        for target, function, blob, parent in submissions:
+        for target, function, blob, parent, idempotency_key in submissions:
             key = Key(target, function)
             loaded = touched.get(key) or await self._launcher.function(key)
             if isinstance(loaded, NotDeployed):
                 answers.append(loaded)
                 continue
             touched[key] = loaded
+            if idempotency_key is not None:
+                known = self._book.keyed(key, idempotency_key, blob)
+                if known is not None:  # the same call again: its id (or the conflict)
+                    answers.append(known)
+                    continue
             call_id = next(replay, None)
             if call_id is None:
                 call_id = new_call_id(self._shard, self._epoch)
                 ttl = loaded.options.result_ttl
-                self._book.accept(call_id, key, blob, ttl, now, parent, token)
+                self._book.accept(call_id, key, blob, ttl, now, parent, token, idempotency_key)
                 if loaded.options.generator:
                     self._streams[call_id] = CallStream()
             answers.append(call_id)

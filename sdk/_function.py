@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -11,9 +12,9 @@ from rayfn._aio import Steps, aio_method, in_thread, run_steps
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, stream_results, stream_values
-from rayfn._options import option_changes
+from rayfn._options import idempotency_key_of, option_changes
 from rayfn._serialization import dumps_args
-from rayfn._spawner import spawn_token, spawner
+from rayfn._spawner import accepted_id, spawn_token, spawner
 from rayfn.config import settings
 from rayfn.exception import InvalidError, NotFoundError, NotSupportedError
 from rayfn.runtime.clients import Reply
@@ -70,6 +71,8 @@ class Function:
         # with_options: (the function's own name, option changes), and the deployment
         # the variant was made for (its name is then the variant's).
         self._pinned: int | None = None  # from_name(version=): the only version it calls
+        # with_options(idempotency_key=...): sent with each spawn (the same call again)
+        self._idempotency_key: str | None = None
         self._variant: tuple[str, dict[str, Any]] | None = None
         self._variant_for: str | None = None
         self._local_parameters = parameters_of(raw) if raw is not None else None
@@ -196,7 +199,7 @@ class Function:
         blob = dumps_args(self.qualname, args, kwargs)
         _connection.connect()
         target = self._target
-        accepted = spawner().submit(target, self._name, blob)
+        accepted = spawner().submit(target, self._name, blob, self._idempotency_key)
         if target not in self._accepted_by:
             # The first call waits for the registry, so a missing deployment raises here;
             # later ones return at once and share round trips (rayfn/_spawner.py).
@@ -310,6 +313,11 @@ class Function:
     def _spawn_all(
         self, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]
     ) -> list[FunctionCall]:
+        if self._idempotency_key is not None:
+            raise InvalidError(
+                f"{self.qualname}: an idempotency key names one call; map and spawn_map "
+                "make many (give each its own with with_options(idempotency_key=...))."
+            )
         if self._variant is not None and self._variant_for != self._target:
             run_steps(self._as_variant())
         parameters = self._parameters()
@@ -324,9 +332,7 @@ class Function:
             batch = blobs[start : start + SPAWN_BATCH_SIZE]
             items = [Submission(self._target, self._name, blob, parent) for blob in batch]
             for answer in registry.submit(items, spawn_token()).result().answers:
-                if isinstance(answer, NotDeployed):
-                    raise NotFoundError(answer.message())
-                calls.append(FunctionCall(answer))
+                calls.append(FunctionCall(accepted_id(answer)))
         return calls
 
     def with_options(self, **options: Any) -> Function:
@@ -334,6 +340,10 @@ class Function:
         ``gpu``, ``retries``, ``timeout``, ``startup_timeout``, ``max_containers``,
         ``result_ttl``): a variant the cluster queues and limits apart, made on the
         first call. A redeploy of the app drops it: call ``with_options`` again.
+        ``idempotency_key`` (beyond Modal; 1 to 256 characters): a spawn with a key
+        the function has seen, and the same arguments, returns that call (no second
+        run) while the call or its tombstone is known; other arguments raise
+        ``ConflictError``.
 
         Example:
             >>> big = process_job.with_options(cpu=4, timeout=600)
@@ -348,7 +358,12 @@ class Function:
                 f"with_options on web function {self.qualname} is not supported by rayfn: "
                 "its replicas are deployed with the app; deploy another with those options."
             )
+        idempotency_key = idempotency_key_of(options.pop("idempotency_key", None))
         changes = option_changes(options, default_result_ttl=settings().result_ttl)
+        if not changes:  # per-call options only: the same function, not a variant
+            same = copy.copy(self)
+            same._idempotency_key = idempotency_key or self._idempotency_key
+            return same
         base, earlier = self._variant or (self._name, {})
         variant = Function(
             self._app_name,
@@ -362,6 +377,7 @@ class Function:
         )
         variant._info = self._info if self._variant is None else None
         variant._variant = (base, {**earlier, **changes})
+        variant._idempotency_key = idempotency_key or self._idempotency_key
         return variant
 
     def _as_variant(self) -> Steps[None]:

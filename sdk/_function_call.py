@@ -13,7 +13,7 @@ import ray
 from rayfn import _connection, _prefetch
 from rayfn._aio import Steps, aio_method, in_thread, running_async
 from rayfn._checks import check_wait
-from rayfn._spawner import spawn_token, spawner
+from rayfn._spawner import accepted_id, spawn_token, spawner
 from rayfn.exception import (
     CallLostError,
     ExecutionError,
@@ -36,7 +36,7 @@ from rayfn.runtime.constants import GET_ROUND_TRIP_MARGIN_S, WATCH_EVERY_S
 from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.ids import CALL_ID_EXAMPLE, is_call_id
 from rayfn.runtime.protocol import CallQuery, PollMode, Submission, Submitted
-from rayfn.runtime.records import CallOutcome, NotDeployed, RemoteFailure
+from rayfn.runtime.records import CallOutcome, RemoteFailure
 
 
 class FunctionCall:
@@ -245,9 +245,7 @@ class FunctionCall:
                     accepted.set_result(call_id)
                     self._accepted = call_id
                 raise
-            (answer,) = submitted.answers
-            if isinstance(answer, NotDeployed):
-                raise NotFoundError(answer.message())
+            answer = accepted_id(submitted.answers[0])  # raises what refused it
         except BaseException as exc:
             if not accepted.done():
                 accepted.set_exception(exc)  # anybody else holding the call learns it too

@@ -101,6 +101,25 @@ _VARIANT_FIELDS = {
 }
 
 
+MAX_IDEMPOTENCY_KEY = 256
+
+
+def idempotency_key_of(key: Any) -> str | None:
+    """A checked idempotency key (None: none given).
+
+    Raises:
+        InvalidError: not a string of 1 to 256 characters.
+    """
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        shown = repr(key) if not isinstance(key, str) else f"{len(key)} characters"
+        raise InvalidError(
+            f"An idempotency key is a string of 1 to {MAX_IDEMPOTENCY_KEY} characters, got {shown}."
+        )
+    return key
+
+
 def option_changes(options: dict[str, Any], *, default_result_ttl: float) -> dict[str, Any]:
     """What ``with_options(**options)`` changes, as FunctionOptions fields.
 

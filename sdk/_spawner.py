@@ -26,10 +26,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 
 from rayfn import _connection, _prefetch
-from rayfn.exception import NotFoundError
+from rayfn.exception import ConflictError, NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
-from rayfn.runtime.protocol import Submission
+from rayfn.runtime.protocol import Conflict, Submission
 from rayfn.runtime.records import NotDeployed
 
 logger = logging.getLogger(__name__)
@@ -38,10 +38,28 @@ logger = logging.getLogger(__name__)
 _EXIT_FLUSH_S = 60.0
 
 # Sends a batch and returns the registry's answer for each: an id, or a refusal.
-Send = Callable[[list[Submission]], list[str | NotDeployed]]
+Answer = str | NotDeployed | Conflict
+Send = Callable[[list[Submission]], list[Answer]]
 
 
-def send_to_registry(submissions: list[Submission]) -> list[str | NotDeployed]:
+def accepted_id(answer: Answer) -> str:
+    """A call's id from the registry's answer to its submission.
+
+    Raises:
+        NotFoundError: its function is not deployed.
+        ConflictError: its idempotency key names a call made with other arguments.
+    """
+    if isinstance(answer, NotDeployed):
+        raise NotFoundError(answer.message())
+    if isinstance(answer, Conflict):
+        raise ConflictError(
+            f"Idempotency key {answer.idempotency_key!r} names call {answer.call_id}, made "
+            "with other arguments: the same key must mean the same call."
+        )
+    return answer
+
+
+def send_to_registry(submissions: list[Submission]) -> list[Answer]:
     """One ``submit`` round trip to the registry. Its token makes the batch safe to
     send again (the client does, after a registry restart): no call twice."""
     answers = _connection.registry().submit(submissions, spawn_token()).result().answers
@@ -70,7 +88,9 @@ class Spawner:
         self._replaced = False  # a sender thread died and was replaced (warned once)
         self._thread = self._start_sender()
 
-    def submit(self, target: str, function: str, blob: bytes) -> Future[str]:
+    def submit(
+        self, target: str, function: str, blob: bytes, key: str | None = None
+    ) -> Future[str]:
         """Queue a call; the future gets its id once the registry has accepted it (or
         the error that refused it). Cancelling the future before the sender takes it
         drops the call."""
@@ -78,7 +98,7 @@ class Spawner:
         parent = current_call_id()  # spawned from inside a call: for the call graph
         with self._lock:
             self._revive_sender()
-            self._queued.append((Submission(target, function, blob, parent), future))
+            self._queued.append((Submission(target, function, blob, parent, key), future))
             self._lock.notify_all()
         return future
 
@@ -151,10 +171,10 @@ class Spawner:
     def _deliver(self, batch: list[tuple[Submission, Future[str]]]) -> None:
         answers = self._send([request for request, _ in batch])
         for (_, future), answer in zip(batch, answers, strict=True):
-            if isinstance(answer, NotDeployed):
-                future.set_exception(NotFoundError(answer.message()))
-            else:
-                future.set_result(answer)
+            try:
+                future.set_result(accepted_id(answer))
+            except (NotFoundError, ConflictError) as refused:
+                future.set_exception(refused)
 
 
 def _fail(batch: list[tuple[Submission, Future[str]]], exc: BaseException) -> None:

@@ -33,6 +33,11 @@ class InvalidError(Error):
     that cannot be one, a file without an ``App``. The message says how to fix it."""
 
 
+class ConflictError(Error):
+    """Raised when an idempotency key already names a call made with other arguments
+    (HTTP 409): the same key must mean the same call."""
+
+
 class NotSupportedError(InvalidError):
     """Raised for a Modal feature rayfn does not have (an ``Image`` method with no Ray
     counterpart...): the message names it, says "not supported by rayfn" and what to

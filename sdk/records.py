@@ -16,6 +16,7 @@ from typing import Any
 from rayfn.exception import (
     CallLostError,
     CancelledError,
+    ConflictError,
     Error,
     ExecutionError,
     FunctionTimeoutError,
@@ -171,6 +172,7 @@ ERROR_HTTP: list[tuple[type[Error], int, str]] = [
     (OutputExpiredError, 410, "expired"),
     (CallLostError, 410, "lost"),
     (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
     (InvalidError, 422, "invalid"),
     (SerializationError, 422, "not_serializable"),
     (Error, 400, "error"),

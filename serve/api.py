@@ -38,7 +38,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,6 +72,8 @@ class SpawnRequest(BaseModel):
 
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # The same key with the same arguments: the call made before, not a second one.
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class SpawnResponse(BaseModel):
@@ -149,8 +151,15 @@ class ErrorResponse(BaseModel):
 class Backend(Protocol):
     """The calls the routes make; the default goes through the SDK to the cluster."""
 
-    async def spawn(self, app: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
-        """Raises NotFoundError, InvalidError, SerializationError."""
+    async def spawn(
+        self,
+        app: str,
+        function: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Raises NotFoundError, InvalidError, SerializationError, ConflictError."""
         ...
 
     async def result(self, call_id: str) -> Any:
@@ -185,8 +194,18 @@ class ClusterBackend:
     def __init__(self) -> None:
         self._handles: dict[tuple[str, str], tuple[rayfn.Function, float]] = {}
 
-    async def spawn(self, app: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
-        call = await self._handle(app, function).spawn.aio(*args, **kwargs)
+    async def spawn(
+        self,
+        app: str,
+        function: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> str:
+        handle = self._handle(app, function)
+        if idempotency_key is not None:
+            handle = handle.with_options(idempotency_key=idempotency_key)
+        call = await handle.spawn.aio(*args, **kwargs)
         return call.object_id
 
     def _handle(self, app: str, function: str) -> rayfn.Function:
@@ -275,10 +294,18 @@ def build_api(
         function: str,
         backend: BackendDep,
         body: SpawnRequest | None = None,
+        idempotency_key: Annotated[
+            str | None, Header(min_length=1, max_length=256, alias="Idempotency-Key")
+        ] = None,
     ) -> SpawnResponse:
-        """Start a call of a deployed function; returns its id at once."""
+        """Start a call of a deployed function; returns its id at once. With an
+        idempotency key (the ``Idempotency-Key`` header, or ``idempotency_key`` in the
+        body), the same key and arguments give the call made before; other arguments
+        are a 409."""
         body = body or SpawnRequest()
-        return SpawnResponse(call_id=await backend.spawn(app, function, body.args, body.kwargs))
+        key = idempotency_key or body.idempotency_key
+        call_id = await backend.spawn(app, function, body.args, body.kwargs, key)
+        return SpawnResponse(call_id=call_id)
 
     # What the routes that answer with a call's status record declare.
     record_route: dict[str, Any] = {

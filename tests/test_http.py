@@ -26,7 +26,7 @@ import rayfn
 from rayfn import _connection
 from rayfn._loader import find_app, import_file
 from rayfn._web_hosting import delete_web_functions
-from rayfn.exception import InvalidError, NotFoundError
+from rayfn.exception import ConflictError, InvalidError, NotFoundError
 from rayfn.runtime.launcher import pending_demand
 from rayfn.serve.deploy import deploy_api, stop_api
 from tests.apps import api_jobs, http_worker, web_resources
@@ -680,6 +680,47 @@ def test_dead_letters_are_listed_and_run_again_under_their_id(cluster: Cluster, 
     finally:
         _connection.control().stop("dead-letters").result()
         rayfn.Dict.delete("dead-letters-fixed")
+
+
+def test_an_idempotency_key_makes_one_call_however_often_it_is_sent(
+    cluster: Cluster, base: str
+) -> None:
+    app = rayfn.App("idempotent")
+    runs = rayfn.Queue.from_name("idempotent-runs", create_if_missing=True)
+
+    @app.function()
+    def charge(order: str) -> str:
+        runs.put(order)  # one item per run
+        return f"charged {order}"
+
+    app.deploy()
+    try:
+        calls = [
+            charge.with_options(idempotency_key=f"k{i % 10}").spawn(f"order {i % 10}")
+            for i in range(1000)
+        ]
+        assert len({c.object_id for c in calls}) == 10
+        assert set(rayfn.FunctionCall.gather(*calls)) == {f"charged order {i}" for i in range(10)}
+        assert charge.with_options(idempotency_key="k3").remote("order 3") == "charged order 3"
+        with pytest.raises(ConflictError, match="Idempotency key 'k0' names call"):
+            _ = charge.with_options(idempotency_key="k0").spawn("another order").object_id
+        url = f"{base}/v1/apps/idempotent/functions/charge/calls"
+        by_header = httpx.post(
+            url, json={"args": ["order 1"]}, headers={"Idempotency-Key": "k1"}, timeout=30
+        )
+        assert (by_header.status_code, by_header.json()["call_id"]) == (201, calls[1].object_id)
+        in_body = httpx.post(
+            url, json={"args": ["order 7"], "idempotency_key": "k7"}, timeout=30
+        ).json()
+        assert in_body["call_id"] == calls[7].object_id
+        conflict = httpx.post(url, json={"args": ["x"], "idempotency_key": "k2"}, timeout=30)
+        assert (conflict.status_code, conflict.json()["error"]) == (409, "conflict")
+        too_long = httpx.post(url, json={"idempotency_key": "k" * 257}, timeout=30)
+        assert too_long.status_code == 422
+        assert runs.len() == 10  # one run per key
+    finally:
+        _connection.control().stop("idempotent").result()
+        rayfn.Queue.delete("idempotent-runs")
 
 
 class ANY_OF:

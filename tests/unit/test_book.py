@@ -501,3 +501,21 @@ def test_a_dead_letter_is_requeued_with_fresh_retries_and_its_history_kept() -> 
     assert book.expire_due(T0 + 10_000) == 1 and "fc-0" in book.calls  # the old deadline
     _, refusal = book.requeue("fc-0", T0 + 7)
     assert refusal == "it is RETRYING: only FAILED or TIMED_OUT calls are requeued"
+
+
+def test_an_idempotency_key_names_one_call_and_refuses_other_arguments() -> None:
+    from rayfn.runtime.calls import Call
+    from rayfn.runtime.protocol import Conflict
+
+    book = Book(max_tombstones=10)
+    assert book.keyed(KEY, "order-1", b"args") is None
+    book.accept("fc-1", KEY, b"args", 60.0, T0, idempotency_key="order-1")
+    assert book.keyed(KEY, "order-1", b"args") == "fc-1"
+    assert book.keyed(KEY, "order-1", b"other") == Conflict("order-1", "fc-1")
+    assert book.keyed(("app", "g"), "order-1", b"args") is None  # per function
+    restored = Book(max_tombstones=10)
+    restored.restore([Call.from_record(book.calls["fc-1"].record(), None).record()], T0)
+    assert restored.keyed(KEY, "order-1", b"args") == "fc-1"  # a restart keeps it
+    book.cancel("fc-1", T0)  # ended...
+    book.expire_due(T0 + 120)  # ...and expired: its key still names it
+    assert "fc-1" not in book.calls and book.keyed(KEY, "order-1", b"args") == "fc-1"

@@ -39,7 +39,14 @@ class MemoryBackend:
         self.outcomes: dict[str, Any] = {}
         self.spawned: list[tuple[str, str, list[Any], dict[str, Any]]] = []
 
-    async def spawn(self, app: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    async def spawn(
+        self,
+        app: str,
+        function: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> str:
         if app != "jobs":
             raise NotFoundError(f"App {app!r} is not deployed (deployed apps: jobs).")
         self.spawned.append((app, function, args, kwargs))

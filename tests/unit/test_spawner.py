@@ -50,10 +50,10 @@ class Registry:
             self._holding.clear()
         if self.fail_next:
             raise self.fail_next.pop(0)
-        self.sent += [blob for _, _, blob, _ in requests]
+        self.sent += [request.args for request in requests]
         return [
             NotDeployed("gone", None, ()) if blob == b"refused" else f"fc-{blob.decode()}"
-            for _, _, blob, _ in requests
+            for blob in (request.args for request in requests)
         ]
 
 
@@ -112,7 +112,7 @@ def test_claim_drops_a_cancelled_call_and_hands_over_a_queued_one_running() -> N
         cancelled, mine = _submit(spawner, "1"), _submit(spawner, "2")
         cancelled.cancel()
         assert spawner.claim(cancelled) is None  # dropped: never sent
-        assert spawner.claim(mine) == ("app", "f", b"2", None)
+        assert spawner.claim(mine) == Submission("app", "f", b"2", None)
     assert mine.running() and not mine.cancel()  # its get sends it and settles it
     mine.set_result("fc-2")
     assert spawner.flush(WAIT_S)
