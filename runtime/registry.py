@@ -123,7 +123,8 @@ class CallRegistry:
         now = time.time()
         # Sent before, and the answer lost with a registry that restarted: same ids.
         replay = iter(self._book.batches.get(token, ()) if token else ())
-        for target, function, blob, parent, idempotency_key in submissions:
+        for target, function, blob, parent, *more in submissions:
+            idempotency_key = more[0] if more else None  # a client from before keys
             key = Key(target, function)
             loaded = touched.get(key) or await self._launcher.function(key)
             if isinstance(loaded, NotDeployed):

@@ -22,6 +22,7 @@ from rayfn._function_call import fetch_results
 from rayfn.exception import CallLostError, OutputExpiredError
 from rayfn.runtime.constants import NAMESPACE, REGISTRY_ACTOR_NAME
 from rayfn.runtime.ids import parse_call_id
+from rayfn.runtime.protocol import Submission
 from tests.apps import durable
 from tests.conftest import Cluster
 
@@ -216,7 +217,7 @@ def test_a_spawn_sent_again_with_its_token_is_not_a_second_call() -> None:
     """What a client does when its spawn's answer was lost with the registry."""
     registry = _connection.registry()
     blob = ray.cloudpickle.dumps(((5,), {}))
-    items = [("test-durable", "square", blob, None)] * 3
+    items = [Submission("test-durable", "square", blob)] * 3
     first = registry.submit(items, "token-1").result().answers
     assert registry.submit(items, "token-1").result().answers == first
     _kill_registry()
