@@ -15,17 +15,27 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from rayfn.records import FAILURES, CallGraphNode, CallInfo, CallStatus, FailureKind, Progress
-from rayfn.runtime.calls import INTERRUPTED, Attempt, Call, Timer
+from rayfn.records import (
+    FAILURES,
+    CallGraphNode,
+    CallInfo,
+    CallStatus,
+    DeliveryInfo,
+    FailureKind,
+    Progress,
+)
+from rayfn.runtime.calls import INTERRUPTED, Attempt, Call, CallQueue, Timer
 from rayfn.runtime.commands import (
     Command,
+    Deliver,
     Finished,
     Kill,
     Launch,
+    LaunchItem,
     Policy,
     Pump,
     PumpAt,
@@ -37,8 +47,9 @@ from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.identity import app_of
 from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.packing import PackPolicy
-from rayfn.runtime.protocol import Conflict
+from rayfn.runtime.protocol import CallOptions, Conflict
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
+from rayfn.runtime.webhooks import Deliveries, WebhookTarget
 
 # The counter a call's terminal status bumps (runtime/metrics.py).
 _EVENT = {
@@ -46,6 +57,7 @@ _EVENT = {
     CallStatus.FAILED: "failed",
     CallStatus.TIMED_OUT: "timed_out",
     CallStatus.CANCELLED: "cancelled",
+    CallStatus.EXPIRED_UNSTARTED: "expired_unstarted",
 }
 
 # How much of a call graph one answer carries.
@@ -95,7 +107,7 @@ class Book:
     def __init__(self, max_tombstones: int, counter: Counter | None = None) -> None:
         self.calls: dict[str, Call] = {}  # in creation order: listings walk it backwards
         self.children: defaultdict[str, list[str]] = defaultdict(list)
-        self.queues: defaultdict[Key, deque[Call]] = defaultdict(deque)
+        self.queues: defaultdict[Key, CallQueue] = defaultdict(CallQueue)
         self.running: defaultdict[Key, int] = defaultdict(int)  # launched tasks
         self.unfinished: collections.Counter[str] = collections.Counter()  # per app, not ended
         self.launched: dict[Key, Policy] = {}  # the version each function last ran
@@ -122,7 +134,7 @@ class Book:
     def drop_queue(self, key: Key, failure: RemoteFailure, now: float) -> list[Command]:
         """End the queued calls of a function no version of which can run any more."""
         out: list[Command] = []
-        for call in self.queues.pop(key, deque()):
+        for call in self.queues.pop(key, CallQueue()):
             if call.status is CallStatus.QUEUED:
                 out += self._finish(call, CallStatus.FAILED, now, failure)
         return out
@@ -150,24 +162,58 @@ class Book:
         now: float,
         parent: str | None = None,
         token: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> None:
-        """A new call, QUEUED at the back of its function's queue; ``token`` names
-        the spawn round trip that sent it (see ``batches``); ``idempotency_key``, the
-        key a later submission of the same call gives (see ``keyed``)."""
+        options: CallOptions | None = None,
+    ) -> list[Command]:
+        """A new call, QUEUED at the back of its function's queue (of its priority),
+        or SCHEDULED until its ``delay``/``at``; ``token`` names the spawn round trip
+        that sent it (see ``batches``); ``options``, its own (an idempotency key a
+        later submission of the same call gives: see ``keyed``)."""
         call = Call(call_id, key[0], key[1], args, result_ttl, now, parent, token)
-        if idempotency_key is not None:
-            call.idempotency = (idempotency_key, _digest(args))
-            self._remember_key(key, call)
         self.calls[call_id] = call
         if token is not None:
             self._remember(token, call_id)
         if parent is not None and parent in self.calls:
             self.children[parent].append(call_id)
-        self.queues[key].append(call)
         self.unfinished[key[0]] += 1
         self._dirty[call_id] = None
         self._counter.count("spawned", key[0], key[1])
+        if options is None:
+            self.queues[key].append(call)
+            return []
+        if options.idempotency_key is not None:
+            call.idempotency = (options.idempotency_key, _digest(args))
+            self._remember_key(key, call)
+        call.priority = options.priority
+        if options.webhook is not None:
+            call.webhook = Deliveries(options.webhook)
+        if options.expires_in is not None:
+            call.start_by = now + options.expires_in
+        run_at = max(now + (options.delay or 0.0), options.at or 0.0)
+        if run_at > now:
+            call.status = CallStatus.SCHEDULED
+            call.scheduled_for = run_at
+            return [self._set_timer(call, Timer.START, run_at)]
+        return self._enqueue(call, now)
+
+    def _enqueue(self, call: Call, now: float) -> list[Command]:
+        """Put a new call in its function's queue (unless its ``start_by`` passed:
+        it ends there); a call with a ``start_by`` ends by its timer if it is still
+        queued then."""
+        if call.start_by is not None and now >= call.start_by:
+            return self._expire_unstarted(call, now)
+        call.status = CallStatus.QUEUED
+        self.queues[call.key].append(call)
+        if call.start_by is None:
+            return []
+        return [self._set_timer(call, Timer.START_BY, call.start_by)]
+
+    def _expire_unstarted(self, call: Call, now: float) -> list[Command]:
+        """End a call not started before its ``start_by``: it never runs."""
+        failure = RemoteFailure.of_kind(
+            FailureKind.EXPIRED_UNSTARTED,
+            "The call was not started before its expires_in deadline: it did not run.",
+        )
+        return self._finish(call, CallStatus.EXPIRED_UNSTARTED, now, failure)
 
     def _remember_key(self, key: Key, call: Call) -> None:
         assert call.idempotency is not None
@@ -205,7 +251,7 @@ class Book:
             else:
                 size = self.packing.size(policy.version, policy.can_pack, len(queue))
             if policy.batch:  # @batched: a full batch, or what waited batch_wait
-                fill_by = queue[0].created_at + policy.batch_wait
+                fill_by = queue.first().created_at + policy.batch_wait
                 if len(queue) < policy.batch and fill_by > now:
                     out.append(PumpAt(key, fill_by, policy))
                     break
@@ -213,7 +259,11 @@ class Book:
             batch: list[Call] = []
             while queue and len(batch) < size:
                 call = queue.popleft()
-                if call.status is CallStatus.QUEUED:  # a cancelled one is skipped here
+                if call.status is not CallStatus.QUEUED:  # a cancelled one is skipped here
+                    continue
+                if call.start_by is not None and now >= call.start_by and not call.has_started:
+                    out += self._expire_unstarted(call, now)
+                else:
                     batch.append(call)
             if batch:
                 out += self._launch(batch, policy, now)
@@ -232,7 +282,8 @@ class Book:
             call.status = CallStatus.PENDING
             call.packed = packed
             call.interrupt = None
-            items.append((call.call_id, number, call.args or b""))
+            start_by = None if call.start_by is None or call.has_started else call.start_by
+            items.append(LaunchItem(call.call_id, number, call.args or b"", start_by))
             self._dirty[call.call_id] = None
             if policy.startup_timeout is not None:  # never packed (Policy.can_pack)
                 out.append(self._set_timer(call, Timer.STARTUP, now + policy.startup_timeout))
@@ -246,7 +297,7 @@ class Book:
         """Ray refused the task outright (e.g. resources no node type has)."""
         self.running[launch.policy.key] -= 1
         out: list[Command] = []
-        for call_id, number, _ in launch.calls:
+        for call_id, number, *_ in launch.calls:
             call = self.calls.get(call_id)
             if call is not None and call.is_open(number):
                 call.attempts[-1].end(failure.kind.value, failure.summary, now)
@@ -285,6 +336,7 @@ class Book:
         call.finished_at = call.failure = None
         call.inline, call.large, call.payload, call.progress = None, False, None, None
         call.retry_base = len(call.attempts)
+        call.start_by = None  # run again on purpose: no deadline left to keep
         call.journaled = False  # its next record carries its args again
         self.queues[call.key].append(call)
         self._dirty[call_id] = None
@@ -328,7 +380,7 @@ class Book:
         out: list[Command] = [Pump(policy.key, policy)]
         unstarted: list[Call] = []
         interrupted = False
-        for index, (call_id, number, _) in enumerate(launch.calls):
+        for index, (call_id, number, *_) in enumerate(launch.calls):
             call = self.calls.get(call_id)
             if call is None or not call.is_open(number):
                 continue  # recorded from a report, or cancelled, or expired since
@@ -378,6 +430,9 @@ class Book:
     ) -> list[Command]:
         out = [self._stop_timer(call)] if call.timer else []
         attempt = call.attempts[number - 1]
+        if meta.failure is not None and meta.failure.kind is FailureKind.EXPIRED_UNSTARTED:
+            attempt.end(meta.failure.kind.value, meta.failure.summary, meta.finished_at)
+            return out + self._finish(call, CallStatus.EXPIRED_UNSTARTED, now, meta.failure)
         attempt.started_at = attempt.started_at or meta.started_at
         if number == 1:
             self._counter.queue_wait(call.app, call.function, attempt.started_at - call.created_at)
@@ -445,6 +500,9 @@ class Book:
         self.expiry.push(call.call_id, expires_at(at, call.result_ttl))
         self._dirty[call.call_id] = None
         out.append(Finished(call.call_id))
+        if call.webhook is not None:
+            call.webhook.begin(call.call_id, at)
+            out.append(Deliver(call.call_id))
         return out
 
     # -- timers and cancel --------------------------------------------------------------
@@ -457,12 +515,23 @@ class Book:
         call.timer = None
         return SetTimer(call.call_id, None)
 
-    def timer_fired(self, call_id: str) -> list[Command]:
+    def timer_fired(self, call_id: str, now: float) -> list[Command]:
         call = self.calls.get(call_id)
         if call is None or call.timer is None:
             return []
         kind, attempt = call.timer
         call.timer = None
+        if kind is Timer.START:  # a SCHEDULED call's time has come
+            if call.status is not CallStatus.SCHEDULED:
+                return []
+            return [*self._enqueue(call, now), Pump(call.key, self.launched.get(call.key))]
+        if kind is Timer.START_BY:
+            if call.status is not CallStatus.QUEUED or call.has_started:
+                return []  # launched meanwhile: the worker keeps its start_by
+            return self._expire_unstarted(call, now)  # it stays in its queue, skipped
+        if kind is Timer.DELIVER:
+            pending = call.webhook is not None and call.webhook.pending
+            return [Deliver(call_id)] if pending and call.status.is_terminal else []
         if kind is Timer.RETRY:
             if call.status is not CallStatus.RETRYING:
                 return []
@@ -512,6 +581,44 @@ class Book:
         for call_id in doomed:
             out += self.cancel(call_id, now, why)
         return out, len(doomed)
+
+    # -- webhooks -----------------------------------------------------------------------
+
+    def delivery(self, call_id: str) -> tuple[WebhookTarget, str, int, CallInfo] | None:
+        """What to post for a call's webhook now: (target, delivery id, its try
+        number, the call's record); None if nothing is to be delivered."""
+        call = self.calls.get(call_id)
+        hook = None if call is None else call.webhook
+        if call is None or hook is None or not hook.pending or not call.status.is_terminal:
+            return None
+        assert hook.delivery_id is not None
+        return hook.target, hook.delivery_id, hook.next_attempt(), call.info()
+
+    def delivered(self, call_id: str, attempt: DeliveryInfo, now: float) -> list[Command]:
+        """How a try went: noted (journaled), and the next one timed if it failed."""
+        call = self.calls.get(call_id)
+        if call is None or call.webhook is None or attempt.delivery_id != call.webhook.delivery_id:
+            return []  # expired meanwhile, or requeued (a new event)
+        self._dirty[call_id] = None
+        retry_at = call.webhook.tried(attempt, now)
+        if retry_at is None or not call.status.is_terminal:
+            return []
+        retry_at = min(retry_at, expires_at(call.finished_at or now, call.result_ttl))
+        return [self._set_timer(call, Timer.DELIVER, retry_at)]
+
+    def redeliver(self, call_id: str, now: float) -> tuple[list[Command], str | None]:
+        """Deliver a finished call's end again, now (the same delivery id, a fresh
+        retry window). The commands, or why not."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return [], "unknown"
+        if call.webhook is None:
+            return [], "it has no webhook"
+        if not call.status.is_terminal or call.webhook.delivery_id is None:
+            return [], f"it is {call.status.value}: its end is delivered when it ends"
+        call.webhook.replay(now)
+        self._dirty[call_id] = None
+        return [Deliver(call_id)], None
 
     # -- expiry -------------------------------------------------------------------------
 
@@ -672,12 +779,18 @@ class Book:
                 if status not in DEAD:
                     call.args = None
                 self.expiry.push(call.call_id, expires_at(call.finished_at, call.result_ttl))
+                if call.webhook is not None and call.webhook.pending:
+                    out.append(Deliver(call.call_id))  # where it was: tries from the start
             elif status is CallStatus.RETRYING:
                 out.append(self._set_timer(call, Timer.RETRY, call.retry_at or now))
+            elif status is CallStatus.SCHEDULED:
+                out.append(self._set_timer(call, Timer.START, call.scheduled_for or now))
             elif status in (CallStatus.PENDING, CallStatus.RUNNING):
                 self._rerun(call, "the registry restarted while it ran", now)
             else:
                 self.queues[call.key].append(call)
+                if call.start_by is not None and not call.has_started:
+                    out.append(self._set_timer(call, Timer.START_BY, call.start_by))
         self.unfinished = collections.Counter(
             c.app for c in self.calls.values() if not c.status.is_terminal
         )

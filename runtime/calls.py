@@ -4,13 +4,17 @@ them. No Ray, no clock: every time comes from the caller."""
 
 from __future__ import annotations
 
+import bisect
 import enum
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from rayfn.records import AttemptInfo, CallInfo, CallStatus, FailureKind, Progress
 from rayfn.runtime.expiry import expires_at
 from rayfn.runtime.identity import FunctionKey, app_of
 from rayfn.runtime.records import RemoteFailure
+from rayfn.runtime.webhooks import Deliveries
 
 # The outcome of an attempt the registry lost by restarting while it ran: the call runs
 # again, and the attempt does not count against the function's retries.
@@ -23,6 +27,9 @@ class Timer(enum.Enum):
     STARTUP = FailureKind.NOT_STARTED  # kill the attempt if it has not started by then
     TIMEOUT = FailureKind.TIMED_OUT  # kill the attempt if it still runs by then
     RETRY = "retry"  # queue the call again: its backoff delay is over
+    START = "start"  # queue a SCHEDULED call: its time has come
+    START_BY = "start_by"  # end a call still queued: its expires_in deadline has passed
+    DELIVER = "deliver"  # try its webhook again (the call has ended)
 
 
 class Attempt:
@@ -84,13 +91,17 @@ class Call:
         "packed",
         "parent",
         "payload",
+        "priority",
         "progress",
         "result_ttl",
         "retry_at",
         "retry_base",
+        "scheduled_for",
+        "start_by",
         "status",
         "timer",
         "token",
+        "webhook",
     )
 
     def __init__(
@@ -128,6 +139,10 @@ class Call:
         self.retry_base = 0  # attempts before its last requeue: not counted by its retries
         # (idempotency key, SHA-256 of its args) when it was spawned with a key
         self.idempotency: tuple[str, str] | None = None
+        self.priority = 0  # higher leaves the queue first (CallQueue)
+        self.scheduled_for: float | None = None  # SCHEDULED until then (delay=, at=)
+        self.start_by: float | None = None  # never started after (expires_in=)
+        self.webhook: Deliveries | None = None  # where its end is posted, and how that went
 
     @property
     def key(self) -> FunctionKey:
@@ -136,6 +151,11 @@ class Call:
     @property
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def has_started(self) -> bool:
+        """Whether an attempt of it has started (its ``start_by`` is then over)."""
+        return any(a.started_at is not None for a in self.attempts)
 
     @property
     def tries(self) -> int:
@@ -169,6 +189,9 @@ class Call:
             error=error,
             attempts=tuple(a.info() for a in self.attempts),
             progress=self.progress,
+            priority=self.priority,
+            scheduled_for=self.scheduled_for,
+            start_by=self.start_by,
         )
 
     # -- the journal's form (runtime/journal.py): a plain tuple, last one wins ----------
@@ -197,6 +220,10 @@ class Call:
             self.progress,
             self.retry_base,
             self.idempotency,
+            self.priority,
+            self.scheduled_for,
+            self.start_by,
+            None if self.webhook is None else self.webhook.record(),
         )
 
     @classmethod
@@ -208,6 +235,8 @@ class Call:
         progress = record[15] if len(record) > 15 else None  # journals before it: none
         retry_base = record[16] if len(record) > 16 else 0
         idempotency = record[17] if len(record) > 17 else None
+        priority, scheduled_for, start_by = record[18:21] if len(record) > 18 else (0, None, None)
+        webhook = record[21] if len(record) > 21 else None
         call = cls(call_id, app, function, args, ttl, created_at, parent, token)
         if args is None and earlier is not None:
             call.args = earlier.args
@@ -218,5 +247,58 @@ class Call:
         call.progress = progress
         call.retry_base = retry_base
         call.idempotency = idempotency
+        call.priority, call.scheduled_for, call.start_by = priority, scheduled_for, start_by
+        call.webhook = None if webhook is None else Deliveries.from_record(webhook)
         call.journaled = True
         return call
+
+
+class CallQueue:
+    """One function's queued calls: the highest priority first, in order of arrival
+    among equal priorities (a deque per priority level in use). Strict: a lower
+    priority waits while any higher one is queued."""
+
+    __slots__ = ("_levels", "_order", "_size")
+
+    def __init__(self) -> None:
+        self._levels: dict[int, deque[Call]] = {}
+        self._order: list[int] = []  # the levels in use, lowest first
+        self._size = 0
+
+    def _level(self, priority: int) -> deque[Call]:
+        level = self._levels.get(priority)
+        if level is None:
+            level = self._levels[priority] = deque()
+            bisect.insort(self._order, priority)
+        return level
+
+    def append(self, call: Call) -> None:
+        """At the back of its priority's line."""
+        self._level(call.priority).append(call)
+        self._size += 1
+
+    def appendleft(self, call: Call) -> None:
+        """At the front of its priority's line (a retry, or a pack's unrun call)."""
+        self._level(call.priority).appendleft(call)
+        self._size += 1
+
+    def popleft(self) -> Call:
+        top = self._order[-1]
+        level = self._levels[top]
+        call = level.popleft()
+        if not level:
+            del self._levels[top]
+            self._order.pop()
+        self._size -= 1
+        return call
+
+    def first(self) -> Call:
+        """The call ``popleft`` would take."""
+        return self._levels[self._order[-1]][0]
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Call]:
+        for priority in reversed(self._order):
+            yield from self._levels[priority]

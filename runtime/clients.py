@@ -32,7 +32,7 @@ from rayfn.runtime.constants import (
 )
 
 if TYPE_CHECKING:
-    from rayfn.records import CallGraphNode, CallInfo, CallStatus, Progress
+    from rayfn.records import CallGraphNode, CallInfo, CallStatus, DeliveryInfo, Progress
     from rayfn.runtime.control import ControlActor
     from rayfn.runtime.protocol import (
         CallQuery,
@@ -183,6 +183,12 @@ class RegistryClient:
     def requeue(self, call_id: str) -> Reply[CallInfo | CallStatus | str | None]:
         """Run a dead letter again; its record afterwards, or why not (a sentence)."""
         return Reply(lambda: self.handle.requeue.remote(call_id))
+
+    def deliveries(self, call_id: str) -> Reply[list[DeliveryInfo] | CallStatus | None]:
+        return Reply(lambda: self.handle.deliveries.remote(call_id))
+
+    def redeliver(self, call_id: str) -> Reply[list[DeliveryInfo] | CallStatus | str | None]:
+        return Reply(lambda: self.handle.redeliver.remote(call_id))
 
     def cancel(self, call_id: str) -> Reply[CallInfo | CallStatus | None]:
         """Cancel a call; answers as ``describe`` does, afterwards."""

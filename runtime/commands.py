@@ -5,7 +5,7 @@ registry to carry out in Ray. Plain records, no Ray."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.identity import FunctionVersion as Version
@@ -39,12 +39,21 @@ class Policy:
 # -- commands -----------------------------------------------------------------------
 
 
+class LaunchItem(NamedTuple):
+    """One call of a launch."""
+
+    call_id: str
+    attempt: int  # its number, from 1
+    args: bytes  # pickled (args, kwargs)
+    start_by: float | None = None  # the worker does not start it after (expires_in)
+
+
 @dataclass(frozen=True, slots=True)
 class Launch:
     """Hand these calls to Ray as one task (several: a pack that runs them in turn)."""
 
     policy: Policy
-    calls: tuple[tuple[str, int, bytes], ...]  # (call id, attempt number, args)
+    calls: tuple[LaunchItem, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +97,15 @@ class PumpAt:
 
 
 @dataclass(frozen=True, slots=True)
+class Deliver:
+    """Post the call's end to its webhook (one try)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Warn:
     message: str
 
 
-Command = Launch | SetTimer | Kill | Finished | Pump | PumpAt | Warn
+Command = Launch | SetTimer | Kill | Finished | Pump | PumpAt | Deliver | Warn

@@ -4,13 +4,14 @@ container of the class."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import ray
 
 from rayfn.runtime import code
-from rayfn.runtime.commands import Policy
+from rayfn.runtime.commands import LaunchItem, Policy
 from rayfn.runtime.constants import PACK_MIN_TIMEOUT_S
 from rayfn.runtime.containers import RemoteContainer, Slot
 from rayfn.runtime.executor import execute_batch, execute_call, execute_pack, execute_stream
@@ -105,72 +106,67 @@ class LoadedFunction:
         """GPU fallbacks look at the cluster's current nodes on every dispatch."""
         return self.options.gpu is not None and len(self.options.gpu.types) > 1
 
-    def header(self, call_id: str, attempt: int) -> str:
+    def header(self, call: LaunchItem) -> str:
         options = self.options
         header = TaskHeader(
-            call_id,
-            attempt,
+            call.call_id,
+            call.attempt,
             self.code_key,
             options.secrets,
             options.max_result_bytes,
             self.task_name,
             options.volumes,
+            call.start_by,
         )
         return header.to_str()
 
-    def submit(self, call_id: str, attempt: int, args_blob: bytes) -> tuple[MetaRef, PayloadRef]:
-        refs: tuple[MetaRef, PayloadRef] = self._task().remote(
-            self.header(call_id, attempt), args_blob
-        )
+    def submit(self, call: LaunchItem) -> tuple[MetaRef, PayloadRef]:
+        refs: tuple[MetaRef, PayloadRef] = self._task().remote(self.header(call), call.args)
         return refs
 
-    def submit_stream(self, call_id: str, attempt: int, args_blob: bytes) -> StreamRefs:
+    def submit_stream(self, call: LaunchItem) -> StreamRefs:
         """Start a generator function's call: Ray hands its values on as they come."""
-        stream: StreamRefs = self._task().remote(self.header(call_id, attempt), args_blob)
+        stream: StreamRefs = self._task().remote(self.header(call), call.args)
         return stream
 
     def _task(self) -> Any:
         return self._task_with_options(self._executor) if self.picks_gpu_per_call else self.task
 
-    def submit_pack(self, calls: list[tuple[str, int, bytes]]) -> tuple[MetaRef, PayloadRef]:
-        """Run several calls ``(call id, attempt, args)`` in one task: in turn, or (a
-        ``@batched`` function) in one call of it."""
-        headers = [self.header(call_id, attempt) for call_id, attempt, _ in calls]
+    def submit_pack(self, calls: Sequence[LaunchItem]) -> tuple[MetaRef, PayloadRef]:
+        """Run several calls in one task: in turn, or (a ``@batched`` function) in one
+        call of it."""
+        headers = [self.header(call) for call in calls]
         refs: tuple[MetaRef, PayloadRef] = self.pack_task.remote(
-            headers, [blob for _, _, blob in calls]
+            headers, [call.args for call in calls]
         )
         return refs
 
-    def submit_to(
-        self, slot: Slot, call_id: str, attempt: int, args_blob: bytes
-    ) -> tuple[MetaRef, PayloadRef]:
+    def submit_to(self, slot: Slot, call: LaunchItem) -> tuple[MetaRef, PayloadRef]:
         """Send a method call to a container of its class."""
         assert self.options.container is not None
         method = slot.handle.run.options(num_returns=2, name=self.task_name)
-        header = self.header(call_id, attempt)
         refs: tuple[MetaRef, PayloadRef] = method.remote(
-            self.options.container.method, header, args_blob
+            self.options.container.method, self.header(call), call.args
         )
         return refs
 
-    def batch_to(
-        self, slot: Slot, calls: list[tuple[str, int, bytes]]
-    ) -> tuple[MetaRef, PayloadRef]:
+    def batch_to(self, slot: Slot, calls: Sequence[LaunchItem]) -> tuple[MetaRef, PayloadRef]:
         """Send a batch of a ``@batched`` method's calls to a container of its class."""
         assert self.options.container is not None
         method = slot.handle.run_batch.options(num_returns=2, name=self.task_name)
-        headers = [self.header(call_id, attempt) for call_id, attempt, _ in calls]
+        headers = [self.header(call) for call in calls]
         refs: tuple[MetaRef, PayloadRef] = method.remote(
-            self.options.container.method, headers, [blob for _, _, blob in calls]
+            self.options.container.method, headers, [call.args for call in calls]
         )
         return refs
 
-    def stream_to(self, slot: Slot, call_id: str, attempt: int, args_blob: bytes) -> StreamRefs:
+    def stream_to(self, slot: Slot, call: LaunchItem) -> StreamRefs:
         """Send a generator method's call to a container of its class."""
         assert self.options.container is not None
         method = slot.handle.stream.options(num_returns="streaming", name=self.task_name)
-        header = self.header(call_id, attempt)
-        stream: StreamRefs = method.remote(self.options.container.method, header, args_blob)
+        stream: StreamRefs = method.remote(
+            self.options.container.method, self.header(call), call.args
+        )
         return stream
 
     def start_container(self) -> Any:

@@ -199,6 +199,9 @@ def run_call(
     a process at once (the reporter follows one call at a time)."""
     started_at = time.time()
     task = TaskHeader.parse(header)
+    too_late = _past_start_by(task, started_at)
+    if too_late is not None:
+        return too_late, None
     try:
         with _attempt(task, started_at, report_start):
             fn = resolve() if resolve is not None else load_code(task.code_key, task.label)
@@ -220,6 +223,10 @@ def stream_call(
     saying how the attempt went."""
     started_at = time.time()
     task = TaskHeader.parse(header)
+    too_late = _past_start_by(task, started_at)
+    if too_late is not None:
+        yield StreamEnd(too_late)
+        return
     try:
         with _attempt(task, started_at, report_start):
             fn = resolve() if resolve is not None else load_code(task.code_key, task.label)
@@ -238,6 +245,18 @@ def stream_call(
     except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
         meta, _ = _failed(started_at, RemoteFailure.capture(exc, None))
     yield StreamEnd(meta)
+
+
+def _past_start_by(task: TaskHeader, now: float) -> AttemptMeta | None:
+    """How a call went whose ``expires_in`` deadline passed before a worker got to
+    it: it does not start. None for a call that may start."""
+    if task.start_by is None or now < task.start_by:
+        return None
+    failure = RemoteFailure.of_kind(
+        FailureKind.EXPIRED_UNSTARTED,
+        f"{task.label} was not started before its expires_in deadline: it did not run.",
+    )
+    return _failed(now, failure)[0]
 
 
 def _values(produced: Any) -> Iterator[Any]:
@@ -349,6 +368,22 @@ def run_batch(
     list of the calls' values, and the function returns one result per call, in
     order. If it raises, every call of the batch fails with that."""
     tasks = [TaskHeader.parse(header) for header in headers]
+    started_at = time.time()
+    # Calls past their expires_in deadline do not go in: they never run.
+    outcomes: list[AttemptMeta | None] = [_past_start_by(t, started_at) for t in tasks]
+    ready = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if ready:
+        metas = _run_batch([tasks[i] for i in ready], [blobs[i] for i in ready], resolve)
+        for i, meta in zip(ready, metas, strict=True):
+            outcomes[i] = meta
+    return [outcome for outcome in outcomes if outcome is not None], None
+
+
+def _run_batch(
+    tasks: list[TaskHeader],
+    blobs: list[bytes],
+    resolve: Callable[[], Callable[..., Any]] | None,
+) -> list[AttemptMeta]:
     first = tasks[0]
     started_at = time.time()
     try:
@@ -360,14 +395,14 @@ def run_batch(
             except Exception as exc:  # the user's code raised: every call's outcome
                 tb = exc.__traceback__.tb_next if exc.__traceback__ else None
                 failed, _ = _failed(began, RemoteFailure.capture(exc, tb))
-                return [failed] * len(tasks), None
+                return [failed] * len(tasks)
             return [
                 _succeeded(began, task, value, inline_any=True)[0]
                 for task, value in zip(tasks, values, strict=True)
-            ], None
+            ]
     except Exception as exc:  # rayfn's own trouble before the code ran (a missing secret)
         failed, _ = _failed(started_at, RemoteFailure.capture(exc, None))
-        return [failed] * len(tasks), None
+        return [failed] * len(tasks)
 
 
 def _batch_values(fn: Callable[..., Any], calls: list[tuple[Any, Any]]) -> list[Any]:
@@ -410,6 +445,11 @@ def run_pack(headers: list[str], blobs: list[bytes]) -> tuple[list[AttemptMeta],
     try:
         for header, blob in zip(headers, blobs, strict=True):
             task = TaskHeader.parse(header)
+            too_late = _past_start_by(task, time.time())
+            if too_late is not None:  # it does not run: on to the next
+                metas.append(too_late)
+                finished.append((task.call_id, task.attempt, too_late))
+                continue
             reporter.running(task.call_id, task.attempt, time.time(), tuple(finished))
             meta, payload = run_call(header, blob, report_start=False)
             metas.append(meta)

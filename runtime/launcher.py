@@ -98,20 +98,20 @@ class Launcher:
                 slot = self.pool(loaded).acquire(loaded.start_container)
                 assert slot is not None, "the book launched past the pool's capacity"
                 if loaded.options.max_batch_size:
-                    meta_ref, payload_ref = loaded.batch_to(slot, list(launch.calls))
+                    meta_ref, payload_ref = loaded.batch_to(slot, launch.calls)
                 else:
-                    meta_ref, payload_ref = loaded.submit_to(slot, *launch.calls[0])
+                    meta_ref, payload_ref = loaded.submit_to(slot, launch.calls[0])
             elif len(launch.calls) > 1 or loaded.options.max_batch_size:
-                meta_ref, payload_ref = loaded.submit_pack(list(launch.calls))
+                meta_ref, payload_ref = loaded.submit_pack(launch.calls)
             else:
-                meta_ref, payload_ref = loaded.submit(*launch.calls[0])
+                meta_ref, payload_ref = loaded.submit(launch.calls[0])
         except Exception as exc:  # e.g. resources Ray rejects outright
             logger.warning("%s could not be submitted: %s", loaded.task_name, exc)
             if slot is not None:
                 self.pool(loaded).release(slot)
             return RemoteFailure.from_ray_error(exc)
-        for call_id, _, _ in launch.calls:
-            self._flying[call_id] = (launch, meta_ref, slot)
+        for call in launch.calls:
+            self._flying[call.call_id] = (launch, meta_ref, slot)
         self._keep(self._watch(launch, meta_ref, payload_ref, slot))
         return None
 
@@ -123,15 +123,15 @@ class Launcher:
             if loaded.options.container is not None:
                 slot = self.pool(loaded).acquire(loaded.start_container)
                 assert slot is not None, "the book launched past the pool's capacity"
-                refs = loaded.stream_to(slot, *call)
+                refs = loaded.stream_to(slot, call)
             else:
-                refs = loaded.submit_stream(*call)
+                refs = loaded.submit_stream(call)
         except Exception as exc:
             logger.warning("%s could not be submitted: %s", loaded.task_name, exc)
             if slot is not None:
                 self.pool(loaded).release(slot)
             return RemoteFailure.from_ray_error(exc)
-        self._flying[call[0]] = (launch, refs, slot)
+        self._flying[call.call_id] = (launch, refs, slot)
         self._keep(self._watch_stream(launch, refs, slot))
         return None
 
@@ -173,7 +173,7 @@ class Launcher:
         self._ended(launch, metas, crash, payload_ref, slot)
 
     async def _watch_stream(self, launch: Launch, refs: StreamRefs, slot: Slot | None) -> None:
-        call_id = launch.calls[0][0]
+        call_id = launch.calls[0].call_id
         metas: list[AttemptMeta] | None = None
         crash: RemoteFailure | None = None
         stream = self._streams.setdefault(call_id, CallStream())
@@ -203,9 +203,9 @@ class Launcher:
         payload_ref: PayloadRef | None,
         slot: Slot | None,
     ) -> None:
-        for call_id, _, _ in launch.calls:
-            if self._flying.get(call_id, (None,))[0] is launch:
-                del self._flying[call_id]
+        for call in launch.calls:
+            if self._flying.get(call.call_id, (None,))[0] is launch:
+                del self._flying[call.call_id]
         if slot is not None:
             self.pool(launch.policy.runner).release(slot)
         self._on_end(launch, metas, crash, payload_ref)

@@ -13,7 +13,16 @@ from typing import Any
 from rayfn.runtime.identity import FunctionKey, app_of
 
 # Events counted per call: rayfn_calls_<event> counters.
-EVENTS = ("spawned", "succeeded", "failed", "retried", "timed_out", "cancelled", "expired")
+EVENTS = (
+    "spawned",
+    "succeeded",
+    "failed",
+    "retried",
+    "timed_out",
+    "cancelled",
+    "expired_unstarted",
+    "expired",
+)
 TAG_KEYS = ("app", "function")
 # Seconds; queue waits and run times of job-queue calls span ms to hours.
 BOUNDARIES = [0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rayfn.runtime.webhooks import WebhookTarget
+
 if TYPE_CHECKING:
     import ray
 
@@ -21,7 +23,21 @@ class Submission(NamedTuple):
     function: str
     args: bytes  # pickled (args, kwargs)
     parent: str | None = None  # the call it was spawned from, for the call graph
-    key: str | None = None  # an idempotency key: the same key, the same call
+    options: CallOptions | None = None  # per-call options, when any is set
+
+
+class CallOptions(NamedTuple):
+    """Options of one call, beyond its function's (``with_options(priority=...)``, the
+    job API's submit body). Times are relative where they can be, so the registry's
+    clock decides them, not the client's (``at`` is a moment: the registry compares it
+    with its own clock)."""
+
+    idempotency_key: str | None = None  # the same key, the same call
+    priority: int = 0  # higher leaves its function's queue first; FIFO among equals
+    delay: float | None = None  # seconds from acceptance before it may start (SCHEDULED)
+    at: float | None = None  # a Unix time before which it may not start (SCHEDULED)
+    expires_in: float | None = None  # seconds from acceptance: not started by then, never
+    webhook: WebhookTarget | None = None  # where its end is posted, signed
 
 
 class Conflict(NamedTuple):
@@ -94,19 +110,22 @@ class TaskHeader(NamedTuple):
     max_result_bytes: int  # a larger result fails the call (RAYFN_MAX_RESULT_BYTES)
     label: str  # "app.function", for messages (last in the text: it may hold anything)
     volumes: tuple[tuple[str, str], ...] = ()  # (mount path, volume name) to mount first
+    start_by: float | None = None  # a Unix time: not started after it, the call never runs
 
     def to_str(self) -> str:
         secrets = ",".join(self.secrets)
         volumes = ",".join(f"{path}={name}" for path, name in self.volumes)
+        start_by = "" if self.start_by is None else repr(self.start_by)
         fields = (self.call_id, self.attempt, self.code_key, secrets, self.max_result_bytes)
-        return "\n".join(map(str, fields)) + f"\n{volumes}\n{self.label}"
+        return "\n".join(map(str, fields)) + f"\n{start_by}\n{volumes}\n{self.label}"
 
     @classmethod
     def parse(cls, text: str) -> TaskHeader:
-        call_id, attempt, code_key, secrets, limit, volumes, label = text.split("\n", 6)
+        call_id, attempt, code_key, secrets, limit, start_by, volumes, label = text.split("\n", 7)
         names = tuple(secrets.split(",")) if secrets else ()
         mounts = tuple(_mount(v) for v in volumes.split(",")) if volumes else ()
-        return cls(call_id, int(attempt), code_key, names, int(limit), label, mounts)
+        deadline = float(start_by) if start_by else None
+        return cls(call_id, int(attempt), code_key, names, int(limit), label, mounts, deadline)
 
 
 def _mount(text: str) -> tuple[str, str]:

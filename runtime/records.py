@@ -19,6 +19,7 @@ from rayfn.runtime.constants import DEFAULT_MAX_RESULT_BYTES
 from rayfn.runtime.resources import GpuRequest, choose_type
 from rayfn.runtime.retries import RetryPolicy
 from rayfn.runtime.schedules import Schedule
+from rayfn.runtime.webhooks import WebhookTarget
 
 if TYPE_CHECKING:
     import ray
@@ -63,6 +64,7 @@ class FunctionOptions:
     # @batched(max_batch_size=, wait_ms=): queued calls go to the function together.
     max_batch_size: int = 0
     batch_wait_ms: int = 0
+    webhook: WebhookTarget | None = None  # where each call's end is posted, signed
 
     def ray_task_options(self, cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
         """The keyword arguments of Ray's ``.options()`` these options stand for."""

@@ -20,7 +20,15 @@ from typing import Any
 
 import psutil
 
-from rayfn.records import CallGraphNode, CallInfo, CallStatus, FailureKind, Progress
+from rayfn.records import (
+    CallGraphNode,
+    CallInfo,
+    CallStatus,
+    DeliveryInfo,
+    FailureKind,
+    Progress,
+)
+from rayfn.runtime import code
 from rayfn.runtime import commands as events
 from rayfn.runtime.answers import Answers
 from rayfn.runtime.book import Book
@@ -41,6 +49,7 @@ from rayfn.runtime.launcher import Launcher
 from rayfn.runtime.loops import tick_forever
 from rayfn.runtime.metrics import FLUSH_EVERY_S, CallMetrics
 from rayfn.runtime.protocol import (
+    CallOptions,
     CallQuery,
     Conflict,
     Polled,
@@ -52,6 +61,7 @@ from rayfn.runtime.protocol import (
 from rayfn.runtime.protocol import Finished as FinishedEarly
 from rayfn.runtime.records import AttemptMeta, NotDeployed, RemoteFailure
 from rayfn.runtime.streams import CallStream
+from rayfn.runtime.webhooks import Sender
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +84,7 @@ class CallRegistry:
         self._answers = Answers(book, self._journal, shard, self._epoch)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._pump_timers: dict[Key, asyncio.TimerHandle] = {}  # batches filling up
+        self._webhooks = Sender(code.get_secret)
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
         self._background: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -124,15 +135,18 @@ class CallRegistry:
         # Sent before, and the answer lost with a registry that restarted: same ids.
         replay = iter(self._book.batches.get(token, ()) if token else ())
         for target, function, blob, parent, *more in submissions:
-            idempotency_key = more[0] if more else None  # a client from before keys
+            options = more[0] if more else None  # a client from before call options
             key = Key(target, function)
             loaded = touched.get(key) or await self._launcher.function(key)
             if isinstance(loaded, NotDeployed):
                 answers.append(loaded)
                 continue
             touched[key] = loaded
-            if idempotency_key is not None:
-                known = self._book.keyed(key, idempotency_key, blob)
+            hook = loaded.options.webhook  # the function's, unless the call has its own
+            if hook is not None and (options is None or options.webhook is None):
+                options = (options or CallOptions())._replace(webhook=hook)
+            if options is not None and options.idempotency_key is not None:
+                known = self._book.keyed(key, options.idempotency_key, blob)
                 if known is not None:  # the same call again: its id (or the conflict)
                     answers.append(known)
                     continue
@@ -140,7 +154,9 @@ class CallRegistry:
             if call_id is None:
                 call_id = new_call_id(self._shard, self._epoch)
                 ttl = loaded.options.result_ttl
-                self._book.accept(call_id, key, blob, ttl, now, parent, token, idempotency_key)
+                timed = self._book.accept(call_id, key, blob, ttl, now, parent, token, options)
+                if timed:  # a scheduled call's timer, or one that expired at once
+                    self._run(timed)
                 if loaded.options.generator:
                     self._streams[call_id] = CallStream()
             answers.append(call_id)
@@ -186,6 +202,26 @@ class CallRegistry:
         is killed), a finished one is left as it is."""
         self._run(self._book.cancel(call_id, time.time()))
         return await self._answers.describe(call_id)
+
+    async def deliveries(self, call_id: str) -> list[DeliveryInfo] | CallStatus | None:
+        """The tries at delivering a call's end to its webhook, oldest first; for an
+        id it does not track, what ``describe`` answers."""
+        call = self._book.calls.get(call_id)
+        if call is None:
+            answer = await self._answers.describe(call_id)
+            return None if isinstance(answer, CallInfo) else answer
+        return [] if call.webhook is None else list(call.webhook.attempts)
+
+    async def redeliver(self, call_id: str) -> list[DeliveryInfo] | CallStatus | str | None:
+        """Deliver a finished call's end to its webhook again, now; its tries so far,
+        or why not (a sentence), or what ``describe`` answers for an unknown id."""
+        commands, refusal = self._book.redeliver(call_id, time.time())
+        if refusal == "unknown":
+            return await self.deliveries(call_id)
+        if refusal is not None:
+            return refusal
+        self._run(commands)
+        return await self.deliveries(call_id)
 
     async def requeue(self, call_id: str) -> CallInfo | CallStatus | str | None:
         """Run a dead letter again under its id; its status record, or why not (a
@@ -291,9 +327,21 @@ class CallRegistry:
                         self._pump_timers[key] = self._loop.call_later(
                             delay, self._pump_timer_fired, key, known
                         )
+                case events.Deliver(call_id):
+                    self._start(self._deliver(call_id))
                 case events.Warn(message):
                     logger.warning(message)
         self._journal.nudge()
+
+    async def _deliver(self, call_id: str) -> None:
+        """One try at posting a call's end to its webhook."""
+        found = self._book.delivery(call_id)
+        if found is None:
+            return
+        target, delivery_id, attempt, info = found
+        async with self._webhooks.slots:
+            tried = await self._webhooks.post(target, delivery_id, attempt, info)
+        self._run(self._book.delivered(call_id, tried, time.time()))
 
     def _launch_ended(
         self,
@@ -314,7 +362,7 @@ class CallRegistry:
 
     def _timer_fired(self, call_id: str) -> None:
         self._timers.pop(call_id, None)
-        self._run(self._book.timer_fired(call_id))
+        self._run(self._book.timer_fired(call_id, time.time()))
 
     def _pump(self, loaded: LoadedFunction) -> None:
         now = time.time()

@@ -5,7 +5,7 @@ Code written for Modal's job-queue API runs after changing one import::
     import rayfn as modal
 """
 
-from rayfn import exception, functions
+from rayfn import exception, functions, webhooks
 from rayfn._app import App
 from rayfn._call_progress import set_progress
 from rayfn._cls import Cls, batched, concurrent, enter, exit, method
@@ -20,6 +20,7 @@ from rayfn._stores import Dict, Queue
 from rayfn._volume import Volume
 from rayfn._web import asgi_app, fastapi_endpoint, web_server, wsgi_app
 from rayfn.records import CallInfo, CallStatus, Progress
+from rayfn.webhooks import Webhook
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "Retries",
     "Secret",
     "Volume",
+    "Webhook",
     "__version__",
     "asgi_app",
     "batched",
@@ -56,6 +58,7 @@ __all__ = [
     "set_progress",
     "web_endpoint",
     "web_server",
+    "webhooks",
     "wsgi_app",
 ]
 

@@ -16,7 +16,14 @@ from rayfn._checks import check_name
 from rayfn._cls import MAX_INPUTS_MARK, METHOD_MARK, Cls, methods_of, web_methods_of
 from rayfn._function import Function
 from rayfn._image import Image
-from rayfn._options import CallOptions, batching, check_pool, function_options, streaming
+from rayfn._options import (
+    DecoratorOptions,
+    all_secrets,
+    batching,
+    check_pool,
+    function_options,
+    streaming,
+)
 from rayfn._schedules import Cron, Period
 from rayfn._secret import Secret, inline_secrets, required_keys
 from rayfn._serialization import dumps_code
@@ -102,7 +109,7 @@ class App:
         schedule: Period | Cron | None = None,
         name: str | None = None,
         is_generator: bool | None = None,
-        **options: Unpack[CallOptions],
+        **options: Unpack[DecoratorOptions],
     ) -> Callable[[F], Function]: ...
 
     def function(
@@ -113,7 +120,7 @@ class App:
         schedule: Period | Cron | None = None,
         name: str | None = None,
         is_generator: bool | None = None,
-        **options: Unpack[CallOptions],
+        **options: Unpack[DecoratorOptions],
     ) -> Function | Callable[[F], Function]:
         """Register a function to run on the cluster; works with or without ``()``.
 
@@ -153,7 +160,7 @@ class App:
         checked = function_options(
             default_result_ttl=settings().result_ttl, schedule=schedule, **options
         )
-        inline = inline_secrets(options.get("secrets", ()))
+        inline = inline_secrets(all_secrets(options))
 
         def register(fn: F) -> Function:
             if isinstance(fn, Function):
@@ -180,7 +187,7 @@ class App:
             )
             self._functions[fn_name] = function
             self._inline_secrets.update(inline)
-            self._require(options.get("secrets", ()))
+            self._require(all_secrets(options))
             return function
 
         return register(_fn) if _fn is not None else register
@@ -192,7 +199,7 @@ class App:
         min_containers: int = 0,
         scaledown_window: float = 60.0,
         name: str | None = None,
-        **options: Unpack[CallOptions],
+        **options: Unpack[DecoratorOptions],
     ) -> Any:
         """Register a class whose ``@rayfn.method()``s run in containers: Ray actors
         that each build one instance and run its ``@rayfn.enter()`` methods once. The
@@ -208,8 +215,8 @@ class App:
         base = function_options(
             default_result_ttl=settings().result_ttl, decorator="cls", **options
         )
-        inline = inline_secrets(options.get("secrets", ()))
-        secrets = options.get("secrets", ())
+        inline = inline_secrets(all_secrets(options))
+        secrets = all_secrets(options)
         image = options.get("image")
 
         def register(user_cls: type) -> Cls:
@@ -519,7 +526,10 @@ def _check_secrets(spec: AppSpec, required: dict[str, set[str]]) -> None:
     named = {
         name
         for function in spec.functions.values()
-        for name in function.options.secrets
+        for name in (
+            *function.options.secrets,
+            *([function.options.webhook.secret] if function.options.webhook else []),
+        )
         if name not in spec.inline_secrets
     }
     if not named:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from rayfn._aio import Steps, aio_method, in_thread, run_steps
 from rayfn._arguments import check_arguments, parameters_of
 from rayfn._checks import check_name
 from rayfn._function_call import FunctionCall, stream_results, stream_values
-from rayfn._options import idempotency_key_of, option_changes
+from rayfn._options import call_options, option_changes
 from rayfn._serialization import dumps_args
 from rayfn._spawner import accepted_id, spawn_token, spawner
 from rayfn.config import settings
@@ -21,7 +22,7 @@ from rayfn.runtime.clients import Reply
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
 from rayfn.runtime.identity import DeploymentKey, app_of
-from rayfn.runtime.protocol import Submission
+from rayfn.runtime.protocol import CallOptions, Submission
 from rayfn.runtime.records import FunctionInfo, FunctionOptions, NotDeployed, Parameter, WebEndpoint
 
 if TYPE_CHECKING:
@@ -71,8 +72,8 @@ class Function:
         # with_options: (the function's own name, option changes), and the deployment
         # the variant was made for (its name is then the variant's).
         self._pinned: int | None = None  # from_name(version=): the only version it calls
-        # with_options(idempotency_key=...): sent with each spawn (the same call again)
-        self._idempotency_key: str | None = None
+        # with_options(priority=, delay=, idempotency_key=...): sent with each spawn
+        self._call_options: CallOptions | None = None
         self._variant: tuple[str, dict[str, Any]] | None = None
         self._variant_for: str | None = None
         self._local_parameters = parameters_of(raw) if raw is not None else None
@@ -199,7 +200,7 @@ class Function:
         blob = dumps_args(self.qualname, args, kwargs)
         _connection.connect()
         target = self._target
-        accepted = spawner().submit(target, self._name, blob, self._idempotency_key)
+        accepted = spawner().submit(target, self._name, blob, self._call_options)
         if target not in self._accepted_by:
             # The first call waits for the registry, so a missing deployment raises here;
             # later ones return at once and share round trips (rayfn/_spawner.py).
@@ -313,7 +314,8 @@ class Function:
     def _spawn_all(
         self, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]
     ) -> list[FunctionCall]:
-        if self._idempotency_key is not None:
+        options = self._call_options
+        if options is not None and options.idempotency_key is not None:
             raise InvalidError(
                 f"{self.qualname}: an idempotency key names one call; map and spawn_map "
                 "make many (give each its own with with_options(idempotency_key=...))."
@@ -330,7 +332,7 @@ class Function:
         calls: list[FunctionCall] = []
         for start in range(0, len(blobs), SPAWN_BATCH_SIZE):
             batch = blobs[start : start + SPAWN_BATCH_SIZE]
-            items = [Submission(self._target, self._name, blob, parent) for blob in batch]
+            items = [Submission(self._target, self._name, blob, parent, options) for blob in batch]
             for answer in registry.submit(items, spawn_token()).result().answers:
                 calls.append(FunctionCall(accepted_id(answer)))
         return calls
@@ -340,14 +342,28 @@ class Function:
         ``gpu``, ``retries``, ``timeout``, ``startup_timeout``, ``max_containers``,
         ``result_ttl``): a variant the cluster queues and limits apart, made on the
         first call. A redeploy of the app drops it: call ``with_options`` again.
-        ``idempotency_key`` (beyond Modal; 1 to 256 characters): a spawn with a key
-        the function has seen, and the same arguments, returns that call (no second
-        run) while the call or its tombstone is known; other arguments raise
-        ``ConflictError``.
+
+        Per-call options (beyond Modal), sent with each call; alone, they make no
+        variant:
+
+        - ``idempotency_key`` (1 to 256 characters): a spawn with a key the function
+          has seen, and the same arguments, returns that call (no second run) while
+          the call or its tombstone is known; other arguments raise ``ConflictError``.
+        - ``priority`` (an int, default 0): higher leaves the function's queue first,
+          in order of arrival among equals; strict, so a steady stream of higher ones
+          holds lower ones back. It orders the calls rayfn holds: those waiting for
+          ``max_containers``, a class's containers or a batch.
+        - ``delay`` (seconds or a ``timedelta``) or ``at`` (a ``datetime`` or Unix
+          time): the call is ``SCHEDULED`` and starts no earlier (cancel works).
+        - ``expires_in`` (seconds or a ``timedelta``): a call not started by then
+          ends ``EXPIRED_UNSTARTED`` and never runs (``get`` raises
+          ``ExpiredUnstartedError``).
 
         Example:
             >>> big = process_job.with_options(cpu=4, timeout=600)
             >>> big.remote(data)
+            >>> urgent = process_job.with_options(priority=10, expires_in=60)
+            >>> urgent.spawn(data)
 
         Raises:
             InvalidError: an option out of range, or one it does not take.
@@ -358,11 +374,11 @@ class Function:
                 f"with_options on web function {self.qualname} is not supported by rayfn: "
                 "its replicas are deployed with the app; deploy another with those options."
             )
-        idempotency_key = idempotency_key_of(options.pop("idempotency_key", None))
+        per_call = call_options(options, self._call_options, time.time())
         changes = option_changes(options, default_result_ttl=settings().result_ttl)
         if not changes:  # per-call options only: the same function, not a variant
             same = copy.copy(self)
-            same._idempotency_key = idempotency_key or self._idempotency_key
+            same._call_options = per_call
             return same
         base, earlier = self._variant or (self._name, {})
         variant = Function(
@@ -377,7 +393,7 @@ class Function:
         )
         variant._info = self._info if self._variant is None else None
         variant._variant = (base, {**earlier, **changes})
-        variant._idempotency_key = idempotency_key or self._idempotency_key
+        variant._call_options = per_call
         return variant
 
     def _as_variant(self) -> Steps[None]:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NoReturn
 
 import ray
 
@@ -28,6 +28,7 @@ from rayfn.records import (
     CallGraphNode,
     CallInfo,
     CallStatus,
+    DeliveryInfo,
     FailureKind,
     call_event,
 )
@@ -141,6 +142,34 @@ class FunctionCall:
         if isinstance(answer, str):
             raise InvalidError(f"Call {call_id} cannot be requeued: {answer}.")
         return _described(call_id, answer)
+
+    @aio_method
+    def deliveries(self) -> Steps[list[DeliveryInfo]]:
+        """The tries at posting this call's end to its webhook, oldest first (beyond
+        Modal; see ``rayfn.Webhook``): each with its delivery id, try number, the
+        receiver's HTTP status or the error. Empty for a call without a webhook.
+
+        Raises:
+            NotFoundError: no such call, or its result has expired.
+        """
+        call_id = yield from self._accepted_id()
+        return _delivered(call_id, (yield _connection.registry().deliveries(call_id)))
+
+    @aio_method
+    def redeliver(self) -> Steps[list[DeliveryInfo]]:
+        """Post this finished call's end to its webhook again, now (beyond Modal): the
+        same delivery id (a receiver that has it drops it), a fresh retry window.
+        Returns the tries so far.
+
+        Raises:
+            NotFoundError: no such call, or its result has expired.
+            InvalidError: it has no webhook, or it has not ended.
+        """
+        call_id = yield from self._accepted_id()
+        answer = yield _connection.registry().redeliver(call_id)
+        if isinstance(answer, str):
+            raise InvalidError(f"Call {call_id} cannot be delivered again: {answer}.")
+        return _delivered(call_id, answer)
 
     @in_thread
     def watch(self) -> Iterator[CallEvent]:
@@ -309,12 +338,23 @@ def list_calls(
     return _connection.registry().list_calls(query).result()
 
 
+def _delivered(call_id: str, answer: list[DeliveryInfo] | CallStatus | None) -> list[DeliveryInfo]:
+    if isinstance(answer, list):
+        return answer
+    _untracked(call_id, answer)
+
+
 def _described(call_id: str, info: CallInfo | CallStatus | None) -> CallInfo:
-    if info is CallStatus.LOST:
+    if isinstance(info, CallInfo):
+        return info
+    _untracked(call_id, info)
+
+
+def _untracked(call_id: str, answer: CallStatus | None) -> NoReturn:
+    """Raise for a call the registry does not track (any more)."""
+    if answer is CallStatus.LOST:
         raise CallLostError(call_id)
-    if not isinstance(info, CallInfo):
-        raise NotFoundError(f"No call with id {call_id} (unknown or expired).")
-    return info
+    raise NotFoundError(f"No call with id {call_id} (unknown or expired).")
 
 
 def _payload(call_id: str, outcome: CallOutcome) -> ray.ObjectRef | RemoteFailure | bytes:

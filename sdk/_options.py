@@ -4,6 +4,7 @@ the message. Pure: no Ray."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import inspect
 import math
 from collections.abc import Sequence
@@ -19,11 +20,14 @@ from rayfn._secret import Secret
 from rayfn._volume import Volume, mounts_of
 from rayfn.exception import InvalidError, NotSupportedError
 from rayfn.runtime.constants import DEFAULT_TIMEOUT_S, MAX_RESULT_TTL_S, MAX_TIMEOUT_S
+from rayfn.runtime.protocol import CallOptions
 from rayfn.runtime.records import FunctionOptions
 from rayfn.runtime.resources import parse_gpu
+from rayfn.runtime.webhooks import WebhookTarget
+from rayfn.webhooks import Webhook
 
 
-class CallOptions(TypedDict, total=False):
+class DecoratorOptions(TypedDict, total=False):
     """What each call of a function asks for: the options ``@app.function`` and
     ``@app.cls`` share (documented on ``App.function``)."""
 
@@ -38,6 +42,7 @@ class CallOptions(TypedDict, total=False):
     secrets: Sequence[Secret]
     image: Image | None
     volumes: dict[str, Volume] | None
+    webhook: Webhook | None
 
 
 _CONTAINERS_ARE_CLASSES = (
@@ -102,6 +107,11 @@ _VARIANT_FIELDS = {
 
 
 MAX_IDEMPOTENCY_KEY = 256
+# How far ahead a call may be scheduled (delay=, at=) or given to start (expires_in=).
+MAX_SCHEDULE_S = 30 * 24 * 3600.0
+# Priorities fit a 32-bit integer (JSON clients, other languages).
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+CALL_OPTIONS = ("idempotency_key", "priority", "delay", "at", "expires_in", "webhook")
 
 
 def idempotency_key_of(key: Any) -> str | None:
@@ -118,6 +128,99 @@ def idempotency_key_of(key: Any) -> str | None:
             f"An idempotency key is a string of 1 to {MAX_IDEMPOTENCY_KEY} characters, got {shown}."
         )
     return key
+
+
+def call_options(
+    options: dict[str, Any], earlier: CallOptions | None, now: float
+) -> CallOptions | None:
+    """The per-call options among ``with_options``' keywords (taken out of
+    ``options``), over those set ``earlier``; None when none is set. ``now`` is the
+    client's time, to check an ``at`` against.
+
+    ``priority``: an int, higher first. ``delay``: seconds (or a ``timedelta``) from
+    acceptance before the call may start. ``at``: a ``datetime`` (naive: local time)
+    or a Unix time before which it may not start. ``expires_in``: seconds (or a
+    ``timedelta``) from acceptance after which it never starts.
+
+    Raises:
+        InvalidError: an option of the wrong type or out of range; ``delay`` with
+            ``at``; an ``expires_in`` that ends before the call may start.
+    """
+    given = {name: options.pop(name) for name in CALL_OPTIONS if name in options}
+    if not given:
+        return earlier
+    if given.get("delay") is not None and given.get("at") is not None:
+        raise InvalidError("Give a call delay= or at=, not both.")
+    merged = (earlier or CallOptions())._asdict()
+    if "idempotency_key" in given:
+        merged["idempotency_key"] = idempotency_key_of(given["idempotency_key"])
+    if "priority" in given:
+        merged["priority"] = _priority(given["priority"])
+    if "delay" in given:
+        merged["delay"], merged["at"] = _span("delay", given["delay"], zero_ok=True), None
+    if "at" in given:
+        merged["at"], merged["delay"] = _moment(given["at"], now), None
+    if "webhook" in given:
+        merged["webhook"] = _call_webhook(given["webhook"])
+    if "expires_in" in given:
+        merged["expires_in"] = _span("expires_in", given["expires_in"], zero_ok=False)
+    chosen = CallOptions(**merged)
+    starts_after = chosen.delay or (chosen.at - now if chosen.at is not None else 0.0)
+    if chosen.expires_in is not None and chosen.expires_in <= starts_after:
+        raise InvalidError(
+            f"expires_in={chosen.expires_in:g} s ends before the call may start "
+            f"({starts_after:g} s from now): it would never run."
+        )
+    return None if chosen == CallOptions() else chosen
+
+
+def _call_webhook(webhook: Any) -> WebhookTarget | None:
+    if webhook is None:
+        return None
+    if not isinstance(webhook, Webhook):
+        raise InvalidError(_WEBHOOK_TYPE.format(webhook))
+    if webhook.secret.inline_values is not None:
+        raise InvalidError(
+            "A call's own webhook signs with a named secret (Secret.from_name): "
+            "Secret.from_dict values are uploaded with a deploy, on a function's webhook."
+        )
+    return webhook.target
+
+
+def _priority(value: Any) -> int:
+    low, high = PRIORITY_RANGE
+    if type(value) is not int:  # not a bool, not a float that looks whole
+        raise InvalidError(f"priority is an int (higher runs first), got {value!r}.")
+    if not low <= value <= high:
+        raise InvalidError(f"priority must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _span(name: str, value: Any, *, zero_ok: bool) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidError(f"{name} is a number of seconds or a timedelta, got {value!r}.")
+    if value < 0 or (value == 0 and not zero_ok):
+        least = "0 or more" if zero_ok else "more than 0"
+        raise InvalidError(f"{name} must be {least} seconds, got {value:g}.")
+    if value > MAX_SCHEDULE_S:
+        raise InvalidError(f"{name} may be at most {MAX_SCHEDULE_S:g} s (30 days), got {value:g}.")
+    return float(value)
+
+
+def _moment(value: Any, now: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        value = value.timestamp()  # a naive datetime is local time, as Python reads it
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidError(f"at is a datetime or a Unix time in seconds, got {value!r}.")
+    if value - now > MAX_SCHEDULE_S:
+        raise InvalidError(f"at may be at most 30 days ahead, got {value - now:g} s ahead.")
+    return float(value)
 
 
 def option_changes(options: dict[str, Any], *, default_result_ttl: float) -> dict[str, Any]:
@@ -191,7 +294,7 @@ def function_options(
     default_result_ttl: float,
     schedule: Period | Cron | None = None,
     decorator: str = "function",
-    **given: Unpack[CallOptions],
+    **given: Unpack[DecoratorOptions],
 ) -> FunctionOptions:
     """Check the options a user gave ``@app.<decorator>`` and return them as a record.
 
@@ -199,10 +302,10 @@ def function_options(
         InvalidError: an option is unknown, or out of range; the message says the
             allowed range.
     """
-    unknown = sorted(set(given) - set(CallOptions.__annotations__))
+    unknown = sorted(set(given) - set(DecoratorOptions.__annotations__))
     refuse_modal_only(unknown, decorator)
     if unknown:
-        known = ", ".join(CallOptions.__annotations__)
+        known = ", ".join(DecoratorOptions.__annotations__)
         raise InvalidError(
             f"@app.{decorator}() has no option {unknown[0]!r} (its options: {known})."
         )
@@ -240,6 +343,9 @@ def function_options(
         raise InvalidError(
             "secrets must be a list of rayfn.Secret, e.g. [rayfn.Secret.from_name('openai')]."
         )
+    webhook = given.get("webhook")
+    if webhook is not None and not isinstance(webhook, Webhook):
+        raise InvalidError(_WEBHOOK_TYPE.format(webhook))
     image = given.get("image")
     if image is not None and not isinstance(image, Image):
         raise InvalidError(f"image must be a rayfn.Image, got {type(image).__name__}.")
@@ -259,7 +365,17 @@ def function_options(
         max_containers=max_containers,
         retries=retry_policy(retries),
         volumes=mounts_of(given.get("volumes")),
+        webhook=None if webhook is None else webhook.target,
     )
+
+
+_WEBHOOK_TYPE = "webhook must be rayfn.Webhook(url, secret=rayfn.Secret.from_name(...)), got {!r}."
+
+
+def all_secrets(options: DecoratorOptions) -> list[Secret]:
+    """The secrets a function's options name: its ``secrets`` and its webhook's."""
+    webhook = options.get("webhook")
+    return [*options.get("secrets", ()), *([webhook.secret] if webhook else [])]
 
 
 def check_pool(min_containers: int, max_containers: int | None, scaledown_window: float) -> None:

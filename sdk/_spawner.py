@@ -29,7 +29,7 @@ from rayfn import _connection, _prefetch
 from rayfn.exception import ConflictError, NotFoundError
 from rayfn.runtime.constants import SPAWN_BATCH_SIZE
 from rayfn.runtime.executor import current_call_id
-from rayfn.runtime.protocol import Conflict, Submission
+from rayfn.runtime.protocol import CallOptions, Conflict, Submission
 from rayfn.runtime.records import NotDeployed
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Spawner:
         self._thread = self._start_sender()
 
     def submit(
-        self, target: str, function: str, blob: bytes, key: str | None = None
+        self, target: str, function: str, blob: bytes, options: CallOptions | None = None
     ) -> Future[str]:
         """Queue a call; the future gets its id once the registry has accepted it (or
         the error that refused it). Cancelling the future before the sender takes it
@@ -98,7 +98,7 @@ class Spawner:
         parent = current_call_id()  # spawned from inside a call: for the call graph
         with self._lock:
             self._revive_sender()
-            self._queued.append((Submission(target, function, blob, parent, key), future))
+            self._queued.append((Submission(target, function, blob, parent, options), future))
             self._lock.notify_all()
         return future
 

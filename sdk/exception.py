@@ -11,6 +11,8 @@
     │   └── CallLostError         the registry that held it died (its id is from before)
     ├── FunctionTimeoutError  its last attempt ran past the function's timeout
     ├── CancelledError        it was cancelled
+    ├── ExpiredUnstartedError it was not started before its expires_in deadline
+    ├── ConflictError         an idempotency key names a call with other arguments
     └── ClusterError          no Ray cluster to connect to, or it refused us; a Dict
                               or Queue that did not answer
 
@@ -115,6 +117,12 @@ class FunctionTimeoutError(Error):
 class CancelledError(Error):
     """Raised by ``get``/``remote`` for a call that was cancelled with
     ``FunctionCall.cancel()``. Not ``asyncio.CancelledError``."""
+
+
+class ExpiredUnstartedError(Error):
+    """Raised by ``get``/``remote`` for a call that was not started before its
+    ``expires_in`` deadline (``with_options(expires_in=...)``): it never ran, and its
+    status is ``EXPIRED_UNSTARTED``."""
 
 
 class ClusterError(Error):

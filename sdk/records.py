@@ -19,6 +19,7 @@ from rayfn.exception import (
     ConflictError,
     Error,
     ExecutionError,
+    ExpiredUnstartedError,
     FunctionTimeoutError,
     InvalidError,
     NotFoundError,
@@ -32,6 +33,7 @@ from rayfn.exception import (
 class CallStatus(enum.StrEnum):
     """Where a call stands. Terminal states never change again, except to EXPIRED."""
 
+    SCHEDULED = "SCHEDULED"  # spawned with a delay or a time to run at: not queued yet
     QUEUED = "QUEUED"  # in rayfn's queue (e.g. waiting for a max_containers slot)
     PENDING = "PENDING"  # handed to Ray, waiting for resources or a worker
     RUNNING = "RUNNING"  # the function has started
@@ -40,6 +42,7 @@ class CallStatus(enum.StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"  # its last attempt ran past the function's timeout
+    EXPIRED_UNSTARTED = "EXPIRED_UNSTARTED"  # not started before its expires_in: never ran
     EXPIRED = "EXPIRED"  # finished, and its result has aged out
     LOST = "LOST"  # accepted by a registry that died since; nothing is known of it
 
@@ -54,6 +57,7 @@ _TERMINAL = frozenset(
         CallStatus.FAILED,
         CallStatus.CANCELLED,
         CallStatus.TIMED_OUT,
+        CallStatus.EXPIRED_UNSTARTED,
         CallStatus.EXPIRED,
         CallStatus.LOST,
     }
@@ -69,6 +73,7 @@ class FailureKind(enum.StrEnum):
     NOT_STARTED = "not_started"  # it did not start within startup_timeout
     CANCELLED = "cancelled"
     BAD_RESULT = "bad_result"  # its result could not be pickled, or was too large
+    EXPIRED_UNSTARTED = "expired_unstarted"  # not started before its expires_in deadline
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,21 @@ class CallInfo:
     error: str | None = None  # "ValueError: bad input" for a failed call
     attempts: tuple[AttemptInfo, ...] = ()
     progress: Progress | None = None  # what the call last reported (set_progress)
+    priority: int = 0  # higher leaves its function's queue first
+    scheduled_for: float | None = None  # spawned with delay= or at=: not started before
+    start_by: float | None = None  # spawned with expires_in=: not started after, never
+
+
+@dataclass(frozen=True)
+class DeliveryInfo:
+    """One try at delivering a call's end to its webhook (``FunctionCall.deliveries``)."""
+
+    delivery_id: str  # the same for every try of one event: receivers drop repeats
+    attempt: int  # 1 for the first try of this delivery id
+    at: float  # when it was sent
+    status_code: int | None = None  # the receiver's answer; None: no answer
+    error: str | None = None  # why it failed: no answer, or not a 2xx
+    seconds: float = 0.0  # how long the request took
 
 
 class CallEventKind(enum.StrEnum):
@@ -164,6 +184,9 @@ FAILURES: dict[FailureKind, Failing] = {
     FailureKind.NOT_STARTED: Failing(CallStatus.FAILED, False, StartupTimeoutError, 424, "failed"),
     FailureKind.CANCELLED: Failing(CallStatus.CANCELLED, False, CancelledError, 409, "cancelled"),
     FailureKind.BAD_RESULT: Failing(CallStatus.FAILED, False, SerializationError, 424, "failed"),
+    FailureKind.EXPIRED_UNSTARTED: Failing(
+        CallStatus.EXPIRED_UNSTARTED, False, ExpiredUnstartedError, 409, "expired_unstarted"
+    ),
 }
 
 # The job API's answer to rayfn's other errors: (HTTP status, error code). The first

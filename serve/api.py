@@ -19,6 +19,9 @@ when ``RAYFN_API_TOKEN`` is set):
     GET    /v1/calls?app=&function=&status=&dead=      200 status records, newest first
     POST   /v1/calls/{call_id}/requeue                 200 status record (QUEUED again);
                                                        422 not FAILED or TIMED_OUT
+    GET    /v1/calls/{call_id}/deliveries              200 tries at its webhook
+    POST   /v1/calls/{call_id}/deliveries              200 the same, delivering again;
+                                                       422 no webhook, or not ended
     GET    /healthz                                    200 {"status": "ok"}
 
 A failed call answers 424 (Failed Dependency: the request was fine, the function it
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import functools
 import time
 from collections.abc import AsyncIterator
@@ -41,14 +45,22 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import rayfn
 from rayfn.exception import (
     RemoteError,
 )
-from rayfn.records import ERROR_HTTP, FAILURES, CallInfo, CallStatus, call_event, failure_kind
+from rayfn.records import (
+    ERROR_HTTP,
+    FAILURES,
+    CallInfo,
+    CallStatus,
+    DeliveryInfo,
+    call_event,
+    failure_kind,
+)
 from rayfn.runtime.constants import (
     DEFAULT_HTTP_BODY_TIMEOUT_S,
     DEFAULT_HTTP_MAX_BODY,
@@ -74,6 +86,43 @@ class SpawnRequest(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     # The same key with the same arguments: the call made before, not a second one.
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    priority: StrictInt | None = None  # higher leaves the function's queue first
+    delay: float | None = Field(default=None, ge=0)  # seconds before it may start
+    at: datetime.datetime | float | None = None  # not started before (ISO 8601 or Unix)
+    expires_in: float | None = Field(default=None, gt=0)  # not started by then: never
+    webhook: WebhookBody | None = None  # where its end is posted, signed
+
+    def call_options(self, idempotency_key: str | None) -> dict[str, Any]:
+        """The per-call options set (``Function.with_options`` keywords)."""
+        chosen = self.model_dump(include=set(CALL_OPTION_FIELDS), exclude_none=True)
+        if self.webhook is not None:
+            secret = rayfn.Secret.from_name(self.webhook.secret)
+            chosen["webhook"] = rayfn.Webhook(self.webhook.url, secret=secret)
+        key = idempotency_key or self.idempotency_key
+        return {**chosen, "idempotency_key": key} if key is not None else chosen
+
+
+class WebhookBody(BaseModel):
+    """A call's own webhook: its URL and the name of the rayfn Secret that signs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048)
+    secret: str = Field(min_length=1, max_length=256)
+
+
+class DeliveryRecord(BaseModel):
+    """One try at posting a call's end to its webhook."""
+
+    delivery_id: str
+    attempt: int
+    at: float
+    status_code: int | None = None
+    error: str | None = None
+    seconds: float
+
+
+CALL_OPTION_FIELDS = ("priority", "delay", "at", "expires_in")
 
 
 class SpawnResponse(BaseModel):
@@ -98,6 +147,9 @@ class CallRecord(BaseModel):
     finished_at: float | None = None
     error: str | None = None
     progress: ProgressRecord | None = None
+    priority: int = 0
+    scheduled_for: float | None = None  # SCHEDULED until then (delay, at)
+    start_by: float | None = None  # never started after (expires_in)
 
 
 class ListQuery(BaseModel):
@@ -157,9 +209,10 @@ class Backend(Protocol):
         function: str,
         args: list[Any],
         kwargs: dict[str, Any],
-        idempotency_key: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> str:
-        """Raises NotFoundError, InvalidError, SerializationError, ConflictError."""
+        """Raises NotFoundError, InvalidError, SerializationError, ConflictError.
+        ``options``: per-call options, as ``Function.with_options`` takes them."""
         ...
 
     async def result(self, call_id: str) -> Any:
@@ -183,6 +236,11 @@ class Backend(Protocol):
         """Raises InvalidError."""
         ...
 
+    async def deliveries(self, call_id: str, again: bool) -> list[DeliveryInfo]:
+        """Its webhook's tries (``again``: deliver once more first). Raises
+        NotFoundError, InvalidError (no webhook, not ended)."""
+        ...
+
 
 class ClusterBackend:
     """The job API's backend on a real cluster, through the SDK."""
@@ -200,11 +258,11 @@ class ClusterBackend:
         function: str,
         args: list[Any],
         kwargs: dict[str, Any],
-        idempotency_key: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> str:
         handle = self._handle(app, function)
-        if idempotency_key is not None:
-            handle = handle.with_options(idempotency_key=idempotency_key)
+        if options:
+            handle = handle.with_options(**options)
         call = await handle.spawn.aio(*args, **kwargs)
         return call.object_id
 
@@ -234,6 +292,10 @@ class ClusterBackend:
     async def list_calls(self, query: ListQuery) -> list[CallInfo]:
         listing = functools.partial(rayfn.list_calls, **query.model_dump())
         return await asyncio.to_thread(listing)
+
+    async def deliveries(self, call_id: str, again: bool) -> list[DeliveryInfo]:
+        call = rayfn.FunctionCall.from_id(call_id)
+        return await (call.redeliver.aio() if again else call.deliveries.aio())
 
 
 def get_backend(request: Request) -> Backend:
@@ -301,10 +363,11 @@ def build_api(
         """Start a call of a deployed function; returns its id at once. With an
         idempotency key (the ``Idempotency-Key`` header, or ``idempotency_key`` in the
         body), the same key and arguments give the call made before; other arguments
-        are a 409."""
+        are a 409. ``priority``, ``delay``/``at`` and ``expires_in`` are the call's own
+        options, as ``Function.with_options`` takes them."""
         body = body or SpawnRequest()
-        key = idempotency_key or body.idempotency_key
-        call_id = await backend.spawn(app, function, body.args, body.kwargs, key)
+        options = body.call_options(idempotency_key)
+        call_id = await backend.spawn(app, function, body.args, body.kwargs, options)
         return SpawnResponse(call_id=call_id)
 
     # What the routes that answer with a call's status record declare.
@@ -380,6 +443,23 @@ def build_api(
     async def requeue_call(call_id: str, backend: BackendDep) -> CallRecord:
         """Run a FAILED or TIMED_OUT call again under its id (422 for any other)."""
         return _record(await backend.requeue(call_id))
+
+    delivery_route: dict[str, Any] = {
+        "response_model": list[DeliveryRecord],
+        "responses": _errors(404),
+        "tags": ["calls"],
+    }
+
+    @api.get("/v1/calls/{call_id}/deliveries", **delivery_route)
+    async def call_deliveries(call_id: str, backend: BackendDep) -> Any:
+        """Each try at posting the call's end to its webhook, oldest first."""
+        return [dataclasses.asdict(t) for t in await backend.deliveries(call_id, False)]
+
+    @api.post("/v1/calls/{call_id}/deliveries", **delivery_route)
+    async def redeliver_call(call_id: str, backend: BackendDep) -> Any:
+        """Post the finished call's end to its webhook again, now (the same delivery
+        id); 422 if it has no webhook or has not ended."""
+        return [dataclasses.asdict(t) for t in await backend.deliveries(call_id, True)]
 
     @api.get(
         "/v1/calls/{call_id}/events",

@@ -19,7 +19,7 @@ import ray
 import rayfn
 from rayfn import _connection
 from rayfn._function_call import fetch_results
-from rayfn.exception import CallLostError, OutputExpiredError
+from rayfn.exception import CallLostError, ExpiredUnstartedError, OutputExpiredError
 from rayfn.runtime.constants import NAMESPACE, REGISTRY_ACTOR_NAME
 from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.protocol import Submission
@@ -211,6 +211,27 @@ def test_registry_killed_at_random_during_5000_calls_from_4_clients(
     assert len(listed) == len(work_ids) and {c.call_id for c in listed} == work_ids
     assert all(c.status.is_terminal for c in listed)
     assert sum(c.status is rayfn.CallStatus.FAILED for c in listed) == 4 * per_client // 100
+
+
+def test_scheduled_and_expiring_calls_keep_their_times_across_a_restart(tmp_path: Path) -> None:
+    folder = str(tmp_path)
+    accepted_at = time.time()
+    delayed = durable.stamp.with_options(delay=4).spawn()
+    blockers = [durable.slow.spawn(i, folder, 8.0) for i in (1, 2)]  # both of its places
+    _wait_for_runs(tmp_path, "slow-*", 2)
+    expiring = durable.slow.with_options(expires_in=2).spawn(3, folder)
+    assert (delayed.status().status, expiring.status().status) == ("SCHEDULED", "QUEUED")
+
+    _kill_registry()
+    assert delayed.status().status == "SCHEDULED"
+    assert delayed.status().scheduled_for == pytest.approx(accepted_at + 4, abs=1)
+    with pytest.raises(ExpiredUnstartedError):
+        expiring.get(timeout=30)
+    assert delayed.get(timeout=30) >= accepted_at + 4  # no earlier than its time
+    for call in blockers:
+        call.cancel()
+    assert not (tmp_path / "slow-3").exists()  # the expired call never ran
+    assert expiring.status().status == "EXPIRED_UNSTARTED"
 
 
 def test_a_spawn_sent_again_with_its_token_is_not_a_second_call() -> None:

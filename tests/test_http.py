@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import json
 import os
 import signal
@@ -26,7 +28,7 @@ import rayfn
 from rayfn import _connection
 from rayfn._loader import find_app, import_file
 from rayfn._web_hosting import delete_web_functions
-from rayfn.exception import ConflictError, InvalidError, NotFoundError
+from rayfn.exception import ConflictError, ExpiredUnstartedError, InvalidError, NotFoundError
 from rayfn.runtime.launcher import pending_demand
 from rayfn.serve.deploy import deploy_api, stop_api
 from tests.apps import api_jobs, http_worker, web_resources
@@ -721,6 +723,208 @@ def test_an_idempotency_key_makes_one_call_however_often_it_is_sent(
     finally:
         _connection.control().stop("idempotent").result()
         rayfn.Queue.delete("idempotent-runs")
+
+
+def test_priorities_delays_and_expiry_through_python_the_cli_and_http(
+    cluster: Cluster, base: str
+) -> None:
+    app = rayfn.App("queue-controls")
+    runs = rayfn.Queue.from_name("queue-controls-runs", create_if_missing=True)
+    gate = rayfn.Dict.from_name("queue-controls-gate", create_if_missing=True)
+
+    @app.function(max_containers=1)
+    def work(tag: str) -> str:
+        while tag == "block" and not gate.get("open", False):
+            time.sleep(0.05)
+        runs.put(tag)
+        return tag
+
+    @app.function()
+    def stamp() -> float:
+        return time.time()
+
+    app.deploy()
+    url = f"{base}/v1/apps/queue-controls/functions/work/calls"
+    try:
+        blocker = work.spawn("block")
+        _wait_for_status(blocker, "RUNNING")
+        # A backlog behind it, from all three sides, in this order:
+        work.spawn("a")
+        work.with_options(priority=5).spawn("b")
+        httpx.post(url, json={"args": ["c"], "priority": 9}, timeout=30).raise_for_status()
+        by_cli = cluster.cli("call", "spawn", "queue-controls", "work", '["d"]', "--priority", "5")
+        assert by_cli.returncode == 0, by_cli.stderr
+        work.with_options(priority=-1).spawn("e")
+        work.spawn("f")
+        never = work.with_options(expires_in=1).spawn("never")
+        never_http = httpx.post(url, json={"args": ["never"], "expires_in": 1}, timeout=30)
+        never_cli = cluster.cli(
+            "call", "spawn", "queue-controls", "work", '["never"]', "--expires-in", "1"
+        )
+        time.sleep(1.5)
+        gate.put("open", True)
+        with pytest.raises(ExpiredUnstartedError):
+            never.get(timeout=30)
+        record = httpx.get(f"{base}/v1/calls/{never_http.json()['call_id']}", timeout=30).json()
+        assert record["status"] == "EXPIRED_UNSTARTED" and record["start_by"] is not None
+        result = httpx.get(f"{base}/v1/calls/{never_http.json()['call_id']}/result", timeout=30)
+        assert (result.status_code, result.json()["error"]) == (409, "expired_unstarted")
+        with pytest.raises(ExpiredUnstartedError):
+            rayfn.FunctionCall.from_id(never_cli.stdout.strip()).get(timeout=30)
+        order = [runs.get(timeout=30) for _ in range(7)]
+        # Highest priority first, in order of arrival among equals; expired ones never.
+        assert order == ["block", "c", "b", "d", "a", "f", "e"], order
+        assert runs.len() == 0
+
+        # delay / at: SCHEDULED until then, not started earlier; cancel works.
+        sent_at = time.time()
+        delayed = stamp.with_options(delay=2).spawn()
+        assert delayed.status().status == "SCHEDULED"
+        stamp_url = f"{base}/v1/apps/queue-controls/functions/stamp/calls"
+        at = time.time() + 2
+        by_http = httpx.post(stamp_url, json={"at": at}, timeout=30).json()["call_id"]
+        by_cli = cluster.cli("call", "spawn", "queue-controls", "stamp", "--delay", "2").stdout
+        dropped = stamp.with_options(delay=30).spawn()
+        assert dropped.cancel().status == "CANCELLED"
+        assert delayed.get(timeout=30) >= sent_at + 2
+        assert rayfn.FunctionCall.from_id(by_http).get(timeout=30) >= at
+        assert rayfn.FunctionCall.from_id(by_cli.strip()).get(timeout=30) >= sent_at + 2
+        assert [a.outcome for a in dropped.status().attempts] == []  # never ran
+
+        # Bad input: a clear error on every side.
+        for body in ({"delay": -1}, {"priority": "high"}, {"expires_in": 0}, {"at": "soon"}):
+            refused = httpx.post(stamp_url, json=body, timeout=30)
+            assert refused.status_code == 422, (body, refused.text)
+        with pytest.raises(InvalidError, match="0 or more"):
+            stamp.with_options(delay=-1)
+        bad_cli = cluster.cli("call", "spawn", "queue-controls", "stamp", "--delay", "-5")
+        assert bad_cli.returncode != 0 and "0 or more" in bad_cli.stderr, bad_cli.stderr
+    finally:
+        _connection.control().stop("queue-controls").result()
+        rayfn.Queue.delete("queue-controls-runs")
+        rayfn.Dict.delete("queue-controls-gate")
+
+
+class _Receiver:
+    """A webhook receiver on 127.0.0.1: checks each delivery's signature, answers 500
+    to the first ``fail_first`` tries of each delivery id, and keeps what it took."""
+
+    def __init__(self, key: str, fail_first: int) -> None:
+        self.tries: dict[str, int] = {}
+        self.events: dict[str, dict[str, Any]] = {}  # delivery id -> event, once each
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                signature = self.headers.get(rayfn.webhooks.SIGNATURE_HEADER, "")
+                if not rayfn.webhooks.verify(body, signature, key):
+                    receiver.bad_signatures += 1
+                    self.send_response(400)
+                else:
+                    delivery = self.headers[rayfn.webhooks.DELIVERY_ID_HEADER]
+                    seen = receiver.tries[delivery] = receiver.tries.get(delivery, 0) + 1
+                    if seen <= fail_first:
+                        self.send_response(500)
+                    else:
+                        receiver.events.setdefault(delivery, json.loads(body))  # dedup
+                        self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def calls(self) -> list[str]:
+        return sorted(e["call"]["call_id"] for e in self.events.values())
+
+
+def test_signed_webhooks_verify_retry_and_replay(cluster: Cluster, base: str) -> None:
+    key = "whsec-" + os.urandom(8).hex()
+    made = cluster.cli("secret", "create", "hooks-test", f"WEBHOOK_SECRET={key}", "--force")
+    assert made.returncode == 0, made.stderr
+    receiver = _Receiver(key, fail_first=2)
+    hook = rayfn.Webhook(receiver.url, secret=rayfn.Secret.from_name("hooks-test"))
+    app = rayfn.App("hooked")
+
+    @app.function(webhook=hook)
+    def job(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x * 2
+
+    @app.function()
+    def plain(x: int) -> int:
+        return x
+
+    app.deploy()
+    try:
+        ok, failed = job.spawn(1), job.spawn(-1)
+        own = plain.with_options(webhook=hook).spawn(3)  # a call's own webhook
+        unhooked = plain.spawn(4)
+        over_http = httpx.post(
+            f"{base}/v1/apps/hooked/functions/plain/calls",
+            json={"args": [5], "webhook": {"url": receiver.url, "secret": "hooks-test"}},
+            timeout=30,
+        ).json()["call_id"]
+        calls = [ok, failed, own, rayfn.FunctionCall.from_id(over_http)]
+        for call in calls:
+            with contextlib.suppress(ValueError):
+                call.get(timeout=60)
+        unhooked.get(timeout=30)
+        deadline = time.monotonic() + 60
+        while len(receiver.events) < len(calls):  # the third try of each gets through
+            assert time.monotonic() < deadline, (receiver.tries, [c.deliveries() for c in calls])
+            time.sleep(0.1)
+        assert receiver.calls() == sorted(c.object_id for c in calls)
+        assert receiver.bad_signatures == 0
+        statuses = {e["call"]["call_id"]: e["call"]["status"] for e in receiver.events.values()}
+        assert (statuses[ok.object_id], statuses[failed.object_id]) == ("SUCCEEDED", "FAILED")
+        tries = ok.deliveries()
+        assert [(t.attempt, t.status_code) for t in tries] == [(1, 500), (2, 500), (3, 204)]
+        assert tries[2].at - tries[0].at >= 2.5  # backoff 1 s, then 2 s
+        assert unhooked.deliveries() == []
+        # Every try is visible from the CLI and over HTTP, and a replay is deduplicated.
+        shown = cluster.cli("call", "deliveries", ok.object_id)
+        assert shown.stdout.count(f"dl-{ok.object_id}-1") == 3, shown.stdout
+        over = httpx.get(f"{base}/v1/calls/{ok.object_id}/deliveries", timeout=30).json()
+        assert [d["status_code"] for d in over] == [500, 500, 204]
+        replayed = cluster.cli("call", "deliveries", failed.object_id, "--replay")
+        assert replayed.returncode == 0, replayed.stderr
+        again = httpx.post(f"{base}/v1/calls/{own.object_id}/deliveries", timeout=30)
+        assert again.status_code == 200
+        deadline = time.monotonic() + 30
+        while receiver.tries[f"dl-{own.object_id}-1"] < 4:
+            assert time.monotonic() < deadline, receiver.tries
+            time.sleep(0.1)
+        assert receiver.calls() == sorted(c.object_id for c in calls)  # still once each
+        refused = httpx.post(f"{base}/v1/calls/{unhooked.object_id}/deliveries", timeout=30)
+        assert (refused.status_code, refused.json()["error"]) == (422, "invalid")
+        # Bad webhooks are refused where they are given.
+        with pytest.raises(InvalidError, match="http:// or https://"):
+            rayfn.Webhook("ftp://127.0.0.1/x", secret=rayfn.Secret.from_name("hooks-test"))
+        bad = httpx.post(
+            f"{base}/v1/apps/hooked/functions/plain/calls",
+            json={"args": [1], "webhook": {"url": "file:///etc/passwd", "secret": "hooks-test"}},
+            timeout=30,
+        )
+        assert bad.status_code == 422
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+        _connection.control().stop("hooked").result()
+        cluster.cli("secret", "delete", "hooks-test")
+
+
+def _wait_for_status(call: rayfn.FunctionCall, status: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while call.status().status != status:
+        assert time.monotonic() < deadline, f"{call.object_id} never reached {status}"
+        time.sleep(0.05)
 
 
 class ANY_OF:

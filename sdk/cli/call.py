@@ -1,8 +1,10 @@
-"""``rayfn call ...``: one call's result, the list of calls, its events, cancelling one."""
+"""``rayfn call ...``: starting a call, one call's result, the list of calls, its
+events, cancelling and requeueing one."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from typing import Annotated, Any
 
@@ -10,12 +12,79 @@ import typer
 from rich.pretty import pprint
 from rich.table import Table
 
+from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
 from rayfn.cli._common import AsJson, CallId, err, out, print_table, when
-from rayfn.exception import Error
+from rayfn.exception import Error, InvalidError
 from rayfn.records import CallInfo, CallStatus, Progress
 
 call_cli = typer.Typer(no_args_is_help=True, help="Calls. Example: rayfn call get fc-...")
+
+
+@call_cli.command("spawn")
+def call_spawn(
+    app: Annotated[str, typer.Argument(help="The deployed app.")],
+    function: Annotated[str, typer.Argument(help="The function (or Class.method).")],
+    args: Annotated[
+        str, typer.Argument(help="Positional arguments as a JSON list, e.g. '[1, \"a\"]'.")
+    ] = "[]",
+    kwargs: Annotated[str, typer.Option("--kwargs", help="Keyword arguments, JSON.")] = "{}",
+    priority: Annotated[
+        int | None, typer.Option("--priority", help="Higher leaves the queue first.")
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option("--delay", help="Seconds before it may start.")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Not before this ISO 8601 time (or Unix time).")
+    ] = None,
+    expires_in: Annotated[
+        float | None, typer.Option("--expires-in", help="Seconds: not started by then, never.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="The same key, the same call.")
+    ] = None,
+) -> None:
+    """Start a call of a deployed function and print its id.
+    Example: rayfn call spawn my-job-queue process_job '[{"n": 1}]' --priority 5 --delay 60"""
+    positional, keywords = _json_arg("arguments", args, list), _json_arg("--kwargs", kwargs, dict)
+    chosen = {
+        "priority": priority,
+        "delay": delay,
+        "at": _moment(at),
+        "expires_in": expires_in,
+        "idempotency_key": idempotency_key,
+    }
+    handle = Function.from_name(app, function)
+    options = {name: value for name, value in chosen.items() if value is not None}
+    if options:
+        handle = handle.with_options(**options)
+    call = handle.spawn(*positional, **keywords)
+    out.print(call.object_id, highlight=False)
+
+
+def _json_arg(name: str, text: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidError(f"{name} is not JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise InvalidError(f"{name} must be a JSON {'list' if kind is list else 'object'}.")
+    return value
+
+
+def _moment(text: str | None) -> datetime.datetime | float | None:
+    """``--at``: an ISO 8601 time (without a zone: local time) or a Unix time."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidError(f"--at is an ISO 8601 time or a Unix time, got {text!r}.") from None
 
 
 @call_cli.command("get")
@@ -107,6 +176,31 @@ def call_requeue(call_id: CallId) -> None:
     Example: rayfn call requeue fc-..."""
     info = FunctionCall.from_id(call_id).requeue()
     out.print(f"{call_id}: {info.status.value}", highlight=False)
+
+
+@call_cli.command("deliveries")
+def call_deliveries(
+    call_id: CallId,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Deliver its end to its webhook again, now.")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Each try at posting a call's end to its webhook (rayfn.Webhook).
+    Example: rayfn call deliveries fc-... --replay"""
+    call = FunctionCall.from_id(call_id)
+    tries = call.redeliver() if replay else call.deliveries()
+    if as_json:
+        out.print_json(json.dumps([dataclasses.asdict(t) for t in tries]))
+        return
+    table = Table("Delivery", "Try", "Sent", "HTTP", "Took", "Error")
+    for t in tries:
+        took = f"{t.seconds * 1000:.0f} ms"
+        answer = "" if t.status_code is None else str(t.status_code)
+        table.add_row(t.delivery_id, str(t.attempt), when(t.at), answer, took, t.error or "")
+    print_table(table)
+    if replay:
+        out.print(f"{call_id}: delivering again", highlight=False)
 
 
 @call_cli.command("cancel")

@@ -67,3 +67,9 @@ def patient(folder: str) -> str:
     if _ran(folder, "patient") == 0:
         raise RuntimeError("first run")
     return "second run"
+
+
+@app.function()
+def stamp() -> float:
+    """When it ran."""
+    return time.time()

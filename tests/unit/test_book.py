@@ -25,6 +25,7 @@ from rayfn.runtime.commands import (
 )
 from rayfn.runtime.constants import PACK_MAX_CALLS
 from rayfn.runtime.identity import FunctionVersion
+from rayfn.runtime.protocol import CallOptions
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
 from rayfn.runtime.retries import RetryPolicy
 
@@ -110,14 +111,14 @@ def test_a_raised_call_retries_after_its_backoff_first_in_line() -> None:
     assert SetTimer("fc-0", T0 + 2.0) in commands
     assert book.calls["fc-0"].status is CallStatus.RETRYING
     book.accept("fc-9", KEY, b"late", 60, T0 + 1.5)
-    assert of(book.timer_fired("fc-0"), Pump) == [Pump(KEY, p)]
+    assert of(book.timer_fired("fc-0", 0.0), Pump) == [Pump(KEY, p)]
     assert [c.call_id for c in book.queues[KEY]] == ["fc-0", "fc-9"]
     (again, _) = launches(book.dispatch(p, T0 + 2))
     assert again.calls[0][:2] == ("fc-0", 2)
     # The second retry waits initial_delay * 3.
     commands = book.launch_ended(again, [raised(T0 + 2)], None, None, T0 + 2)
     assert SetTimer("fc-0", T0 + 5.0) in commands
-    book.timer_fired("fc-0")
+    book.timer_fired("fc-0", 0.0)
     (third,) = launches(book.dispatch(p, T0 + 5))
     assert Finished("fc-0") in book.launch_ended(third, [raised(T0 + 6)], None, None, T0 + 6)
     call = book.calls["fc-0"]
@@ -140,7 +141,7 @@ def test_timeout_counts_from_the_start_report_and_kills_the_attempt() -> None:
     (launch,) = launches(book.dispatch(p, T0))
     assert book.started("fc-0", 1, T0 + 3, p) == [SetTimer("fc-0", T0 + 8)]
     assert book.calls["fc-0"].status is CallStatus.RUNNING
-    assert book.timer_fired("fc-0") == [Kill("fc-0")]
+    assert book.timer_fired("fc-0", 0.0) == [Kill("fc-0")]
     book.launch_ended(launch, None, CRASH, None, T0 + 8)
     call = book.calls["fc-0"]
     assert call.status is CallStatus.TIMED_OUT
@@ -155,8 +156,8 @@ def test_startup_timeout_kills_only_a_call_that_has_not_started() -> None:
     assert SetTimer("fc-0", T0 + 2) in commands and SetTimer("fc-1", T0 + 2) in commands
     first, _second = launches(commands)
     book.started("fc-1", 1, T0 + 1, p)  # replaces its startup timer (no timeout set)
-    assert book.timer_fired("fc-0") == [Kill("fc-0")]
-    assert book.timer_fired("fc-1") == []
+    assert book.timer_fired("fc-0", 0.0) == [Kill("fc-0")]
+    assert book.timer_fired("fc-1", 0.0) == []
     book.launch_ended(first, None, CRASH, None, T0 + 2)
     call = book.calls["fc-0"]
     assert call.status is CallStatus.FAILED
@@ -290,7 +291,7 @@ def test_restore_answers_finished_calls_as_before_and_keeps_queue_order() -> Non
     assert [c.call_id for c in again.queues[KEY]] == ["fc-2", "fc-3", "fc-4"]
     assert Pump(KEY, None) in commands
     (first, *_) = launches(again.dispatch(p, T0 + 4))
-    assert first.calls[0] == ("fc-2", 2, b"running")
+    assert first.calls[0][:3] == ("fc-2", 2, b"running")
     lost = again.calls["fc-2"].attempts[0]
     assert lost.outcome == INTERRUPTED
     assert again.calls["fc-2"].tries == 1  # the lost attempt does not count
@@ -320,7 +321,7 @@ def test_a_large_result_runs_again_after_a_restart() -> None:
     again = Book(max_tombstones=100)
     again.restore(journal_of(book), T0 + 2)
     (launch,) = launches(again.dispatch(policy(), T0 + 2))
-    assert launch.calls[0] == ("fc-0", 2, b"big")
+    assert launch.calls[0][:3] == ("fc-0", 2, b"big")
 
 
 def test_a_snapshot_and_the_tail_after_it_restore_the_same_book() -> None:
@@ -374,7 +375,7 @@ def test_a_packed_call_that_times_out_takes_only_itself_down() -> None:
     ids = [c[0] for c in pack.calls]
     book.finished_early(ids[0], 1, ok(T0), p, T0)
     assert book.started(ids[1], 1, T0, p) == [SetTimer(ids[1], T0 + 2)]
-    assert book.timer_fired(ids[1]) == [Kill(ids[1])]
+    assert book.timer_fired(ids[1], T0) == [Kill(ids[1])]
     book.launch_ended(pack, None, CRASH, None, T0 + 2)
     assert book.calls[ids[0]].status is CallStatus.SUCCEEDED
     assert book.calls[ids[1]].status is CallStatus.TIMED_OUT
@@ -466,7 +467,7 @@ def test_a_batch_killed_by_its_timeout_fails_every_call_in_it() -> None:
     book = book_with(b"0", b"1")
     (launch,) = launches(book.dispatch(batched, T0))
     book.started("fc-0", 1, T0, batched)  # the batch reports its first call only
-    book.timer_fired("fc-0")
+    book.timer_fired("fc-0", 0.0)
     book.launch_ended(launch, None, CRASH, None, T0 + 6)
     # The one timed out, the other died with its task; none went back to wait, which
     # would make a batch that hangs run again and again.
@@ -482,7 +483,7 @@ def test_a_dead_letter_is_requeued_with_fresh_retries_and_its_history_kept() -> 
     book = book_with(b"args")
     (launch,) = launches(book.dispatch(retried, T0))
     book.launch_ended(launch, [raised(T0 + 1)], None, None, T0 + 1)
-    book.timer_fired("fc-0")  # its backoff is over: queued again
+    book.timer_fired("fc-0", 0.0)  # its backoff is over: queued again
     (launch,) = launches(book.dispatch(retried, T0 + 2))
     book.launch_ended(launch, [raised(T0 + 3)], None, None, T0 + 3)
     call = book.calls["fc-0"]
@@ -509,7 +510,7 @@ def test_an_idempotency_key_names_one_call_and_refuses_other_arguments() -> None
 
     book = Book(max_tombstones=10)
     assert book.keyed(KEY, "order-1", b"args") is None
-    book.accept("fc-1", KEY, b"args", 60.0, T0, idempotency_key="order-1")
+    book.accept("fc-1", KEY, b"args", 60.0, T0, options=CallOptions("order-1"))
     assert book.keyed(KEY, "order-1", b"args") == "fc-1"
     assert book.keyed(KEY, "order-1", b"other") == Conflict("order-1", "fc-1")
     assert book.keyed(("app", "g"), "order-1", b"args") is None  # per function
@@ -519,3 +520,97 @@ def test_an_idempotency_key_names_one_call_and_refuses_other_arguments() -> None
     book.cancel("fc-1", T0)  # ended...
     book.expire_due(T0 + 120)  # ...and expired: its key still names it
     assert "fc-1" not in book.calls and book.keyed(KEY, "order-1", b"args") == "fc-1"
+
+
+# -- per-call options: priority, delay/at, expires_in ------------------------------------
+
+
+def test_priorities_order_a_backlog_fifo_among_equals_and_a_retry_keeps_its_place() -> None:
+    book = Book(max_tombstones=10)
+    p = policy(max_containers=1, retries=RetryPolicy(max_retries=1, initial_delay=1.0))
+    for index, priority in enumerate([0, 5, 0, 5, -1, 9]):
+        book.accept(f"fc-{index}", KEY, b"a", 60.0, T0, options=CallOptions(priority=priority))
+    order = []
+    now = T0
+    while book.queues.get(KEY):
+        (launch,) = launches(book.dispatch(p, now))
+        order.append(launch.calls[0].call_id)
+        book.launch_ended(launch, [ok(now)], None, None, now)
+    assert order == ["fc-5", "fc-1", "fc-3", "fc-0", "fc-2", "fc-4"]
+    # A retry goes back ahead of its equals, not ahead of higher priorities.
+    book.accept("fc-6", KEY, b"a", 60.0, now, options=CallOptions(priority=1))
+    book.accept("fc-7", KEY, b"a", 60.0, now, options=CallOptions(priority=1))
+    (launch,) = launches(book.dispatch(p, now))
+    assert launch.calls[0].call_id == "fc-6"
+    book.launch_ended(launch, [raised(now)], None, None, now)
+    book.accept("fc-8", KEY, b"a", 60.0, now, options=CallOptions(priority=2))
+    book.timer_fired("fc-6", now + 1)
+    assert [c.call_id for c in book.queues[KEY]] == ["fc-8", "fc-6", "fc-7"]
+
+
+def test_a_delayed_call_is_scheduled_until_its_time_and_cancel_works() -> None:
+    book = Book(max_tombstones=10)
+    commands = book.accept("fc-0", KEY, b"a", 60.0, T0, options=CallOptions(delay=30.0))
+    assert commands == [SetTimer("fc-0", T0 + 30)]
+    call = book.calls["fc-0"]
+    assert call.status is CallStatus.SCHEDULED and not book.queues.get(KEY)
+    assert call.info().scheduled_for == T0 + 30
+    # Its time comes: queued, and its function pumped.
+    fired = book.timer_fired("fc-0", T0 + 30)
+    assert call.status is CallStatus.QUEUED and of(fired, Pump)
+    # `at` in the past runs now; a cancelled scheduled call never queues.
+    assert book.accept("fc-1", KEY, b"a", 60.0, T0, options=CallOptions(at=T0 - 5)) == []
+    assert book.calls["fc-1"].status is CallStatus.QUEUED
+    book.accept("fc-2", KEY, b"a", 60.0, T0, options=CallOptions(at=T0 + 60))
+    assert SetTimer("fc-2", None) in book.cancel("fc-2", T0 + 1)
+    assert book.timer_fired("fc-2", T0 + 60) == []
+    assert book.calls["fc-2"].status is CallStatus.CANCELLED
+
+
+def test_a_call_not_started_by_its_deadline_never_runs() -> None:
+    book = Book(max_tombstones=10)
+    p = policy(max_containers=1)
+    expiring = CallOptions(expires_in=10.0)
+    book.accept("fc-0", KEY, b"a", 60.0, T0)
+    assert book.accept("fc-1", KEY, b"b", 60.0, T0, options=expiring) == [SetTimer("fc-1", T0 + 10)]
+    (launch,) = launches(book.dispatch(p, T0))  # fc-0 takes the one place
+    assert launch.calls[0].call_id == "fc-0"
+    # Still queued at its deadline: it ends there, and is skipped in the queue.
+    fired = book.timer_fired("fc-1", T0 + 10)
+    assert of(fired, Finished) == [Finished("fc-1")]
+    assert book.calls["fc-1"].status is CallStatus.EXPIRED_UNSTARTED
+    assert book.calls["fc-1"].failure.kind is FailureKind.EXPIRED_UNSTARTED
+    book.launch_ended(launch, [ok(T0 + 11)], None, None, T0 + 11)
+    assert not launches(book.dispatch(p, T0 + 11))
+    # Launched in time, the worker is told its deadline; a late timer does nothing.
+    book.accept("fc-2", KEY, b"c", 60.0, T0 + 11, options=expiring)
+    (launch,) = launches(book.dispatch(p, T0 + 11))
+    assert launch.calls[0].start_by == T0 + 21
+    assert book.timer_fired("fc-2", T0 + 21) == []
+    # The worker found it too late: it ends EXPIRED_UNSTARTED, with no start recorded.
+    failure = RemoteFailure.of_kind(FailureKind.EXPIRED_UNSTARTED, "late")
+    late = AttemptMeta(False, T0 + 22, T0 + 22, failure=failure)
+    book.launch_ended(launch, [late], None, None, T0 + 22)
+    info = book.calls["fc-2"].info()
+    assert info.status is CallStatus.EXPIRED_UNSTARTED and info.started_at is None
+    # A dispatch past the deadline (its timer not yet run) ends it too.
+    book.accept("fc-3", KEY, b"d", 60.0, T0 + 30, options=expiring)
+    assert not launches(book.dispatch(p, T0 + 45))
+    assert book.calls["fc-3"].status is CallStatus.EXPIRED_UNSTARTED
+
+
+def test_scheduled_and_expiring_calls_survive_a_restart() -> None:
+    book = Book(max_tombstones=10)
+    book.accept("fc-0", KEY, b"a", 60.0, T0, options=CallOptions(delay=30.0, priority=3))
+    book.accept("fc-1", KEY, b"b", 60.0, T0, options=CallOptions(expires_in=20.0))
+    records, _ = book.take_changes()
+    again = Book(max_tombstones=10)
+    commands = again.restore(records, T0 + 5)
+    assert SetTimer("fc-0", T0 + 30) in commands and SetTimer("fc-1", T0 + 20) in commands
+    assert again.calls["fc-0"].status is CallStatus.SCHEDULED
+    assert again.calls["fc-0"].priority == 3
+    assert [c.call_id for c in again.queues[KEY]] == ["fc-1"]
+    again.timer_fired("fc-1", T0 + 20)
+    assert again.calls["fc-1"].status is CallStatus.EXPIRED_UNSTARTED
+    again.timer_fired("fc-0", T0 + 30)
+    assert again.calls["fc-0"].status is CallStatus.QUEUED

@@ -45,7 +45,7 @@ class MemoryBackend:
         function: str,
         args: list[Any],
         kwargs: dict[str, Any],
-        idempotency_key: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> str:
         if app != "jobs":
             raise NotFoundError(f"App {app!r} is not deployed (deployed apps: jobs).")
@@ -77,6 +77,10 @@ class MemoryBackend:
     async def requeue(self, call_id: str) -> CallInfo:
         self._check(call_id)
         raise InvalidError(f"Call {call_id} cannot be requeued: it is SUCCEEDED.")
+
+    async def deliveries(self, call_id: str, again: bool) -> list[Any]:
+        self._check(call_id)
+        raise InvalidError(f"Call {call_id} cannot be delivered again: it has no webhook.")
 
     async def list_calls(self, query: Any) -> list[CallInfo]:
         return [await self.describe(call_id) for call_id in self.outcomes][: query.limit]

@@ -228,3 +228,61 @@ def test_with_options_changes_only_what_it_is_given_and_checks_it() -> None:
         option_changes({"cpu": -1}, default_result_ttl=10)
     with pytest.raises(InvalidError, match="with_options\\(\\) has no option 'colour'"):
         option_changes({"colour": "red"}, default_result_ttl=10)
+
+
+# -- per-call options (with_options(priority=, delay=, at=, expires_in=, ...)) ------------
+
+
+def test_call_options_are_checked_and_merged() -> None:
+    import datetime
+
+    from rayfn._options import call_options
+    from rayfn.runtime.protocol import CallOptions
+
+    now = 1_000_000.0
+    assert call_options({"cpu": 2}, None, now) is None  # not per-call: left for the variant
+    chosen = call_options({"priority": 3, "delay": datetime.timedelta(seconds=5)}, None, now)
+    assert chosen == CallOptions(priority=3, delay=5.0)
+    merged = call_options({"expires_in": 60, "idempotency_key": "k"}, chosen, now)
+    assert merged == CallOptions("k", 3, 5.0, None, 60.0)
+    at = datetime.datetime.fromtimestamp(now + 10, tz=datetime.UTC)
+    assert call_options({"at": at}, merged, now) == CallOptions("k", 3, None, now + 10, 60.0)
+    assert call_options({"priority": 0}, None, now) is None  # all defaults: nothing to send
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"delay": -1}, "0 or more"),
+        ({"delay": "soon"}, "number of seconds"),
+        ({"delay": float("nan")}, "number of seconds"),
+        ({"delay": 31 * 24 * 3600}, "at most"),
+        ({"priority": "high"}, "priority is an int"),
+        ({"priority": 1.0}, "priority is an int"),
+        ({"priority": True}, "priority is an int"),
+        ({"priority": 2**40}, "between"),
+        ({"expires_in": 0}, "more than 0"),
+        ({"delay": 10, "expires_in": 5}, "never run"),
+        ({"delay": 1, "at": 2_000_000.0}, "not both"),
+        ({"at": "tomorrow"}, "datetime or a Unix time"),
+        ({"idempotency_key": "k" * 257}, "1 to 256"),
+        ({"webhook": "https://example.com/hook"}, "webhook must be rayfn.Webhook"),
+        (
+            {"webhook": rayfn.Webhook("https://x.io", secret=rayfn.Secret.from_dict({"K": "v"}))},
+            "named secret",
+        ),
+    ],
+)
+def test_bad_call_options_are_refused_with_a_clear_error(given: dict, says: str) -> None:
+    from rayfn._options import call_options
+
+    with pytest.raises(InvalidError, match=says):
+        call_options(dict(given), None, 1_000_000.0)
+
+
+def test_a_functions_webhook_is_checked_and_its_secret_required() -> None:
+    hook = rayfn.Webhook("https://example.com/h", secret=rayfn.Secret.from_name("hooks"))
+    options = function_options(default_result_ttl=60.0, webhook=hook)
+    assert options.webhook == ("https://example.com/h", "hooks")
+    with pytest.raises(InvalidError, match=r"webhook must be rayfn\.Webhook"):
+        function_options(default_result_ttl=60.0, webhook="https://example.com/h")  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import ray
 
+from rayfn.records import FailureKind
 from rayfn.runtime import executor
 from rayfn.runtime.constants import INLINE_RESULT_BYTES
 from rayfn.runtime.executor import run_pack
@@ -54,3 +55,18 @@ def test_stops_taking_calls_once_its_time_budget_is_spent(
     monkeypatch.setattr(executor, "PACK_BUDGET_S", 0.0)
     metas, payload = run_pack(*_pack(loaded, [0, 1, 2]))
     assert len(metas) == 1 and payload is None
+
+
+def test_a_call_past_its_start_by_does_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[int] = []
+    monkeypatch.setitem(executor._loaded, "unit:g", ran.append)
+    headers, blobs = _pack("unit:g", [1, 2, 3])
+    late = TaskHeader.parse(headers[1])._replace(start_by=1.0)  # long past
+    later = TaskHeader.parse(headers[2])._replace(start_by=4e9)  # far ahead
+    metas, _ = run_pack([headers[0], late.to_str(), later.to_str()], blobs)
+    assert ran == [1, 3]
+    assert metas[1].failure is not None
+    assert metas[1].failure.kind is FailureKind.EXPIRED_UNSTARTED
+    meta, _ = executor.run_call(late.to_str(), blobs[1])
+    assert meta.failure is not None and meta.failure.kind is FailureKind.EXPIRED_UNSTARTED
+    assert ran == [1, 3]

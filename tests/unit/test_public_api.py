@@ -25,6 +25,7 @@ def test_public_names() -> None:
             "Retries",
             "Secret",
             "Volume",
+            "Webhook",
             "__version__",
             "asgi_app",
             "batched",
@@ -42,6 +43,7 @@ def test_public_names() -> None:
             "set_progress",
             "web_endpoint",
             "web_server",
+            "webhooks",
             "wsgi_app",
         ]
     )
