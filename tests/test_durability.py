@@ -217,9 +217,9 @@ def test_scheduled_and_expiring_calls_keep_their_times_across_a_restart(tmp_path
     folder = str(tmp_path)
     accepted_at = time.time()
     delayed = durable.stamp.with_options(delay=4).spawn()
-    blockers = [durable.slow.spawn(i, folder, 8.0) for i in (1, 2)]  # both of its places
+    blockers = [durable.slow.spawn(i, folder, 6.0) for i in (1, 2)]  # both of its places
     _wait_for_runs(tmp_path, "slow-*", 2)
-    expiring = durable.slow.with_options(expires_in=2).spawn(3, folder)
+    expiring = durable.slow.with_options(expires_in=1.5).spawn(3, folder)
     assert (delayed.status().status, expiring.status().status) == ("SCHEDULED", "QUEUED")
 
     _kill_registry()

@@ -719,6 +719,10 @@ def test_an_idempotency_key_makes_one_call_however_often_it_is_sent(
         assert (conflict.status_code, conflict.json()["error"]) == (409, "conflict")
         too_long = httpx.post(url, json={"idempotency_key": "k" * 257}, timeout=30)
         assert too_long.status_code == 422
+        in_cli = cluster.cli(
+            "call", "spawn", "idempotent", "charge", '["order 5"]', "--idempotency-key", "k5"
+        )
+        assert in_cli.stdout.strip() == calls[5].object_id, in_cli.stderr
         assert runs.len() == 10  # one run per key
     finally:
         _connection.control().stop("idempotent").result()
