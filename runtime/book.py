@@ -293,6 +293,14 @@ class Book:
         out.insert(0, Launch(policy, tuple(items)))
         return out
 
+    def handed_over(self, launch: Launch, task_id: str) -> None:
+        """Ray took ``launch`` as the task ``task_id``: noted on each call's attempt."""
+        for call_id, number, *_ in launch.calls:
+            call = self.calls.get(call_id)
+            if call is not None and len(call.attempts) >= number:
+                call.attempts[number - 1].task_id = task_id
+                self._dirty[call_id] = None
+
     def launch_failed(self, launch: Launch, failure: RemoteFailure, now: float) -> list[Command]:
         """Ray refused the task outright (e.g. resources no node type has)."""
         self.running[launch.policy.key] -= 1

@@ -35,7 +35,15 @@ class Timer(enum.Enum):
 class Attempt:
     """One try of a call, from hand-off to Ray until it ends."""
 
-    __slots__ = ("error", "finished_at", "number", "outcome", "started_at", "submitted_at")
+    __slots__ = (
+        "error",
+        "finished_at",
+        "number",
+        "outcome",
+        "started_at",
+        "submitted_at",
+        "task_id",
+    )
 
     def __init__(self, number: int, submitted_at: float) -> None:
         self.number = number
@@ -44,6 +52,7 @@ class Attempt:
         self.finished_at: float | None = None
         self.outcome: str | None = None
         self.error: str | None = None
+        self.task_id: str | None = None  # Ray's, once handed to Ray (its logs, its node)
 
     def end(self, outcome: str, error: str | None, at: float) -> None:
         self.outcome = outcome
@@ -62,12 +71,14 @@ class Attempt:
             self.finished_at,
             self.outcome,
             self.error,
+            self.task_id,
         )
 
     @classmethod
     def from_record(cls, record: tuple[Any, ...]) -> Attempt:
         attempt = cls(record[0], record[1])
-        attempt.started_at, attempt.finished_at, attempt.outcome, attempt.error = record[2:]
+        attempt.started_at, attempt.finished_at, attempt.outcome, attempt.error = record[2:6]
+        attempt.task_id = record[6] if len(record) > 6 else None  # journals before it: none
         return attempt
 
 

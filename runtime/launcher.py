@@ -87,8 +87,9 @@ class Launcher:
             and f.options.container.class_name == container.class_name
         ]
 
-    def launch(self, launch: Launch) -> RemoteFailure | None:
-        """Hand ``launch`` to Ray; a failure if Ray refuses it outright."""
+    def launch(self, launch: Launch) -> str | RemoteFailure:
+        """Hand ``launch`` to Ray: the id of the task that runs it, or a failure if Ray
+        refuses it outright."""
         loaded: LoadedFunction = launch.policy.runner
         if loaded.options.generator:
             return self._launch_stream(launch, loaded)
@@ -113,9 +114,9 @@ class Launcher:
         for call in launch.calls:
             self._flying[call.call_id] = (launch, meta_ref, slot)
         self._keep(self._watch(launch, meta_ref, payload_ref, slot))
-        return None
+        return meta_ref.task_id().hex()
 
-    def _launch_stream(self, launch: Launch, loaded: LoadedFunction) -> RemoteFailure | None:
+    def _launch_stream(self, launch: Launch, loaded: LoadedFunction) -> str | RemoteFailure:
         """A generator function's call: its values go to its stream as they come."""
         (call,) = launch.calls  # never packed
         slot = None
@@ -133,7 +134,7 @@ class Launcher:
             return RemoteFailure.from_ray_error(exc)
         self._flying[call.call_id] = (launch, refs, slot)
         self._keep(self._watch_stream(launch, refs, slot))
-        return None
+        return str(refs.completed().task_id().hex())
 
     def _keep(self, watch: Coroutine[Any, Any, None]) -> None:
         watcher = asyncio.get_running_loop().create_task(watch)

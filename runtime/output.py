@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from rayfn.runtime.constants import KV_CODE_PREFIX
 
 TAG = "rayfn|"
-_MARKS = (":task_name:", ":actor_name:")  # Ray's own (ray_constants.LOG_PREFIX_*)
+MARKS = (":task_name:", ":actor_name:")  # Ray's own (ray_constants.LOG_PREFIX_*)
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("rayfn_output_tag")
 _fallback: str | None = None  # threads the call started carry no context: its last tag
@@ -67,12 +67,12 @@ class _Tagged:
 
     def write(self, text: str) -> int:
         tag = _current.get(None) or _fallback
-        if text.startswith(_MARKS):
+        if text.startswith(MARKS):
             self._tag = None  # Ray named the next task: ours no longer holds
         elif tag != self._tag and text:
             # Between calls, an empty name: what the worker prints then is no call's.
             line_break = "" if self._at_line_start else "\n"
-            self._stream.write(f"{line_break}{_MARKS[0]}{tag or ''}\n")
+            self._stream.write(f"{line_break}{MARKS[0]}{tag or ''}\n")
             self._tag = tag
         written = self._stream.write(text)
         if text:

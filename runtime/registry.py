@@ -299,9 +299,11 @@ class CallRegistry:
         for command in commands:
             match command:
                 case events.Launch():
-                    failure = self._launcher.launch(command)
-                    if failure is not None:
-                        self._run(self._book.launch_failed(command, failure, time.time()))
+                    launched = self._launcher.launch(command)
+                    if isinstance(launched, RemoteFailure):
+                        self._run(self._book.launch_failed(command, launched, time.time()))
+                    else:
+                        self._book.handed_over(command, launched)
                 case events.SetTimer(call_id, at):
                     timer = self._timers.pop(call_id, None)
                     if timer is not None:

@@ -86,6 +86,7 @@ class AttemptInfo:
     finished_at: float | None = None
     outcome: str | None = None  # "succeeded", or a FailureKind value; None while on
     error: str | None = None
+    task_id: str | None = None  # the Ray task that ran it (its logs: rayfn call logs)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ metrics on the Prometheus endpoint Ray exports; `rayfn dashboard` points there."
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 import httpx
@@ -135,3 +136,45 @@ def test_app_logs_prints_what_the_apps_tasks_wrote(cluster: Cluster) -> None:
     assert "test-observe.chatty" in logs.stdout
     missing = cluster.cli("app", "logs", "no-such-app")
     assert missing.returncode == 1 and "No deployed app named 'no-such-app'" in missing.stderr
+
+
+@app.function()
+def talker(word: str) -> str:
+    print(f"talker says {word}")
+    print(f"talker warns {word}", file=sys.stderr)
+    return word
+
+
+@app.cls()
+class Speaker:
+    @rayfn.method()
+    def speak(self, word: str) -> str:
+        print(f"speaker says {word}")
+        return word
+
+
+def _logs_of(cluster: Cluster, call_id: str, expected: str) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        logs = cluster.cli("call", "logs", call_id)
+        assert logs.returncode == 0, logs.stderr
+        if expected in logs.stdout:
+            return logs.stdout
+        assert time.monotonic() < deadline, (logs.stdout, logs.stderr)
+        time.sleep(1)
+
+
+def test_call_logs_prints_what_that_call_printed_and_nothing_else(cluster: Cluster) -> None:
+    first, second = talker.spawn("first"), talker.spawn("second")
+    spoken = Speaker().speak.spawn("up")
+    assert (first.get(timeout=60), second.get(timeout=60), spoken.get(timeout=60)) == (
+        "first",
+        "second",
+        "up",
+    )
+    printed = _logs_of(cluster, first.object_id, "talker says first")
+    assert "talker warns first" in printed  # stderr too
+    assert "second" not in printed  # another call's lines, even from the same worker
+    assert first.status().attempts[0].task_id is not None
+    # A container's call: read from its actor's log, cut to the call's own lines.
+    assert "speaker says up" in _logs_of(cluster, spoken.object_id, "speaker says up")

@@ -11,10 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.pretty import pprint
 from rich.table import Table
+from rich.text import Text
 
 from rayfn._function import Function
 from rayfn._function_call import FunctionCall, list_calls
-from rayfn.cli._common import AsJson, CallId, err, out, print_table, when
+from rayfn.cli._common import AsJson, CallId, dashboard_address, err, out, print_table, when
 from rayfn.exception import Error, InvalidError
 from rayfn.records import CallInfo, CallStatus, Progress
 
@@ -176,6 +177,25 @@ def call_requeue(call_id: CallId) -> None:
     Example: rayfn call requeue fc-..."""
     info = FunctionCall.from_id(call_id).requeue()
     out.print(f"{call_id}: {info.status.value}", highlight=False)
+
+
+@call_cli.command("logs")
+def call_logs_command(call_id: CallId) -> None:
+    """Print what a call printed (stdout, then stderr), each attempt's, read through
+    Ray's log API (the cluster needs its dashboard). Example: rayfn call logs fc-..."""
+    from rayfn._call_logs import call_logs
+
+    dashboard_address()  # connects, and says so at once when there is no dashboard
+    logs = call_logs(call_id)
+    if not logs:
+        err.print("It has not been handed to Ray yet: nothing printed.", highlight=False)
+    for log in logs:
+        if len(logs) > 1:
+            err.print(f"-- attempt {log.attempt} on node {log.node}", highlight=False)
+        if log.note:
+            err.print(log.note, highlight=False, markup=False)
+        for line in log.lines:
+            out.print(Text(line), highlight=False)
 
 
 @call_cli.command("deliveries")
