@@ -16,13 +16,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# tests/test_head_restart.py runs Ray's GCS on a real redis-server; CI is a fresh Debian machine.
+# What the tests run that is not Python, from Debian (CI is a fresh Debian machine):
+# tests/test_head_restart.py runs Ray's GCS on a real redis-server, and the console's
+# test (tests/test_observability.py) drives a headless chromium.
+DEBIAN_PACKAGES := redis-server chromium
 setup:
-	@command -v redis-server >/dev/null || { \
+	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
-	  else echo "make setup: redis-server is missing; run as root, or apt-get install redis-server" >&2; exit 1; fi; \
+	  else echo "make setup: missing$$missing; run as root, or apt-get install$$missing" >&2; exit 1; fi; \
 	  $$sudo apt-get update -qq && \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; }
 
 # Starts a local Ray cluster in the background if none runs (stop: .venv/bin/rayfn cluster stop).
 demo: install

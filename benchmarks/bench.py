@@ -50,10 +50,11 @@ class Sizes:
     expire_burst: int
     load_clients: tuple[int, int]  # http_load: a few clients, then many, all at once
     load_requests: int  # http_load: submits per client count
+    console_calls: int = 100_000  # console_pages: calls tracked while the pages load
 
 
 FULL = Sizes(5000, 500, 3, 2000, 8, (0, 100_000, 1_000_000), 100_000, (8, 200), 2000)
-QUICK = Sizes(200, 20, 1, 60, 4, (0, 2_000), 2_000, (4, 20), 60)
+QUICK = Sizes(200, 20, 1, 60, 4, (0, 2_000), 2_000, (4, 20), 60, console_calls=2_000)
 # Submits/s of 200 concurrent clients before issue 13 (Serve's default of 5 requests per
 # replica): what http_load's target multiplies.
 LOAD_BEFORE_PER_S = 5.3
@@ -408,6 +409,53 @@ def schedule_tick(sizes: Sizes) -> Result:
     )
 
 
+def console_pages(sizes: Sizes) -> Result:
+    """What the console's pages ask the job API for, with ``console_calls`` calls
+    tracked: the slowest, in ms (median of 5), against a ``/healthz`` round trip. The
+    filtered listings walk every tracked call (no call matches); the figures too."""
+    import httpx
+
+    from rayfn import _connection
+    from rayfn.serve.deploy import deploy_api
+
+    base = deploy_api()
+    registry = _connection.registry()
+    registry.debug("fill_finished", sizes.console_calls, 3600.0).result()
+    pages = {
+        "calls, first page": "/v1/calls?limit=50",
+        "calls, a status none has": "/v1/calls?limit=50&status=FAILED",
+        "calls, an id prefix none has": "/v1/calls?limit=50&prefix=fc-none",
+        "figures of the last hour": "/v1/stats?window={i}",  # a new window: not cached
+        "apps and functions": "/v1/apps",
+        "the console itself": "/ui/console.js",
+    }
+
+    def median_ms(session: httpx.Client, path: str) -> float:
+        took = []
+        for i in range(5):
+            start = time.perf_counter()
+            session.get(f"{base}{path.format(i=3600 + i)}").raise_for_status()
+            took.append((time.perf_counter() - start) * 1000)
+        return statistics.median(took)
+
+    try:
+        with httpx.Client(timeout=60) as session:
+            page_ms = {name: median_ms(session, path) for name, path in pages.items()}
+            floor = median_ms(session, "/healthz")
+    finally:
+        registry.debug("clear").result()
+    worst = max(page_ms.values())
+    return Result(
+        "console_pages",
+        "slowest page ms",
+        worst,
+        floor,
+        worst / floor,
+        "< 1000 ms at 100,000 tracked calls",
+        {"tracked": sizes.console_calls, **{k: round(v, 1) for k, v in page_ms.items()}},
+    )
+
+
 BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     "spawn_get_throughput": spawn_get_throughput,
     "spawn_map_throughput": spawn_map_throughput,
@@ -417,6 +465,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     "registry_scale": registry_scale,
     "journal_cost": journal_cost,
     "schedule_tick": schedule_tick,
+    "console_pages": console_pages,
 }
 
 

@@ -47,7 +47,7 @@ from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.identity import app_of
 from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.packing import PackPolicy
-from rayfn.runtime.protocol import CallOptions, Conflict
+from rayfn.runtime.protocol import CallOptions, CallQuery, Conflict
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
 from rayfn.runtime.webhooks import Deliveries, WebhookTarget
 
@@ -669,22 +669,21 @@ class Book:
 
     # -- reading ------------------------------------------------------------------------
 
-    def listing(
-        self,
-        app: str | None,
-        function: str | None,
-        status: CallStatus | None,
-        limit: int,
-        before: str | None,
-        dead: bool = False,
-    ) -> list[CallInfo]:
+    def listing(self, query: CallQuery) -> list[CallInfo]:
         """Calls newest first, filtered; ``before`` (a call id) continues a listing;
         ``dead``: only dead letters (FAILED or TIMED_OUT, retries used up)."""
+        app, function, status, limit, before, dead, since, until, prefix = query
         found: list[CallInfo] = []
         seeking = before is not None
         for call in reversed(self.calls.values()):
             if seeking:
                 seeking = call.call_id != before
+                continue
+            if since is not None and call.created_at < since:
+                break  # newest first: every call after this one is older
+            if until is not None and call.created_at >= until:
+                continue
+            if prefix is not None and not call.call_id.startswith(prefix):
                 continue
             if app is not None and app_of(call.app) != app:
                 continue

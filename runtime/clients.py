@@ -200,6 +200,9 @@ class RegistryClient:
     def list_calls(self, query: CallQuery) -> Reply[list[CallInfo]]:
         return Reply(lambda: self.handle.list_calls.remote(query))
 
+    def figures(self, window: float) -> Reply[dict[str, Any]]:
+        return Reply(lambda: self.handle.figures.remote(window))
+
     def stats(self, app: str = "") -> Reply[dict[str, int]]:
         """Counts for the dashboard and tests; ``unfinished``: of ``app``'s calls."""
         return Reply(lambda: self.handle.stats.remote(app))
@@ -258,6 +261,9 @@ class ControlClient:
 
     def describe_function(self, app: str, function: str) -> Reply[FunctionInfo | NotDeployed]:
         return Reply(lambda: self.handle.describe_function.remote(app, function))
+
+    def describe_app(self, app: str) -> Reply[list[FunctionInfo] | NotDeployed]:
+        return Reply(lambda: self.handle.describe_app.remote(app))
 
     def get_function(self, app: str, function: str) -> Reply[LoadedVersion | NotDeployed]:
         return Reply(lambda: self.handle.get_function.remote(app, function))

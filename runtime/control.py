@@ -287,6 +287,17 @@ class ControlActor:
             app, function, deployment.version, spec.signature, spec.options, spec.parameters
         )
 
+    async def describe_app(self, app: str) -> list[FunctionInfo] | NotDeployed:
+        """Every function of a deployed app, as ``describe_function`` tells one."""
+        deployment = self._apps.get(app)
+        if deployment is None:
+            deployed = tuple(sorted(n for n, d in self._apps.items() if not d.spec.ephemeral))
+            return NotDeployed(app, None, deployed)
+        return [
+            FunctionInfo(app, name, deployment.version, spec.signature, spec.options)
+            for name, spec in deployment.spec.functions.items()
+        ]
+
     async def get_function(self, app: str, function: str) -> LoadedVersion | NotDeployed:
         """The current version, options and runtime env of a function, for the
         registry (its code is in the GCS, for the workers)."""

@@ -89,6 +89,9 @@ class CallQuery(NamedTuple):
     limit: int = 50
     before: str | None = None  # a call id: continue a listing after it
     dead: bool = False  # only dead letters (FAILED, TIMED_OUT)
+    since: float | None = None  # created at or after (a Unix time)
+    until: float | None = None  # created before
+    prefix: str | None = None  # ids that start with it
 
 
 class LoadedVersion(NamedTuple):

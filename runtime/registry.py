@@ -42,6 +42,7 @@ from rayfn.runtime.constants import (
     STREAM_KEEP_S,
 )
 from rayfn.runtime.dispatch import LoadedFunction
+from rayfn.runtime.figures import FIGURES_FRESH_S, WINDOW_S, figures
 from rayfn.runtime.identity import FunctionKey as Key
 from rayfn.runtime.ids import new_call_id
 from rayfn.runtime.journal import Journal, next_epoch
@@ -85,6 +86,7 @@ class CallRegistry:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._pump_timers: dict[Key, asyncio.TimerHandle] = {}  # batches filling up
         self._webhooks = Sender(code.get_secret)
+        self._figures: dict[float, tuple[float, dict[str, Any]]] = {}  # window -> (at, them)
         self._spawn_batches = 0  # round trips of coalesced spawns, for stats()
         self._background: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -191,9 +193,7 @@ class CallRegistry:
 
     async def list_calls(self, query: CallQuery) -> list[CallInfo]:
         """Calls newest first, filtered; ``before`` (a call id) continues a listing."""
-        return self._book.listing(
-            query.app, query.function, query.status, query.limit, query.before, query.dead
-        )
+        return self._book.listing(query)
 
     # -- steering ------------------------------------------------------------------------
 
@@ -267,6 +267,20 @@ class CallRegistry:
             known = stale.get(key)
             await self._reload_and_pump(key, known.policy if known else None)
         return cancelled
+
+    async def figures(self, window: float = WINDOW_S) -> dict[str, Any]:
+        """The console's figures (runtime/figures.py); reused for a second, so many
+        open consoles cost one walk over the calls a second."""
+        now = time.time()
+        cached = self._figures.get(window)
+        if cached is not None and now - cached[0] < FIGURES_FRESH_S:
+            return cached[1]
+        book = self._book
+        queued = {key: len(queue) for key, queue in book.queues.items()}
+        running = {key: n for key, n in book.running.items() if n}
+        found = figures(book.calls.values(), queued, running, now, window)
+        self._figures = {window: (now, found)}
+        return found
 
     async def stats(self, app: str = "") -> dict[str, int]:
         """Counts for the dashboard and tests; ``unfinished``: of ``app``'s calls."""

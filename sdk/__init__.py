@@ -5,7 +5,7 @@ Code written for Modal's job-queue API runs after changing one import::
     import rayfn as modal
 """
 
-from rayfn import exception, functions, webhooks
+from rayfn import console, exception, functions, webhooks
 from rayfn._app import App
 from rayfn._call_progress import set_progress
 from rayfn._cls import Cls, batched, concurrent, enter, exit, method
@@ -45,6 +45,7 @@ __all__ = [
     "asgi_app",
     "batched",
     "concurrent",
+    "console",
     "current_function_call_id",
     "enable_output",
     "enter",

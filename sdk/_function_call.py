@@ -323,9 +323,13 @@ def list_calls(
     limit: int = 50,
     before: str | None = None,
     dead: bool = False,
+    since: float | None = None,
+    until: float | None = None,
+    prefix: str | None = None,
 ) -> list[CallInfo]:
     """Status records of tracked calls, newest first (beyond Modal). Pass the last id
-    of a page as ``before`` for the next page.
+    of a page as ``before`` for the next page; ``since``/``until`` (Unix times) bound
+    when they were created; ``prefix``: ids that start with it.
 
     Example:
         >>> rayfn.list_calls(app="my-job-queue", status=rayfn.CallStatus.FAILED)
@@ -334,7 +338,12 @@ def list_calls(
         raise InvalidError(f"limit must be a whole number from 1 to 10000, got {limit!r}.")
     if before is not None and not is_call_id(before):
         raise InvalidError(f"before must be a call id, got {before!r}.")
-    query = CallQuery(app, function, status, limit, before, dead)
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidError(f"{name} is a Unix time in seconds, got {value!r}.")
+    if prefix is not None and (not isinstance(prefix, str) or len(prefix) > 64):
+        raise InvalidError(f"prefix is the start of a call id, got {prefix!r}.")
+    query = CallQuery(app, function, status, limit, before, dead, since, until, prefix or None)
     return _connection.registry().list_calls(query).result()
 
 

@@ -329,10 +329,10 @@ def check_routes(
 def web_url(app_name: str, function: str, web: WebEndpoint, *, dev: bool = False) -> str:
     """Where a web function is (or will be) served: on the cluster's Serve, as its
     web functions were first deployed, else as this process's settings say."""
-    return _base_url() + _route_prefix(app_name, function, web, dev)
+    return base_url() + _route_prefix(app_name, function, web, dev)
 
 
-def _base_url() -> str:
+def base_url() -> str:
     from rayfn import _connection
 
     _connection.connect()
@@ -363,7 +363,7 @@ def host_label(app_name: str, function: str, web: WebEndpoint, dev: bool = False
 def web_origin(app_name: str, function: str, web: WebEndpoint, *, dev: bool = False) -> str:
     """The origin whose root is the web function's (``http://<label>.localhost:8000``
     on a cluster served on loopback; ``<label>.<host>`` under a host name)."""
-    base = httpx.URL(_base_url())
+    base = httpx.URL(base_url())
     host = "localhost" if base.host in ("127.0.0.1", "0.0.0.0", "localhost") else base.host
     port = f":{base.port}" if base.port else ""
     return f"{base.scheme}://{host_label(app_name, function, web, dev)}.{host}{port}"

@@ -16,6 +16,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/healthz"})
+# The console's static files: no data in them (their data comes from the token's routes).
+OPEN_PREFIX = "/ui"
 # Event streams (/v1/calls/{id}/events) last as long as their call: they take no place
 # in the admission line, which is for requests that end soon, but a bound of their own.
 MAX_STREAMS = 256
@@ -57,8 +59,12 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         send = _timed(send)
-        if scope["path"] in OPEN_PATHS:  # /healthz answers however busy the API is
+        path = scope["path"]
+        if path in OPEN_PATHS:  # /healthz answers however busy the API is
             await self._guarded(scope, receive, send)
+            return
+        if path == OPEN_PREFIX or path.startswith(OPEN_PREFIX + "/"):
+            await self.app(scope, receive, send)  # static files: no token, no body
             return
         if scope["path"].endswith("/events"):
             await self._stream(scope, receive, send)

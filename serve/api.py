@@ -22,6 +22,12 @@ when ``RAYFN_API_TOKEN`` is set):
     GET    /v1/calls/{call_id}/deliveries              200 tries at its webhook
     POST   /v1/calls/{call_id}/deliveries              200 the same, delivering again;
                                                        422 no webhook, or not ended
+    GET    /v1/calls/{call_id}/logs                    200 what each attempt printed
+    GET    /v1/calls/{call_id}/graph                   200 the call and those it spawned
+    GET    /v1/apps                                    200 deployed apps, their functions
+    GET    /v1/stats?window=3600                       200 the registry's figures
+    GET    /ui/                                        the console (static; its data
+                                                       comes from the routes above)
     GET    /healthz                                    200 {"status": "ok"}
 
 A failed call answers 424 (Failed Dependency: the request was fine, the function it
@@ -40,11 +46,13 @@ import datetime
 import functools
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,6 +63,7 @@ from rayfn.exception import (
 from rayfn.records import (
     ERROR_HTTP,
     FAILURES,
+    CallGraphNode,
     CallInfo,
     CallStatus,
     DeliveryInfo,
@@ -69,6 +78,9 @@ from rayfn.runtime.constants import (
 )
 from rayfn.serve._guard import RequestGuard
 from rayfn.serve._results import NoJsonForm, TooLarge, result_body
+
+# The console: static files, served at /ui/ (their data comes from the routes).
+CONSOLE = Path(__file__).parent / "console"
 
 # What Starlette's own errors (no such route, wrong method...) are called in our bodies.
 _HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -137,6 +149,16 @@ class ProgressRecord(BaseModel):
     at: float
 
 
+class AttemptRecord(BaseModel):
+    number: int
+    submitted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome: str | None = None
+    error: str | None = None
+    task_id: str | None = None  # the Ray task that ran it
+
+
 class CallRecord(BaseModel):
     call_id: str
     app: str
@@ -150,6 +172,7 @@ class CallRecord(BaseModel):
     priority: int = 0
     scheduled_for: float | None = None  # SCHEDULED until then (delay, at)
     start_by: float | None = None  # never started after (expires_in)
+    attempts: list[AttemptRecord] = Field(default_factory=list)
 
 
 class ListQuery(BaseModel):
@@ -161,6 +184,9 @@ class ListQuery(BaseModel):
     dead: bool = False  # only dead letters: FAILED or TIMED_OUT
     limit: int = Field(50, ge=1, le=10_000)
     before: str | None = None  # a call id: the page after it
+    since: float | None = None  # created at or after (a Unix time)
+    until: float | None = None  # created before
+    prefix: str | None = Field(default=None, max_length=64)  # ids that start with it
 
 
 class PendingResponse(BaseModel):
@@ -241,6 +267,23 @@ class Backend(Protocol):
         NotFoundError, InvalidError (no webhook, not ended)."""
         ...
 
+    async def logs(self, call_id: str) -> list[dict[str, Any]]:
+        """What each attempt printed: ``{attempt, node, lines, note}``. Raises
+        NotFoundError, InvalidError."""
+        ...
+
+    async def graph(self, call_id: str) -> CallGraphNode:
+        """Raises NotFoundError, InvalidError."""
+        ...
+
+    async def apps(self) -> list[dict[str, Any]]:
+        """Deployed apps, each with its functions and their options (no secret values)."""
+        ...
+
+    async def figures(self, window: float) -> dict[str, Any]:
+        """The registry's figures (``rayfn.runtime.figures``)."""
+        ...
+
 
 class ClusterBackend:
     """The job API's backend on a real cluster, through the SDK."""
@@ -297,6 +340,21 @@ class ClusterBackend:
         call = rayfn.FunctionCall.from_id(call_id)
         return await (call.redeliver.aio() if again else call.deliveries.aio())
 
+    async def logs(self, call_id: str) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(rayfn.console.call_logs, call_id)
+        return [dataclasses.asdict(log) for log in found]
+
+    async def graph(self, call_id: str) -> CallGraphNode:
+        call = rayfn.FunctionCall.from_id(call_id)
+        (root,) = await asyncio.to_thread(call.get_call_graph)
+        return root
+
+    async def apps(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(rayfn.console.apps)
+
+    async def figures(self, window: float) -> dict[str, Any]:
+        return await asyncio.to_thread(rayfn.console.figures, window)
+
 
 def get_backend(request: Request) -> Backend:
     """The backend of this app (a dependency, so tests can override it)."""
@@ -339,6 +397,12 @@ def build_api(
         RequestGuard, token_sha256=token_sha256, max_body=max_body, body_timeout_s=body_timeout_s
     )
     _add_error_handlers(api)
+
+    @api.get("/ui", include_in_schema=False)
+    async def console_root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    api.mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -444,6 +508,31 @@ def build_api(
         """Run a FAILED or TIMED_OUT call again under its id (422 for any other)."""
         return _record(await backend.requeue(call_id))
 
+    @api.get("/v1/calls/{call_id}/logs", responses=_errors(404), tags=["calls"])
+    async def call_logs(call_id: str, backend: BackendDep) -> list[dict[str, Any]]:
+        """What each attempt of the call printed (stdout, then stderr), read through
+        Ray's log API and cut to the call's own lines."""
+        return await backend.logs(call_id)
+
+    @api.get("/v1/calls/{call_id}/graph", responses=_errors(404), tags=["calls"])
+    async def call_graph(call_id: str, backend: BackendDep) -> dict[str, Any]:
+        """The call and the calls spawned from inside it, recursively."""
+        return dataclasses.asdict(await backend.graph(call_id))
+
+    @api.get("/v1/apps", tags=["apps"])
+    async def list_apps(backend: BackendDep) -> list[dict[str, Any]]:
+        """Deployed apps with their functions and options (secret names, never values)."""
+        return await backend.apps()
+
+    @api.get("/v1/stats", tags=["apps"])
+    async def stats(
+        backend: BackendDep, window: Annotated[float, Query(gt=0, le=7 * 24 * 3600)] = 3600.0
+    ) -> dict[str, Any]:
+        """Per function, calls by status, queue depth, running now, p50/p95 of run
+        time and queue wait over ``window`` seconds; calls ended per minute; run-time
+        histograms. The registry's own figures, no Prometheus needed."""
+        return await backend.figures(window)
+
     delivery_route: dict[str, Any] = {
         "response_model": list[DeliveryRecord],
         "responses": _errors(404),
@@ -497,11 +586,13 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _record(info: CallInfo) -> CallRecord:
-    fields = {f: getattr(info, f) for f in CallRecord.model_fields if f != "progress"}
+    skip = ("progress", "attempts")
+    fields = {f: getattr(info, f) for f in CallRecord.model_fields if f not in skip}
     progress = info.progress
     if progress is not None:
         fields["progress"] = ProgressRecord(**dataclasses.asdict(progress))
-    return CallRecord(**fields)
+    attempts = [AttemptRecord(**dataclasses.asdict(a)) for a in info.attempts]
+    return CallRecord(**fields, attempts=attempts)
 
 
 def _qualname(exc: BaseException) -> str:

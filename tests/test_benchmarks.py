@@ -40,6 +40,7 @@ def test_quick_benchmarks_run_and_report_every_benchmark(tmp_path: Path) -> None
         "registry_scale",
         "journal_cost",
         "schedule_tick",
+        "console_pages",
     ]
     for result in report["results"]:
         assert result["rayfn"] > 0 and result["raw"] > 0, result

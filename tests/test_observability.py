@@ -4,18 +4,23 @@ metrics on the Prometheus endpoint Ray exports; `rayfn dashboard` points there."
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import ray
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from ray.util.state import list_actors, list_tasks
 
 import rayfn
 from rayfn.exception import CancelledError
-from tests.conftest import Cluster
+from rayfn.serve.deploy import deploy_api, stop_api
+from tests.conftest import ROOT, Cluster, free_port
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -178,3 +183,107 @@ def test_call_logs_prints_what_that_call_printed_and_nothing_else(cluster: Clust
     assert first.status().attempts[0].task_id is not None
     # A container's call: read from its actor's log, cut to the call's own lines.
     assert "speaker says up" in _logs_of(cluster, spoken.object_id, "speaker says up")
+
+
+# -- the console, in a real browser ------------------------------------------------------
+
+SHOTS = ROOT / ".artifacts" / "console"  # screenshots of each page, kept by every run
+TOKEN = "console-t0ken"
+
+
+@app.function()
+def job(x: int) -> dict[str, int]:
+    print(f"working on {x}")
+    if x < 0:
+        print("about to fail", file=sys.stderr)
+        raise ValueError(f"negative input {x}")
+    return {"x": x}
+
+
+@app.function(max_containers=1)
+def gate(name: str) -> str:
+    while not rayfn.Dict.from_name("console-gate", create_if_missing=True).get("open"):
+        time.sleep(0.1)
+    return name
+
+
+@pytest.fixture(scope="module")
+def console(cluster: Cluster) -> Iterator[str]:
+    """The job API with a token, on a free loopback port; the console's URL."""
+    os.environ["RAYFN_HTTP_PORT"] = str(free_port())
+    os.environ["RAYFN_API_TOKEN"] = TOKEN
+    try:
+        base = deploy_api()
+        yield f"{base}/ui/"
+    finally:
+        stop_api()
+        os.environ.pop("RAYFN_HTTP_PORT")
+        os.environ.pop("RAYFN_API_TOKEN")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "make setup installs Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_the_console_shows_follows_and_acts_on_calls(console: str, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    page.goto(console)
+    # Without the token: a sign-in field and no data.
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#view")).to_be_empty()
+    page.fill("#token", "wrong")
+    page.click("#sign-in-form button")
+    expect(page.locator("#sign-in-error")).to_have_text("That token was refused.")
+    _shot(page, "sign-in")
+    page.fill("#token", TOKEN)
+    page.click("#sign-in-form button")
+    # Apps and functions, with their options.
+    row = page.locator('[data-app="test-observe"] tr[data-function="gate"]')
+    expect(row).to_contain_text("max_containers 1")
+    _shot(page, "apps")
+
+    ok, bad = job.spawn(1), job.spawn(-1)
+    blocker = gate.spawn("first")
+    queued = gate.spawn("second")
+    page.goto(f"{console}#/calls?app=test-observe&function=job")
+    loaded_at = page.evaluate("performance.timeOrigin")
+    # Live: the rows change state with no reload.
+    expect(page.locator(f'tr[data-call="{ok.object_id}"] [data-status]')).to_have_text("SUCCEEDED")
+    expect(page.locator(f'tr[data-call="{bad.object_id}"] [data-status]')).to_have_text("FAILED")
+    assert page.evaluate("performance.timeOrigin") == loaded_at
+    copy = page.locator(f'tr[data-call="{bad.object_id}"] [data-copy]')
+    assert copy.get_attribute("data-copy") == bad.object_id  # the whole id
+    _shot(page, "calls")
+
+    # A failed call: its traceback and what it printed.
+    page.click(f'a[href="#/calls/{bad.object_id}"]')
+    expect(page.locator("#error")).to_contain_text("ValueError: negative input -1")
+    expect(page.locator("#error")).to_contain_text("Traceback")
+    expect(page.locator("#logs")).to_contain_text("about to fail", timeout=60_000)
+    expect(page.locator("#logs")).to_contain_text("working on -1")
+    expect(page.locator("#attempts tbody tr")).to_have_count(1)
+    _shot(page, "call-failed")
+
+    # A queued call, cancelled from its page after a confirmation.
+    page.goto(f"{console}#/calls/{queued.object_id}")
+    expect(page.locator("[data-status]").first).to_have_text("QUEUED")
+    page.click("#cancel")
+    page.click("#confirm-yes")
+    expect(page.locator("[data-status]").first).to_have_text("CANCELLED")
+    assert queued.status().status == "CANCELLED"
+    _shot(page, "call-cancelled")
+    rayfn.Dict.from_name("console-gate").put("open", True)
+    assert blocker.get(timeout=60) == "first"
+    page.close()

@@ -22,6 +22,7 @@ cli = typer.Typer(
 )
 # In the order `rayfn --help` lists them: the top-level commands, then the nouns.
 cli.command()(cluster.dashboard)
+cli.command()(http.ui)
 cli.command()(app.deploy)
 cli.command()(app.serve)
 cli.command(context_settings=app.RUN_SETTINGS)(app.run)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from rayfn import _connection
 from rayfn.cli._common import out
+from rayfn.exception import InvalidError
 
 http_cli = typer.Typer(no_args_is_help=True, help="The job API. Example: rayfn http start")
 
@@ -28,3 +31,28 @@ def http_stop() -> None:
     _connection.connect()
     stop_api()
     out.print("Stopped the job API.", highlight=False)
+
+
+def ui(
+    open_it: Annotated[
+        bool, typer.Option("--open", help="Open it in this machine's web browser.")
+    ] = False,
+) -> None:
+    """Print the URL of the console (calls, apps, figures; served by the job API at
+    /ui/, behind its token). Example: rayfn ui --open"""
+    import webbrowser
+
+    import httpx
+
+    from rayfn._web_hosting import base_url
+
+    url = f"{base_url()}/ui/"
+    try:
+        httpx.get(f"{base_url()}/healthz", timeout=5).raise_for_status()
+    except httpx.HTTPError:
+        raise InvalidError(
+            f"The job API does not answer at {base_url()}: start it with `rayfn http start`."
+        ) from None
+    out.print(url, highlight=False)
+    if open_it:
+        webbrowser.open(url)

@@ -25,7 +25,7 @@ from rayfn.runtime.commands import (
 )
 from rayfn.runtime.constants import PACK_MAX_CALLS
 from rayfn.runtime.identity import FunctionVersion
-from rayfn.runtime.protocol import CallOptions
+from rayfn.runtime.protocol import CallOptions, CallQuery
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
 from rayfn.runtime.retries import RetryPolicy
 
@@ -398,12 +398,13 @@ def test_listing_and_the_call_graph() -> None:
     book = book_with(b"parent")
     book.accept("fc-child", KEY, b"c", 60, T0, parent="fc-0")
     book.accept("fc-other", ("other", "g"), b"o", 60, T0)
-    assert [i.call_id for i in book.listing(None, None, None, 10, None)] == [
+    assert [i.call_id for i in book.listing(CallQuery(limit=10))] == [
         "fc-other",
         "fc-child",
         "fc-0",
     ]
-    assert [i.call_id for i in book.listing("app", "f", None, 10, "fc-child")] == ["fc-0"]
+    listed = book.listing(CallQuery("app", "f", None, 10, "fc-child"))
+    assert [i.call_id for i in listed] == ["fc-0"]
     graph = book.graph(book.calls["fc-0"])
     assert [child.call_id for child in graph.children] == ["fc-child"]
 
@@ -488,7 +489,7 @@ def test_a_dead_letter_is_requeued_with_fresh_retries_and_its_history_kept() -> 
     book.launch_ended(launch, [raised(T0 + 3)], None, None, T0 + 3)
     call = book.calls["fc-0"]
     assert (call.status, call.args) == (CallStatus.FAILED, b"args")  # kept: a dead letter
-    assert [c.call_id for c in book.listing(None, None, None, 10, None, dead=True)] == ["fc-0"]
+    assert [c.call_id for c in book.listing(CallQuery(limit=10, dead=True))] == ["fc-0"]
     assert book.requeue("fc-1", T0 + 4) == ([], "unknown")
     commands, refusal = book.requeue("fc-0", T0 + 4)
     assert refusal is None and of(commands, Pump)
@@ -614,3 +615,12 @@ def test_scheduled_and_expiring_calls_survive_a_restart() -> None:
     assert again.calls["fc-1"].status is CallStatus.EXPIRED_UNSTARTED
     again.timer_fired("fc-0", T0 + 30)
     assert again.calls["fc-0"].status is CallStatus.QUEUED
+
+
+def test_listings_filter_by_creation_time_and_id_prefix() -> None:
+    book = Book(max_tombstones=10)
+    for index in range(5):
+        book.accept(f"fc-{index}", KEY, b"a", 60.0, T0 + index)
+    listed = book.listing(CallQuery(limit=10, since=T0 + 1, until=T0 + 4))
+    assert [c.call_id for c in listed] == ["fc-3", "fc-2", "fc-1"]
+    assert [c.call_id for c in book.listing(CallQuery(limit=10, prefix="fc-4"))] == ["fc-4"]

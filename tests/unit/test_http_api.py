@@ -82,6 +82,22 @@ class MemoryBackend:
         self._check(call_id)
         raise InvalidError(f"Call {call_id} cannot be delivered again: it has no webhook.")
 
+    async def logs(self, call_id: str) -> list[dict[str, Any]]:
+        self._check(call_id)
+        return [{"attempt": 1, "node": "n1", "lines": ["hello"], "note": None}]
+
+    async def graph(self, call_id: str) -> Any:
+        from rayfn.records import CallGraphNode
+
+        self._check(call_id)
+        return CallGraphNode(call_id, "jobs", "f", CallStatus.SUCCEEDED)
+
+    async def apps(self) -> list[dict[str, Any]]:
+        return [{"name": "jobs", "version": 1, "functions": []}]
+
+    async def figures(self, window: float) -> dict[str, Any]:
+        return {"tracked": len(self.outcomes), "window": window, "functions": []}
+
     async def list_calls(self, query: Any) -> list[CallInfo]:
         return [await self.describe(call_id) for call_id in self.outcomes][: query.limit]
 
@@ -437,3 +453,26 @@ def test_listing_filters_and_requeue_of_a_call_that_is_no_dead_letter(
     refused = client.post(f"/v1/calls/{ids[0]}/requeue")
     assert (refused.status_code, refused.json()["error"]) == (422, "invalid")
     assert "cannot be requeued" in refused.json()["message"]
+
+
+def test_the_console_is_static_and_open_its_data_behind_the_token(
+    backend: MemoryBackend,
+) -> None:
+    api = build_api(token_sha256=token_digest("s3cret"))
+    api.dependency_overrides[get_backend] = lambda: backend
+    client = TestClient(api)
+    page = client.get("/ui/")  # no token: the page, with its sign-in field, and no data
+    assert page.status_code == 200 and 'id="sign-in"' in page.text
+    assert client.get("/ui/console.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/ui", follow_redirects=False).headers["location"] == "/ui/"
+    token = {"Authorization": "Bearer s3cret"}
+    for path in ("/v1/apps", "/v1/stats"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers=token).status_code == 200, path
+    assert client.get("/v1/stats?window=0", headers=token).status_code == 422
+    call_id = client.post("/v1/apps/jobs/functions/f/calls", json={}, headers=token).json()
+    logs = client.get(f"/v1/calls/{call_id['call_id']}/logs", headers=token).json()
+    assert logs[0]["lines"] == ["hello"]
+    graph = client.get(f"/v1/calls/{call_id['call_id']}/graph", headers=token).json()
+    assert graph["call_id"] == call_id["call_id"] and graph["children"] == []
+    assert client.get("/v1/calls/not-an-id/logs", headers=token).status_code == 422

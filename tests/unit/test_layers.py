@@ -30,7 +30,7 @@ LEAVES = {
     "rayfn.runtime.http_forward",  # handing HTTP requests on: no Ray, nothing of rayfn
 }
 # What serve may use of the SDK: its public modules.
-PUBLIC_SDK = {"rayfn", "rayfn.config", "rayfn.functions"}
+PUBLIC_SDK = {"rayfn", "rayfn.config", "rayfn.console", "rayfn.functions"}
 # The one module allowed to use Ray's private APIs (and which serve may import).
 RAY_COMPAT = "rayfn.runtime._ray_compat"
 # Ray modules that are private without an underscore in their path: generated protobuf

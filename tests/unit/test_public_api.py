@@ -30,6 +30,7 @@ def test_public_names() -> None:
             "asgi_app",
             "batched",
             "concurrent",
+            "console",
             "current_function_call_id",
             "enable_output",
             "enter",
