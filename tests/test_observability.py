@@ -236,7 +236,12 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def test_the_console_shows_follows_and_acts_on_calls(console: str, browser: Browser) -> None:
+def test_the_console_shows_follows_and_acts_on_calls(
+    cluster: Cluster, console: str, browser: Browser
+) -> None:
+    port = os.environ["RAYFN_HTTP_PORT"]
+    printed = cluster.cli("ui", env={"RAYFN_HTTP_PORT": port})
+    assert printed.stdout.strip() == console, printed.stderr
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(30_000)
     page.goto(console)
