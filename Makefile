@@ -49,11 +49,12 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest tests/unit
 
-# Parallel where nothing depends: redis-server's apt install beside pip's, lint beside mypy.
+# Parallel where nothing depends: the apt installs beside pip's, lint beside mypy, and the
+# test modules in two pytest processes, each with its own Ray clusters (tests/conftest.py).
 test:
 	$(MAKE) --no-print-directory -j2 setup install
 	$(MAKE) --no-print-directory -j2 lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Speed and memory against raw Ray (minutes); `--quick` runs inside `make test`.
 bench: install

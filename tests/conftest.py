@@ -10,7 +10,11 @@ rayfn's actors or needs other start arguments says
 ``pytestmark = pytest.mark.own_cluster(**start)`` and gets a cluster of its own.
 
 The modules on the shared cluster run first, and it is stopped once no test left needs
-it, so no two clusters of this run are up at once (the other modules start their own).
+it, so no two clusters of one pytest process are up at once (the other modules start
+their own). ``make test`` runs two such processes side by side (pytest-xdist,
+``--dist loadfile``: a module stays whole in one of them): the suite mostly waits on
+processes starting and calls sleeping, so two halve its time on two cores. Every
+cluster takes free ports, and its own ``RAYFN_HOME``.
 """
 
 from __future__ import annotations

@@ -476,3 +476,24 @@ def test_the_console_is_static_and_open_its_data_behind_the_token(
     graph = client.get(f"/v1/calls/{call_id['call_id']}/graph", headers=token).json()
     assert graph["call_id"] == call_id["call_id"] and graph["children"] == []
     assert client.get("/v1/calls/not-an-id/logs", headers=token).status_code == 422
+
+
+def test_the_consoles_app_records_name_secrets_and_never_hold_their_values() -> None:
+    from rayfn.console import app_record
+    from rayfn.runtime.records import AppInfo, FunctionInfo, FunctionOptions
+    from rayfn.runtime.webhooks import WebhookTarget
+
+    options = FunctionOptions(
+        secrets=("openai",), webhook=WebhookTarget("https://x.io/h", "hooks"), max_containers=2
+    )
+    info = AppInfo("jobs", 3, ("f", "f[ab12]"), 1.0, "jobs.py", False)
+    functions = [FunctionInfo("jobs", name, 3, "(x)", options) for name in ("f", "f[ab12]")]
+    record = app_record(info, functions)
+    assert [f["name"] for f in record["functions"]] == ["f"]  # a with_options variant: not shown
+    shown = record["functions"][0]["options"]
+    assert (shown["secrets"], shown["webhook"], shown["max_containers"]) == (
+        ["openai"],
+        "https://x.io/h",
+        2,
+    )
+    assert "hooks" not in str(record)  # the webhook's secret: not even its name
