@@ -24,11 +24,12 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, NamedTuple
-
-import httpx
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rayfn.records import CallInfo, DeliveryInfo
+
+if TYPE_CHECKING:
+    import httpx  # imported when a delivery is sent: every worker imports this module
 
 # Retries wait 1, 2, 4... seconds, at most 5 minutes apart, for at most an hour after
 # the call ended (or the delivery was replayed), and never past the call's expiry.
@@ -201,6 +202,8 @@ class Sender:
         self, target: WebhookTarget, delivery_id: str, attempt: int, info: CallInfo
     ) -> DeliveryInfo:
         """One try; how it went (never raises)."""
+        import httpx
+
         started = time.time()
         answer: int | None = None
         try:
