@@ -16,7 +16,7 @@ from rayfn.runtime.calls import Call
 from rayfn.runtime.identity import FunctionKey, app_of
 
 WINDOW_S = 3600.0
-FIGURES_FRESH_S = 1.0  # how long the registry reuses what it worked out
+FIGURES_FRESH_S = 5.0  # how long the registry reuses what it worked out (a walk of every call)
 BUCKET_S = 60.0
 # Upper edges of the run-time histogram's buckets, in seconds (the last is open).
 EDGES = (0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, math.inf)

