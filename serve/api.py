@@ -42,18 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
-import functools
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import rayfn
@@ -63,10 +59,7 @@ from rayfn.exception import (
 from rayfn.records import (
     ERROR_HTTP,
     FAILURES,
-    CallGraphNode,
     CallInfo,
-    CallStatus,
-    DeliveryInfo,
     call_event,
     failure_kind,
 )
@@ -76,6 +69,20 @@ from rayfn.runtime.constants import (
     DEFAULT_HTTP_MAX_RESULT,
     WATCH_EVERY_S,
 )
+from rayfn.serve._backend import Backend, BackendDep, ClusterBackend
+from rayfn.serve._bodies import (
+    CallRecord,
+    DeliveryRecord,
+    ErrorResponse,
+    FailedResponse,
+    ListQuery,
+    PendingResponse,
+    RemoteErrorBody,
+    ResultResponse,
+    SpawnRequest,
+    SpawnResponse,
+    call_record,
+)
 from rayfn.serve._guard import RequestGuard
 from rayfn.serve._results import NoJsonForm, TooLarge, result_body
 
@@ -84,285 +91,6 @@ CONSOLE = Path(__file__).parent / "console"
 
 # What Starlette's own errors (no such route, wrong method...) are called in our bodies.
 _HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
-
-
-# -- bodies -------------------------------------------------------------------------------
-
-
-class SpawnRequest(BaseModel):
-    """Arguments of a call, as JSON."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    # The same key with the same arguments: the call made before, not a second one.
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
-    priority: StrictInt | None = None  # higher leaves the function's queue first
-    delay: float | None = Field(default=None, ge=0)  # seconds before it may start
-    at: datetime.datetime | float | None = None  # not started before (ISO 8601 or Unix)
-    expires_in: float | None = Field(default=None, gt=0)  # not started by then: never
-    webhook: WebhookBody | None = None  # where its end is posted, signed
-
-    def call_options(self, idempotency_key: str | None) -> dict[str, Any]:
-        """The per-call options set (``Function.with_options`` keywords)."""
-        chosen = self.model_dump(include=set(CALL_OPTION_FIELDS), exclude_none=True)
-        if self.webhook is not None:
-            secret = rayfn.Secret.from_name(self.webhook.secret)
-            chosen["webhook"] = rayfn.Webhook(self.webhook.url, secret=secret)
-        key = idempotency_key or self.idempotency_key
-        return {**chosen, "idempotency_key": key} if key is not None else chosen
-
-
-class WebhookBody(BaseModel):
-    """A call's own webhook: its URL and the name of the rayfn Secret that signs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(max_length=2048)
-    secret: str = Field(min_length=1, max_length=256)
-
-
-class DeliveryRecord(BaseModel):
-    """One try at posting a call's end to its webhook."""
-
-    delivery_id: str
-    attempt: int
-    at: float
-    status_code: int | None = None
-    error: str | None = None
-    seconds: float
-
-
-CALL_OPTION_FIELDS = ("priority", "delay", "at", "expires_in")
-
-
-class SpawnResponse(BaseModel):
-    call_id: str
-
-
-class ProgressRecord(BaseModel):
-    """What a running call last said of its progress (``rayfn.set_progress``)."""
-
-    value: float | dict[str, Any]  # a fraction done (0 to 1), or a small dict
-    message: str | None = None
-    at: float
-
-
-class AttemptRecord(BaseModel):
-    number: int
-    submitted_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    outcome: str | None = None
-    error: str | None = None
-    task_id: str | None = None  # the Ray task that ran it
-
-
-class CallRecord(BaseModel):
-    call_id: str
-    app: str
-    function: str
-    status: CallStatus
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    error: str | None = None
-    progress: ProgressRecord | None = None
-    priority: int = 0
-    scheduled_for: float | None = None  # SCHEDULED until then (delay, at)
-    start_by: float | None = None  # never started after (expires_in)
-    attempts: list[AttemptRecord] = Field(default_factory=list)
-
-
-class ListQuery(BaseModel):
-    """Which calls ``GET /v1/calls`` lists, newest first."""
-
-    app: str | None = None
-    function: str | None = None
-    status: CallStatus | None = None
-    dead: bool = False  # only dead letters: FAILED or TIMED_OUT
-    limit: int = Field(50, ge=1, le=10_000)
-    before: str | None = None  # a call id: the page after it
-    since: float | None = None  # created at or after (a Unix time)
-    until: float | None = None  # created before
-    prefix: str | None = Field(default=None, max_length=64)  # ids that start with it
-
-
-class PendingResponse(BaseModel):
-    call_id: str
-    status: CallStatus
-
-
-class ResultResponse(BaseModel):
-    """bytes in the result are base64 text; a bytes result has ``encoding: base64``.
-    NaN and infinities are the strings "NaN", "Infinity", "-Infinity"."""
-
-    call_id: str
-    status: CallStatus = CallStatus.SUCCEEDED
-    result: Any = None
-    encoding: str | None = None
-
-
-class RemoteErrorBody(BaseModel):
-    type: str
-    message: str
-    traceback: str | None = None
-
-
-class FailedResponse(BaseModel):
-    call_id: str
-    status: CallStatus = CallStatus.FAILED
-    error: RemoteErrorBody
-
-
-class ErrorResponse(BaseModel):
-    """Every 4xx/5xx answer of the API."""
-
-    error: str  # a stable code: "not_found", "expired", "invalid", ...
-    message: str
-
-
-# -- what the routes need from a cluster ----------------------------------------------------
-
-
-class Backend(Protocol):
-    """The calls the routes make; the default goes through the SDK to the cluster."""
-
-    async def spawn(
-        self,
-        app: str,
-        function: str,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        options: dict[str, Any] | None = None,
-    ) -> str:
-        """Raises NotFoundError, InvalidError, SerializationError, ConflictError.
-        ``options``: per-call options, as ``Function.with_options`` takes them."""
-        ...
-
-    async def result(self, call_id: str) -> Any:
-        """The value; raises TimeoutError (pending), OutputExpiredError,
-        NotFoundError, InvalidError, or the function's own exception."""
-        ...
-
-    async def describe(self, call_id: str) -> CallInfo:
-        """Raises NotFoundError, InvalidError."""
-        ...
-
-    async def cancel(self, call_id: str) -> CallInfo:
-        """Raises NotFoundError, InvalidError."""
-        ...
-
-    async def requeue(self, call_id: str) -> CallInfo:
-        """Raises NotFoundError, InvalidError (not a dead letter)."""
-        ...
-
-    async def list_calls(self, query: ListQuery) -> list[CallInfo]:
-        """Raises InvalidError."""
-        ...
-
-    async def deliveries(self, call_id: str, again: bool) -> list[DeliveryInfo]:
-        """Its webhook's tries (``again``: deliver once more first). Raises
-        NotFoundError, InvalidError (no webhook, not ended)."""
-        ...
-
-    async def logs(self, call_id: str) -> list[dict[str, Any]]:
-        """What each attempt printed: ``{attempt, node, lines, note}``. Raises
-        NotFoundError, InvalidError."""
-        ...
-
-    async def graph(self, call_id: str) -> CallGraphNode:
-        """Raises NotFoundError, InvalidError."""
-        ...
-
-    async def apps(self) -> list[dict[str, Any]]:
-        """Deployed apps, each with its functions and their options (no secret values)."""
-        ...
-
-    async def figures(self, window: float) -> dict[str, Any]:
-        """The registry's figures (``rayfn.runtime.figures``)."""
-        ...
-
-
-class ClusterBackend:
-    """The job API's backend on a real cluster, through the SDK."""
-
-    # Function handles (with the signature they checked arguments against) are reused
-    # this long, so a submit costs one registry round trip, not a lookup too.
-    HANDLE_TTL_S = 10.0
-
-    def __init__(self) -> None:
-        self._handles: dict[tuple[str, str], tuple[rayfn.Function, float]] = {}
-
-    async def spawn(
-        self,
-        app: str,
-        function: str,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        options: dict[str, Any] | None = None,
-    ) -> str:
-        handle = self._handle(app, function)
-        if options:
-            handle = handle.with_options(**options)
-        call = await handle.spawn.aio(*args, **kwargs)
-        return call.object_id
-
-    def _handle(self, app: str, function: str) -> rayfn.Function:
-        now = time.monotonic()
-        cached = self._handles.get((app, function))
-        if cached is not None and now - cached[1] < self.HANDLE_TTL_S:
-            return cached[0]
-        handle = rayfn.Function.from_name(app, function)
-        if len(self._handles) > 10_000:
-            self._handles.clear()
-        self._handles[(app, function)] = (handle, now)
-        return handle
-
-    async def result(self, call_id: str) -> Any:
-        return await rayfn.FunctionCall.from_id(call_id).get.aio(timeout=0)
-
-    async def describe(self, call_id: str) -> CallInfo:
-        return await rayfn.FunctionCall.from_id(call_id).status.aio()
-
-    async def cancel(self, call_id: str) -> CallInfo:
-        return await rayfn.FunctionCall.from_id(call_id).cancel.aio()
-
-    async def requeue(self, call_id: str) -> CallInfo:
-        return await rayfn.FunctionCall.from_id(call_id).requeue.aio()
-
-    async def list_calls(self, query: ListQuery) -> list[CallInfo]:
-        listing = functools.partial(rayfn.list_calls, **query.model_dump())
-        return await asyncio.to_thread(listing)
-
-    async def deliveries(self, call_id: str, again: bool) -> list[DeliveryInfo]:
-        call = rayfn.FunctionCall.from_id(call_id)
-        return await (call.redeliver.aio() if again else call.deliveries.aio())
-
-    async def logs(self, call_id: str) -> list[dict[str, Any]]:
-        found = await asyncio.to_thread(rayfn.console.call_logs, call_id)
-        return [dataclasses.asdict(log) for log in found]
-
-    async def graph(self, call_id: str) -> CallGraphNode:
-        call = rayfn.FunctionCall.from_id(call_id)
-        (root,) = await asyncio.to_thread(call.get_call_graph)
-        return root
-
-    async def apps(self) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(rayfn.console.apps)
-
-    async def figures(self, window: float) -> dict[str, Any]:
-        return await asyncio.to_thread(rayfn.console.figures, window)
-
-
-def get_backend(request: Request) -> Backend:
-    """The backend of this app (a dependency, so tests can override it)."""
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
 # -- the app --------------------------------------------------------------------------------
@@ -444,7 +172,7 @@ def build_api(
     @api.get("/v1/calls/{call_id}", **record_route)
     async def get_call(call_id: str, backend: BackendDep) -> CallRecord:
         """A call's status record."""
-        return _record(await backend.describe(call_id))
+        return call_record(await backend.describe(call_id))
 
     @api.get(
         "/v1/calls/{call_id}/result",
@@ -495,18 +223,18 @@ def build_api(
     @api.delete("/v1/calls/{call_id}", **record_route)
     async def cancel_call(call_id: str, backend: BackendDep) -> CallRecord:
         """Cancel a call; a finished call is left as it is."""
-        return _record(await backend.cancel(call_id))
+        return call_record(await backend.cancel(call_id))
 
     @api.get("/v1/calls", response_model=list[CallRecord], responses=_errors(422), tags=["calls"])
     async def list_calls(query: Annotated[ListQuery, Query()], backend: BackendDep) -> Any:
         """Calls newest first, filtered (``dead=true``: the dead letters); pass the last
         id as ``before`` for the next page."""
-        return [_record(info) for info in await backend.list_calls(query)]
+        return [call_record(info) for info in await backend.list_calls(query)]
 
     @api.post("/v1/calls/{call_id}/requeue", **record_route)
     async def requeue_call(call_id: str, backend: BackendDep) -> CallRecord:
         """Run a FAILED or TIMED_OUT call again under its id (422 for any other)."""
-        return _record(await backend.requeue(call_id))
+        return call_record(await backend.requeue(call_id))
 
     @api.get("/v1/calls/{call_id}/logs", responses=_errors(404), tags=["calls"])
     async def call_logs(call_id: str, backend: BackendDep) -> list[dict[str, Any]]:
@@ -571,7 +299,7 @@ async def _events(backend: Backend, call_id: str, info: CallInfo) -> AsyncIterat
     while True:
         kind = call_event(before, info)
         if kind is not None:
-            data = _record(info).model_dump_json()
+            data = call_record(info).model_dump_json()
             yield f"event: {kind.value}\ndata: {data}\n\n"
         if info.status.is_terminal:
             return
@@ -583,16 +311,6 @@ async def _events(backend: Backend, call_id: str, info: CallInfo) -> AsyncIterat
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI: these statuses answer with an ``ErrorResponse`` body."""
     return {status: {"model": ErrorResponse} for status in statuses}
-
-
-def _record(info: CallInfo) -> CallRecord:
-    skip = ("progress", "attempts")
-    fields = {f: getattr(info, f) for f in CallRecord.model_fields if f not in skip}
-    progress = info.progress
-    if progress is not None:
-        fields["progress"] = ProgressRecord(**dataclasses.asdict(progress))
-    attempts = [AttemptRecord(**dataclasses.asdict(a)) for a in info.attempts]
-    return CallRecord(**fields, attempts=attempts)
 
 
 def _qualname(exc: BaseException) -> str:

@@ -23,8 +23,9 @@ from rayfn.exception import (
 )
 from rayfn.records import CallInfo, CallStatus
 from rayfn.runtime.ids import is_call_id, new_call_id
+from rayfn.serve._backend import get_backend
 from rayfn.serve._guard import MAX_JSON_DEPTH, RequestGuard, token_digest
-from rayfn.serve.api import build_api, get_backend
+from rayfn.serve.api import build_api
 from rayfn.serve.deploy import API_MAX_REPLICAS, api_replicas
 
 
