@@ -14,7 +14,6 @@ before it answers anyone, and a new book is rebuilt from the journal with
 from __future__ import annotations
 
 import collections
-import hashlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -49,6 +48,7 @@ from rayfn.runtime.ids import parse_call_id
 from rayfn.runtime.packing import PackPolicy
 from rayfn.runtime.protocol import CallOptions, CallQuery, Conflict
 from rayfn.runtime.records import AttemptMeta, RemoteFailure
+from rayfn.runtime.resubmits import Resubmits, digest
 from rayfn.runtime.webhooks import Deliveries, WebhookTarget
 
 # The counter a call's terminal status bumps (runtime/metrics.py).
@@ -65,18 +65,6 @@ _MAX_GRAPH_DEPTH = 16
 _MAX_GRAPH_CHILDREN = 1000
 
 SYNTHETIC = "synthetic"  # the function name of benchmark filler calls: never journaled
-
-# Spawn round trips remembered by their token, so one sent again (its answer was lost
-# with a registry that restarted) gets the same ids: a retry comes within seconds.
-MAX_SPAWN_TOKENS = 100_000
-
-# Idempotency keys remembered (past their calls' expiry), as many as tombstones by default.
-MAX_IDEMPOTENCY_KEYS = 100_000
-
-
-def _digest(args: bytes) -> str:
-    return hashlib.sha256(args).hexdigest()
-
 
 # Dead letters: calls whose attempts (and retries) are used up; `requeue` runs one again.
 DEAD = frozenset({CallStatus.FAILED, CallStatus.TIMED_OUT})
@@ -111,10 +99,9 @@ class Book:
         self.running: defaultdict[Key, int] = defaultdict(int)  # launched tasks
         self.unfinished: collections.Counter[str] = collections.Counter()  # per app, not ended
         self.launched: dict[Key, Policy] = {}  # the version each function last ran
-        self.batches: OrderedDict[str, list[str]] = OrderedDict()  # spawn token -> ids
-        # (function, idempotency key) -> (call id, SHA-256 of its args), oldest first;
-        # kept past a call's expiry, as its tombstone is
-        self.idempotency_keys: OrderedDict[tuple[Key, str], tuple[str, str]] = OrderedDict()
+        # Spawn tokens and idempotency keys: a submission sent again, the same call (the
+        # keys are kept past a call's expiry, as its tombstone is).
+        self.resubmits = Resubmits()
         self.packing = PackPolicy()
         self.expiry = ExpiryQueue()
         self.tombstones = Tombstones(max_tombstones)
@@ -145,13 +132,12 @@ class Book:
         """The call an idempotency key already names for this function (while it or
         its tombstone is known): its id; ``Conflict`` if it was made with other
         arguments; None if the key is new."""
-        known = self.idempotency_keys.get((key, idempotency_key))
-        if known is None:
-            return None
-        call_id, digest = known
-        if digest != _digest(args):
-            return Conflict(idempotency_key, call_id)
-        return call_id
+        return self.resubmits.keyed(key, idempotency_key, args)
+
+    @property
+    def batches(self) -> OrderedDict[str, list[str]]:
+        """Spawn token -> the ids its round trip got: sent again, the same ids."""
+        return self.resubmits.tokens
 
     def accept(
         self,
@@ -171,7 +157,7 @@ class Book:
         call = Call(call_id, key[0], key[1], args, result_ttl, now, parent, token)
         self.calls[call_id] = call
         if token is not None:
-            self._remember(token, call_id)
+            self.resubmits.sent(token, call_id)
         if parent is not None and parent in self.calls:
             self.children[parent].append(call_id)
         self.unfinished[key[0]] += 1
@@ -181,8 +167,8 @@ class Book:
             self.queues[key].append(call)
             return []
         if options.idempotency_key is not None:
-            call.idempotency = (options.idempotency_key, _digest(args))
-            self._remember_key(key, call)
+            call.idempotency = (options.idempotency_key, digest(args))
+            self.resubmits.name(key, call.idempotency, call_id)
         call.priority = options.priority
         if options.webhook is not None:
             call.webhook = Deliveries(options.webhook)
@@ -214,21 +200,6 @@ class Book:
             "The call was not started before its expires_in deadline: it did not run.",
         )
         return self._finish(call, CallStatus.EXPIRED_UNSTARTED, now, failure)
-
-    def _remember_key(self, key: Key, call: Call) -> None:
-        assert call.idempotency is not None
-        idempotency_key, digest = call.idempotency
-        self.idempotency_keys[(key, idempotency_key)] = (call.call_id, digest)
-        if len(self.idempotency_keys) > MAX_IDEMPOTENCY_KEYS:
-            self.idempotency_keys.popitem(last=False)
-
-    def _remember(self, token: str, call_id: str) -> None:
-        ids = self.batches.get(token)
-        if ids is None:
-            ids = self.batches[token] = []
-            if len(self.batches) > MAX_SPAWN_TOKENS:
-                self.batches.popitem(last=False)
-        ids.append(call_id)
 
     # -- launching ----------------------------------------------------------------------
 
@@ -773,9 +744,9 @@ class Book:
         out: list[Command] = []
         for call in self.calls.values():
             if call.token is not None:
-                self._remember(call.token, call.call_id)
+                self.resubmits.sent(call.token, call.call_id)
             if call.idempotency is not None:
-                self._remember_key(call.key, call)
+                self.resubmits.name(call.key, call.idempotency, call.call_id)
             if call.parent is not None and call.parent in self.calls:
                 self.children[call.parent].append(call.call_id)
             status = call.status
